@@ -1,0 +1,45 @@
+# Each target creates or reuses .venv (Python 3.12 via .python-version) and installs the
+# locked dependencies itself, so `make run` and `make test` work on a bare machine.
+PYTHON ?= python3.12
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-slow test-all lint format lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements.lock -e '.[dev,launchers]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/paradox run
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow
+
+test-all: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Re-resolve the lock from pyproject.toml's ranges in a throwaway venv.
+lock:
+	rm -rf /tmp/paradox-lock && $(PYTHON) -m venv /tmp/paradox-lock
+	/tmp/paradox-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,launchers]'
+	( echo '# Exact versions used by `make` (pip install -c requirements.lock). Regenerate with `make lock`.'; \
+	  /tmp/paradox-lock/bin/python -m pip freeze --exclude-editable | grep -v -i '^alignment-paradox-sim' ) > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
