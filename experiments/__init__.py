@@ -1,0 +1,1 @@
+"""Jobs a user runs: thin Hydra wrappers over plain functions (``paradox <command>``)."""

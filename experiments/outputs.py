@@ -1,0 +1,136 @@
+"""Writing a run's folder: atomic files, provenance, and clean-up after a rejected run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = (
+    "alignment-paradox-sim",
+    "mesa",
+    "numpy",
+    "scipy",
+    "networkx",
+    "pandas",
+    "pyarrow",
+    "hydra-core",
+    "omegaconf",
+    "matplotlib",
+)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    def _w(tmp: Path) -> None:
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=True, default=str) + "\n")
+
+    atomic_write(path, _w)
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_parquet(path: Path, frame: Any) -> None:
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def git_state() -> dict[str, Any]:
+    """Commit of the code that ran, and whether the work tree had uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def provenance(
+    *, seed: int, overrides: list[str], started: str, finished: str, wall_seconds: float
+) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "command": shlex.join(["paradox", *sys.argv[1:]]) if sys.argv else None,
+        "argv": list(sys.argv),
+        "overrides": overrides,
+        "started_at": started,
+        "finished_at": finished,
+        "wall_time_seconds": wall_seconds,
+        "git": git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions(),
+    }
+
+
+HYDRA_OWN = (".hydra",)
+
+
+def discard_run_dir(path: Path, job_name: str, stop_at: Path | None = None) -> None:
+    """Remove what Hydra put into a run folder for a run that was rejected before it started.
+
+    Only Hydra's own record (``.hydra/`` and ``<job_name>.log``) is removed; the folder, and its
+    parents up to ``stop_at``, are then removed only if empty, so a user-chosen folder is never
+    wiped.
+    """
+    if not path.exists():
+        return
+    for name in HYDRA_OWN:
+        shutil.rmtree(path / name, ignore_errors=True)
+    (path / f"{job_name}.log").unlink(missing_ok=True)
+    stop = (stop_at or Path.cwd()).resolve()
+    current = path.resolve()
+    while current != stop and stop in current.parents:
+        try:
+            current.rmdir()
+        except OSError:
+            break
+        current = current.parent

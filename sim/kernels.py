@@ -1,0 +1,326 @@
+"""Pure numpy kernels of the alignment-paradox model.
+
+Every function here takes arrays (and, where it draws, a ``numpy.random.Generator``) and returns
+arrays; none touches Mesa or global state. The Mesa model in :mod:`sim.model` is a thin layer that
+calls these in the order of the brief's step (§3). Equation references are to
+``shared/model-brief.md``; the model is documented in ``docs/ODD.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+
+#: Values of q and c are floored here before raising them to a power below one, so that slopes
+#: stay finite at zero (they are multiplied by exactly zero when the coupling κ is zero).
+_TINY = 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# Alignment, clarity and the attack effectiveness they imply (§2)
+# ---------------------------------------------------------------------------------------------
+
+
+def alignment_quality(capital: Array, scale: float) -> Array:
+    """q = 1 − exp(−A / A0), in [0, 1)."""
+    return -np.expm1(-np.asarray(capital, dtype=float) / scale)
+
+
+def clarity(quality: Array, coupling: float, exponent: float) -> Array:
+    """Value-direction clarity c = κ q^γ, in [0, κ]."""
+    return coupling * np.power(quality, exponent)
+
+
+def clarity_slope(quality: Array, coupling: float, exponent: float) -> Array:
+    """dc/dq = κ γ q^(γ−1); exactly zero when κ = 0."""
+    q = np.maximum(quality, _TINY)
+    return coupling * exponent * np.power(q, exponent - 1.0)
+
+
+def attackability(clar: Array, base: Array, gain: Array, elasticity: Array) -> Array:
+    """Per lab and channel, alpha_k + theta_k c_i^eps_k (shape N x 3).
+
+    The attacker's effectiveness is K_jk times this (§2): clarity is the only route by which
+    alignment enters it.
+    """
+    c = np.asarray(clar, dtype=float)[:, None]
+    return base[None, :] + gain[None, :] * np.power(c, elasticity[None, :])
+
+
+def attackability_slope(clar: Array, gain: Array, elasticity: Array) -> Array:
+    """d(alpha + theta c^eps)/dc = theta eps c^(eps−1) (N x 3), finite at c = 0."""
+    c = np.maximum(np.asarray(clar, dtype=float), _TINY)[:, None]
+    return gain[None, :] * elasticity[None, :] * np.power(c, elasticity[None, :] - 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Tullock contest (§3.5)
+# ---------------------------------------------------------------------------------------------
+
+
+def contest_probability(attack: Array, defence: Array, decisiveness: float) -> Array:
+    """Success probability p = z^μ / (z^μ + Y^μ) for attack strength z = a x and defence Y = D + d0.
+
+    Written as 1 / (1 + (Y/z)^μ) for numerical range. p = 0 when z = 0 (no attack), and p = 1
+    when Y = 0 < z (an undefended target).
+    """
+    z = np.asarray(attack, dtype=float)
+    y = np.asarray(defence, dtype=float)
+    z, y = np.broadcast_arrays(z, y)
+    out = np.zeros(z.shape)
+    pos = z > 0
+    ratio = np.divide(y, z, out=np.zeros(z.shape), where=pos)
+    np.divide(1.0, 1.0 + np.power(ratio, decisiveness), out=out, where=pos)
+    return out
+
+
+def contest_elasticity(prob: Array, decisiveness: float) -> Array:
+    """∂p / ∂ log z = μ p (1 − p): how the success probability responds to attack strength."""
+    return decisiveness * prob * (1.0 - prob)
+
+
+class BestResponse:
+    """The attacker's myopic best response in a Tullock contest.
+
+    With prize V, effectiveness a and defence Y, the attacker maximises V p(a x, Y) − x over x ≥ 0.
+    Writing t = a x / Y and ρ = V a / Y, this is max_t ρ t^μ/(t^μ + 1) − t: the optimal ratio t*
+    depends on ρ and μ only. For μ = 1 it is closed form, t* = max(0, √ρ − 1). For other μ it is
+    tabulated once over log ρ (the maximiser is found on a dense grid and polished with a bounded
+    scalar search) and interpolated; the corner t* = 0 is taken whenever it pays more.
+    """
+
+    def __init__(self, decisiveness: float, n_table: int = 600) -> None:
+        self.mu = float(decisiveness)
+        self._table: tuple[Array, Array] | None = None
+        if self.mu != 1.0:
+            self._table = self._build_table(n_table)
+
+    def _build_table(self, n: int) -> tuple[Array, Array]:
+        from scipy.optimize import minimize_scalar
+
+        mu = self.mu
+        log_rho = np.linspace(np.log(1e-6), np.log(1e8), n)
+        t_grid = np.concatenate([[0.0], np.geomspace(1e-6, 1e5, 4000)])
+        ratio = np.empty(n)
+        for idx, lr in enumerate(log_rho):
+            rho = np.exp(lr)
+            payoff = rho * _tullock_share(t_grid, mu) - t_grid
+            best = int(np.argmax(payoff))
+            if best == 0:
+                ratio[idx] = 0.0
+                continue
+            lo, hi = t_grid[max(best - 1, 1)], t_grid[min(best + 1, t_grid.size - 1)]
+            res = minimize_scalar(
+                lambda t, r=rho: -(r * _tullock_share(np.array(t), mu) - t),
+                bounds=(lo, hi),
+                method="bounded",
+                options={"xatol": 1e-10 * hi},
+            )
+            t_star = float(res.x)
+            ratio[idx] = t_star if -res.fun > 0.0 else 0.0
+        return log_rho, ratio
+
+    def ratio(self, rho: Array) -> Array:
+        """Optimal t* = a x* / Y for the given ρ = V a / Y."""
+        rho = np.asarray(rho, dtype=float)
+        if self._table is None:
+            return np.maximum(np.sqrt(np.maximum(rho, 0.0)) - 1.0, 0.0)
+        log_rho, table = self._table
+        with np.errstate(divide="ignore"):
+            lr = np.log(np.maximum(rho, 1e-300))
+        out = np.interp(lr, log_rho, table, left=0.0, right=np.nan)
+        high = np.isnan(out)
+        if high.any():
+            # Beyond the table the interior optimum grows like ρ^(1/(μ+1)) (μ > 0): extrapolate
+            # from the last tabulated point on that power law.
+            out[high] = table[-1] * np.exp((lr[high] - log_rho[-1]) / (self.mu + 1.0))
+        return out
+
+    def effort(self, prize: Array, effectiveness: Array, defence: Array, cap: Array) -> Array:
+        """x* = t* Y / a, clipped to [0, cap]; zero where the attack has no effectiveness."""
+        a = np.asarray(effectiveness, dtype=float)
+        y = np.asarray(defence, dtype=float)
+        pos = a > 0
+        safe_a = np.where(pos, a, 1.0)
+        rho = np.where(pos, np.asarray(prize, dtype=float) * safe_a / np.maximum(y, 1e-300), 0.0)
+        x = np.where(pos, self.ratio(rho) * y / safe_a, 0.0)
+        if np.isscalar(cap) or np.ndim(cap) == 0:
+            return np.clip(x, 0.0, float(cap))
+        return np.clip(x, 0.0, cap)
+
+
+def _tullock_share(t: Array, mu: float) -> Array:
+    tm = np.power(t, mu)
+    return tm / (tm + 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Value, compromise, harm and net alignment (§3.4, §3.6, §5)
+# ---------------------------------------------------------------------------------------------
+
+
+def damage_value(reach: Array, quality: Array, clar: Array, scale: float) -> Array:
+    """Prize or stake scale · w_i · q_i · (1 + c_i): a cleanly inverted, widely used model."""
+    return scale * reach * quality * (1.0 + clar)
+
+
+def net_alignment(quality: Array, clar: Array, compromised: Array) -> Array:
+    """n_i = q_i (1 − φ_i (1 + c_i)): clean use scores q, compromised use scores −c q."""
+    return quality * (1.0 - compromised * (1.0 + clar))
+
+
+def fresh_compromise(successes: Array, share: float) -> Array:
+    """Share of (not yet compromised) use compromised by this many independent successes."""
+    return -np.expm1(np.asarray(successes, dtype=float) * np.log1p(-min(share, 1.0 - 1e-15)))
+
+
+def update_compromise(
+    compromised: Array, successes: Array, share: float, persistence: float
+) -> Array:
+    """Compromised share per lab and channel (N x 3) after one step.
+
+    A share ρ of last step's compromised use is still compromised; the successes of this step
+    compromise a share 1 − (1 − σ)^S of the rest, attributed to channels in proportion to their
+    successes.
+    """
+    carried = persistence * compromised
+    total_carried = carried.sum(axis=1)
+    s_total = successes.sum(axis=1)
+    fresh = (1.0 - total_carried) * fresh_compromise(s_total, share)
+    split = np.divide(
+        successes, s_total[:, None], out=np.zeros_like(carried), where=s_total[:, None] > 0
+    )
+    return carried + fresh[:, None] * split
+
+
+def residual_harm(reach: Array, quality: Array, severity: float) -> float:
+    """Σ_i w_i (1 − q_i) h0: the harm alignment exists to prevent, every step."""
+    return float(np.sum(reach * (1.0 - quality)) * severity)
+
+
+def exploitation_harm(
+    reach: Array, quality: Array, clar: Array, compromised: Array, severity: Array
+) -> Array:
+    """Per lab and channel, w_i q_i (1 + c_i) h_k φ_ik (N x 3)."""
+    scale = reach * quality * (1.0 + clar)
+    return scale[:, None] * compromised * severity[None, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Marginal return on alignment (§5)
+# ---------------------------------------------------------------------------------------------
+
+
+def expected_compromise(carried: Array, log_survival: Array) -> Array:
+    """E[φ_i] = ρφ_prev + (1 − ρφ_prev)(1 − Π_j (1 − σ p_ij)); ``log_survival`` = Σ log(1 − σp)."""
+    return carried + (1.0 - carried) * (-np.expm1(log_survival))
+
+
+def marginal_return(
+    *,
+    quality: Array,
+    clar: Array,
+    clar_slope: Array,
+    carried: Array,
+    attack_lab: NDArray[np.intp],
+    attack_channel: NDArray[np.intp],
+    attack_prob: Array,
+    attack_base: Array,
+    attack_gain_slope: Array,
+    share: float,
+    decisiveness: float,
+) -> tuple[Array, Array]:
+    """∂E[n_i]/∂q_i with attack efforts, targets, defences and knowledge held at their values.
+
+    ``attack_*`` describe this step's attempts: target lab and channel, success probability p,
+    and the attempt's clarity-free factor A_ik = alpha_k + theta_k c_i^eps_k (the attack's
+    effectiveness is K_jk A_ik). ``attack_gain_slope`` is dA_ik/dc at the attempt's target.
+
+    Exact from the contest function: dp/dq = μ p (1 − p) (dA/dc / A) (dc/dq). Returns the
+    marginal return and E[n_i] (both length N).
+    """
+    n = quality.shape[0]
+    one_minus = np.maximum(1.0 - share * attack_prob, 1e-300)
+    log_surv = np.bincount(attack_lab, weights=np.log(one_minus), minlength=n)
+    dlogp_dc = np.divide(
+        attack_gain_slope, attack_base, out=np.zeros_like(attack_base), where=attack_base > 0
+    )
+    dp_dq = contest_elasticity(attack_prob, decisiveness) * dlogp_dc * clar_slope[attack_lab]
+    dlog_surv = np.bincount(attack_lab, weights=-share * dp_dq / one_minus, minlength=n)
+    e_phi = expected_compromise(carried, log_surv)
+    de_phi = -(1.0 - carried) * np.exp(log_surv) * dlog_surv
+    e_n = quality * (1.0 - e_phi * (1.0 + clar))
+    slope = 1.0 - e_phi * (1.0 + clar) - quality * (de_phi * (1.0 + clar) + e_phi * clar_slope)
+    del attack_channel  # channels enter through attack_base and attack_gain_slope
+    return slope, e_n
+
+
+# ---------------------------------------------------------------------------------------------
+# Choice, knowledge and small helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def sample_logits(logits: Array, uniforms: Array) -> NDArray[np.intp]:
+    """One categorical draw per row from unnormalised log-probabilities (−inf = unavailable).
+
+    Inverse-CDF sampling with one uniform per row; returns −1 for rows with no option.
+    """
+    top = logits.max(axis=1)
+    has = np.isfinite(top)
+    w = np.exp(logits - np.where(has, top, 0.0)[:, None])
+    cum = np.cumsum(w, axis=1)
+    threshold = uniforms * cum[:, -1]
+    idx = (cum <= threshold[:, None]).sum(axis=1)
+    idx = np.minimum(idx, logits.shape[1] - 1)
+    return np.where(has, idx, -1)
+
+
+def diffuse_knowledge(
+    knowledge: Array, src: NDArray[np.intp], dst: NDArray[np.intp], degree: Array, rate: float
+) -> Array:
+    """Each adversary moves toward better-informed neighbours (Jacobi update, all at once).
+
+    K_j ← K_j + η (1/deg_j) Σ_{l ∈ N(j)} max(0, K_l − K_j). Knowledge only ever rises, and
+    never past the best-informed neighbour's (the update is a convex combination since η ≤ 1).
+    """
+    if src.size == 0 or rate == 0.0:
+        return knowledge
+    gap = np.maximum(knowledge[dst] - knowledge[src], 0.0)
+    out = knowledge.copy()
+    inv_deg = np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)
+    for k in range(knowledge.shape[1]):
+        pull = np.bincount(src, weights=gap[:, k], minlength=knowledge.shape[0])
+        out[:, k] += rate * pull * inv_deg
+    return out
+
+
+def reach_weights(n: int, exponent: float) -> Array:
+    """Zipf reach w_i ∝ i^−ζ, summing to 1 (heavy-tailed deployment shares)."""
+    w = np.power(np.arange(1, n + 1, dtype=float), -exponent)
+    return w / w.sum()
+
+
+def lognormal(rng: np.random.Generator, n: int, mean: float, sd_log: float) -> Array:
+    """Mean-preserving lognormal draws (σ = 0 gives the mean exactly)."""
+    if sd_log == 0.0:
+        return np.full(n, float(mean))
+    return rng.lognormal(np.log(mean) - 0.5 * sd_log**2, sd_log, size=n)
+
+
+def project_simplex(v: Array) -> Array:
+    """Euclidean projection of each row of v onto the probability simplex (Duchi et al. 2008)."""
+    v = np.atleast_2d(v)
+    u = -np.sort(-v, axis=1)
+    css = np.cumsum(u, axis=1) - 1.0
+    ind = np.arange(1, v.shape[1] + 1)
+    cond = u - css / ind > 0
+    rho = v.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
+    theta = css[np.arange(v.shape[0]), rho] / (rho + 1.0)
+    return np.maximum(v - theta[:, None], 0.0)
+
+
+def fermi(delta: Array, intensity: float) -> Array:
+    """Fermi imitation probability 1 / (1 + exp(−β Δπ)) (Szabó & Tőke 1998)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * intensity * np.asarray(delta, dtype=float)))

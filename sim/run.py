@@ -1,0 +1,50 @@
+"""The model as a plain function, and its outcomes as a tidy table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.config import Config
+from sim.model import AlignmentParadoxModel
+from sim.outcomes import OUTCOMES
+
+
+def simulate(
+    *,
+    steps: int = 200,
+    seed: int = 0,
+    config: Config | None = None,
+    progress: Callable[[int], None] | None = None,
+    **params: Any,
+) -> AlignmentParadoxModel:
+    """Build a model from ``config`` or keyword parameters, seed it, and run ``steps`` steps.
+
+    ``progress`` (if given) is called after every step with the number of steps done.
+    """
+    model = AlignmentParadoxModel(rng=seed, config=config, **params)
+    for done in range(1, steps + 1):
+        model.step()
+        if progress is not None:
+            progress(done)
+    return model
+
+
+def timeseries(model: AlignmentParadoxModel) -> pd.DataFrame:
+    """One row per collected step: ``step`` then every outcome of :data:`sim.OUTCOMES`."""
+    table = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    table.insert(0, "step", np.arange(len(table), dtype=np.int64))
+    return table[["step", *OUTCOMES]]
+
+
+def run_model(*, steps: int = 200, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
+    """The model as a function: keyword parameters in, outcome time series out.
+
+    Returns a dict mapping every outcome name to a float array of length ``steps + 1`` (step 0
+    is the initial state). Suitable as an EMA Workbench model function or inside a SALib loop.
+    """
+    table = timeseries(simulate(steps=steps, seed=seed, **params))
+    return {name: table[name].to_numpy(dtype=float) for name in OUTCOMES}
