@@ -1,0 +1,29 @@
+"""Shared fixtures: small populations so the default suite stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from experiments.schema import register
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+SCENARIOS = sorted(p.stem for p in (CONF / "scenario").glob("*.yaml"))
+
+#: Small but not trivial: enough adversaries per lab that every channel sees attacks.
+SMALL = {"n_labs": 6, "n_adversaries": 120}
+
+
+@pytest.fixture
+def compose_config():
+    """Compose the project's Hydra config with overrides, as `paradox run` would."""
+    register()
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _compose

@@ -1,0 +1,291 @@
+"""Model invariants, determinism, access rules, policy levers and the Mesa interfaces."""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+import pandas as pd
+import pytest
+
+import sim
+import sim.model as model_mod
+from sim import kernels as kn
+from sim.agents import Adversary, Lab
+from sim.config import ADVERSARY_RULES, LAB_RULES
+from sim.model import AlignmentParadoxModel, lab_objective
+from sim.run import simulate, timeseries
+
+from .conftest import SMALL
+
+
+def _check_state(model: AlignmentParadoxModel) -> None:
+    lab, adv = model.lab, model.adv
+    for name, arr in vars(lab).items():
+        assert np.all(np.isfinite(arr)), f"lab.{name} not finite"
+    for name, arr in vars(adv).items():
+        assert np.all(np.isfinite(arr)), f"adv.{name} not finite"
+    assert np.all(lab.capital >= 0) and np.all(lab.defence >= 0)
+    assert np.all((lab.quality >= 0) & (lab.quality < 1))
+    assert np.all((lab.clarity >= 0) & (lab.clarity <= 1))
+    assert np.all((lab.alignment_share >= 0) & (lab.alignment_share <= 1))
+    assert np.all(lab.defence_split >= -1e-12)
+    np.testing.assert_allclose(lab.defence_split.sum(axis=1), 1.0)
+    assert np.all(lab.compromised >= 0) and np.all(lab.compromised.sum(axis=1) <= 1 + 1e-12)
+    assert np.all((lab.net >= -1) & (lab.net <= 1))
+    assert np.all((adv.knowledge >= 0) & (adv.knowledge <= 1 + 1e-12))
+    assert np.all((adv.effort >= 0) & (adv.effort <= adv.budget * (1 + 1e-12)))
+    assert np.all(adv.propensity > 0)
+
+
+def _check_table(table: pd.DataFrame) -> None:
+    values = table.drop(columns=["step"]).to_numpy(dtype=float)
+    assert np.all(np.isfinite(values))
+    for col in [c for c in table if c.startswith("success_rate") or c.startswith("knowledge")]:
+        assert table[col].between(0, 1).all(), col
+    for col in ("paradox_index", "compromised_share", "open_reach", "mean_alignment"):
+        assert table[col].between(0, 1).all(), col
+    assert table["net_alignment"].between(-1, 1).all()
+    for col in [c for c in table if c.startswith(("harm", "spend", "attempts", "successes"))]:
+        assert (table[col] >= 0).all(), col
+    np.testing.assert_allclose(
+        table["harm_total"], table["harm_residual"] + table["harm_exploitation"]
+    )
+    assert (table["successes_total"] <= table["attempts_total"]).all()
+
+
+@pytest.mark.parametrize("adversary_rule", ADVERSARY_RULES)
+@pytest.mark.parametrize("lab_rule", LAB_RULES)
+def test_invariants_hold_for_every_learning_rule(adversary_rule, lab_rule):
+    model = AlignmentParadoxModel(
+        rng=3, adversary_rule=adversary_rule, lab_rule=lab_rule, **SMALL
+    )
+    for _ in range(30):
+        model.step()
+        _check_state(model)
+    table = timeseries(model)
+    assert len(table) == 31 and list(table["step"]) == list(range(31))
+    _check_table(table)
+    assert table["attempts_total"].iloc[1:].sum() > 0
+
+
+@pytest.mark.parametrize("adversary_rule", ADVERSARY_RULES)
+def test_no_paradox_without_coupling(adversary_rule):
+    """κ = 0: the paradox index is exactly 0 and no lab's marginal return is negative."""
+    model = AlignmentParadoxModel(
+        rng=1, coupling=0.0, adversary_rule=adversary_rule, attacker_value=200.0, **SMALL
+    )
+    for _ in range(40):
+        model.step()
+        assert model.outcomes["paradox_index"] == 0.0
+        assert np.all(model.lab.marginal_return >= 0.0)
+        assert np.all(model.lab.clarity == 0.0)
+    assert timeseries(model)["successes_total"].sum() > 0  # attacks did succeed
+
+
+def test_strong_coupling_produces_a_paradox():
+    """The converse check: with κ = 1 and strong adversaries some labs are past their optimum."""
+    table = timeseries(
+        simulate(steps=40, seed=2, coupling=1.0, attacker_value=200.0, adversary_budget_mean=2.0,
+                 lab_rule="fixed", lab_alignment_share=0.9, **SMALL)
+    )
+    assert table["paradox_index"].iloc[1:].max() > 0
+    assert table["marginal_return"].iloc[1:].min() < 1.0
+
+
+def test_same_seed_same_results_and_different_seed_different():
+    a = timeseries(simulate(steps=25, seed=42, **SMALL))
+    b = timeseries(simulate(steps=25, seed=42, **SMALL))
+    c = timeseries(simulate(steps=25, seed=43, **SMALL))
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+
+
+def test_results_do_not_depend_on_the_targeting_block_size(monkeypatch):
+    a = timeseries(simulate(steps=10, seed=7, **SMALL))
+    monkeypatch.setattr(model_mod, "TARGET_CHUNK", 7)
+    b = timeseries(simulate(steps=10, seed=7, **SMALL))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_weights_channel_needs_open_weights_and_prompts_need_access():
+    closed = timeseries(
+        simulate(steps=15, seed=0, open_weights_share=0.0, leak_probability=0.0,
+                 api_access_share=0.0, **SMALL)
+    )
+    assert closed["attempts_weights"].sum() == 0
+    assert closed["attempts_prompt"].sum() == 0
+    assert closed["attempts_output"].sum() > 0
+    leaky = simulate(steps=15, seed=0, open_weights_share=0.0, leak_probability=1.0, **SMALL)
+    assert leaky.lab.open_weights.all()  # leaked weights stay open
+    assert timeseries(leaky)["attempts_weights"].sum() > 0
+
+
+def test_detection_deters_for_the_set_number_of_steps():
+    model = AlignmentParadoxModel(
+        rng=0, detection_probability=1.0, deterrence_steps=3, **SMALL
+    )
+    model.step()
+    tried = model.adv.target_lab >= 0
+    assert tried.sum() > 0
+    # detected at step 1, every attacker sits out steps 2, 3 and 4
+    assert model.outcomes["adversaries_deterred"] == tried.sum()
+    for _ in (2, 3, 4):
+        model.step()
+        assert np.all(model.adv.target_lab[tried] == -1)
+    model.step()  # step 5: the first cohort is back
+    assert np.any(model.adv.target_lab[tried] >= 0)
+
+
+def test_decoupling_lowers_coupling_and_costs_budget():
+    model = AlignmentParadoxModel(rng=0, decoupling_share=0.2, decoupling_efficiency=0.5, **SMALL)
+    kappas = []
+    for _ in range(10):
+        model.step()
+        kappas.append(model.coupling)
+    assert np.all(np.diff(kappas) < 0)
+    assert model.outcomes["spend_decoupling"] == pytest.approx(0.2 * model.lab.budget.sum())
+    off = AlignmentParadoxModel(rng=0, **SMALL)
+    off.step()
+    assert off.coupling == 0.8 and off.outcomes["spend_decoupling"] == 0.0
+
+
+def test_defence_mandate_caps_the_alignment_share():
+    model = AlignmentParadoxModel(rng=0, defence_mandate=0.7, lab_alignment_share=0.9, **SMALL)
+    for _ in range(10):
+        model.step()
+        assert np.all(model.lab.alignment_share <= 0.3 + 1e-12)
+
+
+def test_publication_spills_alignment_to_other_labs():
+    kw = dict(lab_rule="fixed", n_adversaries=1, network_topology="none", **{"n_labs": 4})
+    with_pub = AlignmentParadoxModel(rng=0, publication_rate=0.5, **kw)
+    without = AlignmentParadoxModel(rng=0, publication_rate=0.0, **kw)
+    with_pub.step()
+    without.step()
+    spend = 0.5 * with_pub.lab.budget
+    spill = 0.5 * (spend.sum() - spend) / 3
+    np.testing.assert_allclose(with_pub.lab.capital - without.lab.capital, spill)
+
+
+def test_fixed_alignment_holds_quality():
+    table = timeseries(simulate(steps=10, seed=0, fixed_alignment=0.6, **SMALL))
+    np.testing.assert_allclose(table["mean_alignment"], 0.6)
+    assert (table["spend_alignment"] == 0).all()
+
+
+def test_lab_objective_gradient_vanishes_at_the_tullock_best_response():
+    """One lab, fixed q, one channel attacked once per step with strength K x: the lab's
+    objective is v_d q (1 − p (1 + c)) + s b, whose stationary point in defence spending y is
+    the Tullock best response y = sqrt(V_d a x) − a x (d0 = 0, full depreciation)."""
+
+    class M:  # the model fields lab_objective reads
+        fixed_alignment = 0.5
+        alignment_decay = alignment_scale = 1.0
+        clarity_exponent = 1.0
+        defence_decay = 1.0
+        defence_floor = 0.0
+        decisiveness = 1.0
+        compromise_share = 1.0
+        compromise_persistence = 0.0
+        defender_value = 4.0
+
+    q, kappa = 0.5, 0.6
+    c = kappa * q
+    base, gain, elast = np.array([0.2, 0, 0]), np.array([1.0, 0, 0]), np.array([1.0, 1, 1])
+    a = 0.2 + c
+    kx = 0.3  # K x of the attacker
+    v_d = M.defender_value * q * (1 + c)
+    y_star = np.sqrt(v_d * a * kx) - a * kx
+    budget = 2.0
+
+    def objective(s):
+        return lab_objective(
+            np.array([s]), np.array([[1.0, 0.0, 0.0]]),
+            capital=np.zeros(1), investable=np.array([budget]), defence=np.zeros((1, 3)),
+            compromised=np.zeros((1, 3)), seen_attempts=np.array([[1.0, 0, 0]]),
+            seen_strength=np.array([[kx, 0, 0]]), reach=np.ones(1), coupling=kappa,
+            base=base, gain=gain, elasticity=elast, severity=np.ones(3), liability=0.0, model=M,
+        )[0]
+
+    s_star = 1 - y_star / budget
+    h = 1e-6
+    assert (objective(s_star + h) - objective(s_star - h)) / (2 * h) == pytest.approx(0, abs=1e-6)
+    assert objective(s_star) > objective(s_star + 0.05)
+    assert objective(s_star) > objective(s_star - 0.05)
+
+
+def test_agents_are_views_onto_the_arrays():
+    model = AlignmentParadoxModel(rng=0, **SMALL)
+    model.step()
+    labs = list(model.agents_by_type[Lab])
+    assert len(labs) == SMALL["n_labs"]
+    lab = labs[0]
+    assert lab.alignment_quality == model.lab.quality[lab.index]
+    assert lab.reach == max(model.lab.reach)
+    lab.alignment_share = 0.25
+    assert model.lab.alignment_share[lab.index] == 0.25
+    advs = model.adversary_agents
+    assert len(advs) == SMALL["n_adversaries"]
+    one = next(iter(advs))
+    assert isinstance(one, Adversary)
+    assert one.budget == model.adv.budget[one.index]
+    assert set(one.knowledge) == {"weights", "prompt", "output"}
+    assert len(one.neighbours) == int(model.net.degree[one.index])
+    assert model.network.number_of_nodes() == SMALL["n_adversaries"]
+
+
+def test_per_agent_state_on_request():
+    model = AlignmentParadoxModel(rng=0, collect_agents=True, n_labs=3, n_adversaries=20)
+    model.step()
+    model.step()
+    labs = model.datacollector.get_agenttype_vars_dataframe(Lab)
+    assert len(labs) == 3 * 3 and "alignment_quality" in labs
+    advs = model.datacollector.get_agenttype_vars_dataframe(Adversary)
+    assert len(advs) == 3 * 20
+    plain = AlignmentParadoxModel(rng=0, n_labs=3, n_adversaries=20)
+    assert plain._adversary_agents is None  # not materialised by default
+
+
+def test_batch_run_drives_the_model():
+    results = mesa.batch_run(
+        AlignmentParadoxModel,
+        parameters={"coupling": [0.0, 0.8], "n_labs": 4, "n_adversaries": 60},
+        rng=[1, 2],
+        max_steps=5,
+        number_processes=1,
+        data_collection_period=-1,
+        display_progress=False,
+    )
+    frame = pd.DataFrame(results)
+    assert len(frame) == 4
+    assert set(sim.OUTCOMES) <= set(frame.columns)
+    assert (frame.loc[frame["coupling"] == 0.0, "paradox_index"] == 0).all()
+
+
+def test_run_model_is_a_plain_function():
+    out = sim.run_model(steps=6, seed=1, n_labs=4, n_adversaries=50)
+    assert set(out) == set(sim.OUTCOMES)
+    assert all(isinstance(v, np.ndarray) and v.shape == (7,) for v in out.values())
+    again = sim.run_model(steps=6, seed=1, n_labs=4, n_adversaries=50)
+    assert all(np.array_equal(out[k], again[k]) for k in out)
+
+
+def test_bad_keyword_parameters():
+    with pytest.raises(sim.ParameterError, match="model.coupling"):
+        AlignmentParadoxModel(rng=0, coupling=2.0)
+    with pytest.raises(TypeError, match="did you mean coupling"):
+        AlignmentParadoxModel(rng=0, couplin=0.5)
+    with pytest.raises(sim.ParameterError, match="model.n_labs"):
+        AlignmentParadoxModel(rng=0, n_labs=2.5)
+
+
+def test_best_response_adversaries_move_toward_the_best_response():
+    model = AlignmentParadoxModel(rng=0, adversary_rule="best_response", adversary_effort_adjustment=1.0,
+                                  **SMALL)
+    model.step()
+    who = np.flatnonzero(model.adv.target_lab >= 0)
+    lab, ch = model.adv.target_lab[who], model.adv.target_channel[who]
+    # with full adjustment the effort equals the best response against the contest just fought
+    base = kn.attackability(model.lab.clarity, model.base, model.gain, model.elasticity)
+    assert np.all(model.adv.effort[who] <= model.adv.budget[who] + 1e-12)
+    assert lab.size > 0 and base[lab, ch].min() > 0
