@@ -1,0 +1,103 @@
+"""`paradox run` end to end: outputs, determinism, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sim.outcomes import OUTCOMES
+
+from .conftest import REPO
+
+PARADOX = [sys.executable, "-m", "experiments.cli"]
+SMALL = ["steps=6", "model.n_labs=5", "model.n_adversaries=80"]
+
+
+def paradox(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*PARADOX, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
+
+
+def test_run_writes_a_tidy_results_folder(tmp_path):
+    out = tmp_path / "one"
+    proc = paradox("run", *SMALL, "seed=5", "scenario=closed_api", f"hydra.run.dir={out}",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(out)
+    assert "paradox_index" in proc.stdout  # the printed summary
+    table = pd.read_parquet(out / "timeseries.parquet")
+    assert list(table.columns) == ["step", *OUTCOMES, "seed", "scenario"]
+    assert list(table["step"]) == list(range(7))
+    assert (table["seed"] == 5).all() and (table["scenario"] == "closed_api").all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["outcomes"]) == set(OUTCOMES)
+    assert summary["outcomes"]["net_alignment"]["final"] == pytest.approx(
+        table["net_alignment"].iloc[-1]
+    )
+    assert summary["outcomes"]["harm_total"]["mean"] == pytest.approx(
+        table["harm_total"].iloc[1:].mean()
+    )
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["seed"] == 5 and prov["packages"]["mesa"].startswith("3.5")
+    assert "scenario=closed_api" in prov["overrides"]
+    assert {"commit", "dirty"} <= set(prov["git"]) and prov["wall_time_seconds"] > 0
+    config = (out / "config.yaml").read_text()
+    assert "n_adversaries: 80" in config and "scenario: closed_api" in config
+
+
+def test_same_seed_gives_identical_tables_and_the_default_folder_is_under_results(tmp_path):
+    a = paradox("run", *SMALL, "seed=9", cwd=tmp_path)
+    b = paradox("run", *SMALL, "seed=9", cwd=tmp_path)
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    pa, pb = (Path(p.stdout.strip().splitlines()[-1]) for p in (a, b))
+    assert pa != pb and pa.is_relative_to(tmp_path / "results" / "runs")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(pa / "timeseries.parquet"), pd.read_parquet(pb / "timeseries.parquet")
+    )
+
+
+def test_per_agent_tables_on_request(tmp_path):
+    out = tmp_path / "agents"
+    proc = paradox("run", *SMALL, "collect_agents=true", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    labs = pd.read_parquet(out / "labs.parquet")
+    assert len(labs) == 7 * 5 and {"step", "agent_id", "alignment_quality"} <= set(labs)
+    advs = pd.read_parquet(out / "adversaries.parquet")
+    assert len(advs) == 7 * 80 and "knowledge_weights" in advs
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("model.n_labs=-3", "model.n_labs"),
+        ("model.coupling=1.5", "model.coupling"),
+        ("scenario=nonexistent", "scenario/nonexistent"),
+        ("steps=abc", "steps"),
+        ("no_such_key=1", "no_such_key"),
+        ("model.no_such_key=1", "no_such_key"),
+        ("learning.lab.defence_split.weights=0.9", "defence_split"),
+        ("policy.publication_rate=2", "policy.publication_rate"),
+    ],
+)
+def test_bad_input_fails_cleanly(tmp_path, override, needle):
+    out = tmp_path / "bad"
+    proc = paradox("run", "steps=3", override, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not out.exists(), "a rejected run must leave no folder behind"
+    assert not (tmp_path / "results").exists()
+
+
+def test_usage_and_unknown_command(tmp_path):
+    proc = paradox(cwd=tmp_path)
+    assert proc.returncode == 0 and "paradox run" in proc.stdout
+    bad = paradox("fly", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown command" in bad.stderr
