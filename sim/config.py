@@ -696,3 +696,51 @@ def config_from_flat(**params: Any) -> Config:
 def to_flat(cfg: Config) -> dict[str, Any]:
     """Inverse of :func:`config_from_flat` for the model parameters (every leaf, flat names)."""
     return {_flat_name(tuple(k.split("."))): v for k, _, v in iter_fields(cfg) if "." in k}
+
+
+#: Source or rationale of each default, for the ODD parameter table. Keys without an entry are
+#: illustrative choices of this model (see docs/ODD.md, "Calibration status").
+SOURCES: dict[str, str] = {
+    "model.coupling": "free parameter of the paradox (brief §2); 0 is the control",
+    "model.clarity_exponent": "convex default: clarity appears late in alignment (illustrative)",
+    "model.alignment_scale": "sets the capital scale; q(A0) = 0.63",
+    "model.alignment_decay": "alignment goes stale as capabilities move on (brief §3.1)",
+    "model.reach_exponent": "heavy-tailed deployment shares (brief §2); Zipf's law as default",
+    "model.lab_budget_dispersion": "heterogeneous budgets, lognormal around 1 (brief §2)",
+    "model.decisiveness": "Tullock (1980) ratio form; μ = 1 is the classic lottery contest",
+    "model.defence_floor": "keeps p < 1 against an undefended lab; d0 = 0 in the static limit",
+    "model.channels.weights.clarity_elasticity": (
+        "ordering weights > output > prompt (brief §2); a single refusal direction "
+        "(Arditi et al. 2024, arXiv:2406.11717) makes steering most clarity-sensitive"
+    ),
+    "model.channels.prompt.clarity_elasticity": (
+        "least elastic: persona prompts work from a sharp persona boundary "
+        "(Wolf et al., ICML 2024)"
+    ),
+    "model.channels.output.clarity_elasticity": (
+        "between the two: reverse value editors train on (misaligned, aligned) pairs "
+        "(Liu et al. 2022; Ji et al. 2024)"
+    ),
+    "model.channels.weights.base_vulnerability": (
+        "harmful fine-tuning of open weights works without clarity (brief §2)"
+    ),
+    "model.channels.prompt.base_vulnerability": "generic jailbreaks (brief §2)",
+    "model.network.topology": "small-world contact network of adversary communities",
+    "policy.open_weights_share": "policy lever (brief §7)",
+    "policy.leak_probability": "policy lever (brief §7): small per-step leak risk",
+    "policy.api_access_share": "policy lever (brief §7)",
+    "policy.publication_rate": "policy lever (brief §7)",
+    "policy.defence_mandate": "policy lever (brief §7)",
+    "policy.decoupling_share": "policy lever (brief §7)",
+    "policy.decoupling_efficiency": "policy lever (brief §7)",
+    "policy.detection_probability": "policy lever (brief §7)",
+    "policy.deterrence_steps": "policy lever (brief §7)",
+    "policy.liability": "policy lever (brief §7)",
+    "learning.adversary.rule": "brief §4",
+    "learning.adversary.rationality": "quantal (logit) response, McKelvey & Palfrey (1995)",
+    "learning.adversary.forgetting": "Roth & Erev (1995), Erev & Roth (1998): φ ≈ 0.1",
+    "learning.adversary.experimentation": "Roth & Erev (1995), Erev & Roth (1998): ε ≈ 0.1",
+    "learning.adversary.imitation_intensity": "Fermi rule, Szabó & Tőke (1998)",
+    "learning.lab.rule": "brief §4",
+    "learning.lab.imitation_intensity": "Fermi rule, Szabó & Tőke (1998)",
+}

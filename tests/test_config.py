@@ -100,3 +100,11 @@ def test_odd_parameter_table_lists_every_key_with_its_default_and_range():
         assert default == f"`{genconf._yaml_value(value)}`", key
         if f.metadata.get("lo") is not None or f.metadata.get("choices"):
             assert allowed == allowed_text(f), key
+
+
+def test_odd_lists_every_outcome():
+    from sim.outcomes import OUTCOMES
+
+    text = (REPO / "docs" / "ODD.md").read_text()
+    for name in OUTCOMES:
+        assert f"`{name}`" in text, f"{name} missing from docs/ODD.md §5"
