@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all lint format lock clean
+.PHONY: run test test-slow test-all lint format conf lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Regenerate conf/ value files and the ODD parameter table from sim/config.py.
+conf: $(STAMP)
+	$(BIN)/python -m experiments.genconf
 
 # Re-resolve the lock from pyproject.toml's ranges in a throwaway venv.
 lock:

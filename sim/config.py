@@ -714,8 +714,7 @@ SOURCES: dict[str, str] = {
         "(Arditi et al. 2024, arXiv:2406.11717) makes steering most clarity-sensitive"
     ),
     "model.channels.prompt.clarity_elasticity": (
-        "least elastic: persona prompts work from a sharp persona boundary "
-        "(Wolf et al., ICML 2024)"
+        "least elastic: persona prompts work from a sharp persona boundary (Wolf et al., ICML 2024)"
     ),
     "model.channels.output.clarity_elasticity": (
         "between the two: reverse value editors train on (misaligned, aligned) pairs "

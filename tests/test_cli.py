@@ -20,15 +20,20 @@ SMALL = ["steps=6", "model.n_labs=5", "model.n_adversaries=80"]
 
 def paradox(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*PARADOX, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+        [*PARADOX, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
     )
 
 
 def test_run_writes_a_tidy_results_folder(tmp_path):
     out = tmp_path / "one"
-    proc = paradox("run", *SMALL, "seed=5", "scenario=closed_api", f"hydra.run.dir={out}",
-                   cwd=tmp_path)
+    proc = paradox(
+        "run", *SMALL, "seed=5", "scenario=closed_api", f"hydra.run.dir={out}", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     assert "paradox_index" in proc.stdout  # the printed summary

@@ -61,7 +61,7 @@ def test_rules_that_span_keys():
         config_from_flat(lab_defence_split_weights=0.9)
     with pytest.raises(ParameterError, match="even"):
         config_from_flat(network_mean_degree=5)
-    with pytest.raises(ParameterError, match="below model.n_adversaries"):
+    with pytest.raises(ParameterError, match=r"below model\.n_adversaries"):
         config_from_flat(n_adversaries=4, network_mean_degree=6)
     with pytest.raises(ParameterError, match="imitation needs neighbours"):
         config_from_flat(adversary_rule="imitation", network_topology="none")

@@ -144,8 +144,13 @@ def test_marginal_return_matches_finite_difference(coupling):
 
     def f(q):
         return _expected_net(
-            q, alpha=alpha[channel], theta=theta[channel], eps=eps[channel],
-            strength=strength, defence=defence, **params,
+            q,
+            alpha=alpha[channel],
+            theta=theta[channel],
+            eps=eps[channel],
+            strength=strength,
+            defence=defence,
+            **params,
         )
 
     h = 1e-6

@@ -56,9 +56,7 @@ def _check_table(table: pd.DataFrame) -> None:
 @pytest.mark.parametrize("adversary_rule", ADVERSARY_RULES)
 @pytest.mark.parametrize("lab_rule", LAB_RULES)
 def test_invariants_hold_for_every_learning_rule(adversary_rule, lab_rule):
-    model = AlignmentParadoxModel(
-        rng=3, adversary_rule=adversary_rule, lab_rule=lab_rule, **SMALL
-    )
+    model = AlignmentParadoxModel(rng=3, adversary_rule=adversary_rule, lab_rule=lab_rule, **SMALL)
     for _ in range(30):
         model.step()
         _check_state(model)
@@ -85,8 +83,16 @@ def test_no_paradox_without_coupling(adversary_rule):
 def test_strong_coupling_produces_a_paradox():
     """The converse check: with κ = 1 and strong adversaries some labs are past their optimum."""
     table = timeseries(
-        simulate(steps=40, seed=2, coupling=1.0, attacker_value=200.0, adversary_budget_mean=2.0,
-                 lab_rule="fixed", lab_alignment_share=0.9, **SMALL)
+        simulate(
+            steps=40,
+            seed=2,
+            coupling=1.0,
+            attacker_value=200.0,
+            adversary_budget_mean=2.0,
+            lab_rule="fixed",
+            lab_alignment_share=0.9,
+            **SMALL,
+        )
     )
     assert table["paradox_index"].iloc[1:].max() > 0
     assert table["marginal_return"].iloc[1:].min() < 1.0
@@ -109,8 +115,14 @@ def test_results_do_not_depend_on_the_targeting_block_size(monkeypatch):
 
 def test_weights_channel_needs_open_weights_and_prompts_need_access():
     closed = timeseries(
-        simulate(steps=15, seed=0, open_weights_share=0.0, leak_probability=0.0,
-                 api_access_share=0.0, **SMALL)
+        simulate(
+            steps=15,
+            seed=0,
+            open_weights_share=0.0,
+            leak_probability=0.0,
+            api_access_share=0.0,
+            **SMALL,
+        )
     )
     assert closed["attempts_weights"].sum() == 0
     assert closed["attempts_prompt"].sum() == 0
@@ -121,9 +133,7 @@ def test_weights_channel_needs_open_weights_and_prompts_need_access():
 
 
 def test_detection_deters_for_the_set_number_of_steps():
-    model = AlignmentParadoxModel(
-        rng=0, detection_probability=1.0, deterrence_steps=3, **SMALL
-    )
+    model = AlignmentParadoxModel(rng=0, detection_probability=1.0, deterrence_steps=3, **SMALL)
     model.step()
     tried = model.adv.target_lab >= 0
     assert tried.sum() > 0
@@ -200,11 +210,22 @@ def test_lab_objective_gradient_vanishes_at_the_tullock_best_response():
 
     def objective(s):
         return lab_objective(
-            np.array([s]), np.array([[1.0, 0.0, 0.0]]),
-            capital=np.zeros(1), investable=np.array([budget]), defence=np.zeros((1, 3)),
-            compromised=np.zeros((1, 3)), seen_attempts=np.array([[1.0, 0, 0]]),
-            seen_strength=np.array([[kx, 0, 0]]), reach=np.ones(1), coupling=kappa,
-            base=base, gain=gain, elasticity=elast, severity=np.ones(3), liability=0.0, model=M,
+            np.array([s]),
+            np.array([[1.0, 0.0, 0.0]]),
+            capital=np.zeros(1),
+            investable=np.array([budget]),
+            defence=np.zeros((1, 3)),
+            compromised=np.zeros((1, 3)),
+            seen_attempts=np.array([[1.0, 0, 0]]),
+            seen_strength=np.array([[kx, 0, 0]]),
+            reach=np.ones(1),
+            coupling=kappa,
+            base=base,
+            gain=gain,
+            elasticity=elast,
+            severity=np.ones(3),
+            liability=0.0,
+            model=M,
         )[0]
 
     s_star = 1 - y_star / budget
@@ -271,17 +292,18 @@ def test_run_model_is_a_plain_function():
 
 
 def test_bad_keyword_parameters():
-    with pytest.raises(sim.ParameterError, match="model.coupling"):
+    with pytest.raises(sim.ParameterError, match=r"model\.coupling"):
         AlignmentParadoxModel(rng=0, coupling=2.0)
     with pytest.raises(TypeError, match="did you mean coupling"):
         AlignmentParadoxModel(rng=0, couplin=0.5)
-    with pytest.raises(sim.ParameterError, match="model.n_labs"):
+    with pytest.raises(sim.ParameterError, match=r"model\.n_labs"):
         AlignmentParadoxModel(rng=0, n_labs=2.5)
 
 
 def test_best_response_adversaries_move_toward_the_best_response():
-    model = AlignmentParadoxModel(rng=0, adversary_rule="best_response", adversary_effort_adjustment=1.0,
-                                  **SMALL)
+    model = AlignmentParadoxModel(
+        rng=0, adversary_rule="best_response", adversary_effort_adjustment=1.0, **SMALL
+    )
     model.step()
     who = np.flatnonzero(model.adv.target_lab >= 0)
     lab, ch = model.adv.target_lab[who], model.adv.target_channel[who]

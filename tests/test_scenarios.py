@@ -12,8 +12,15 @@ from sim.run import simulate, timeseries
 from .conftest import CONF, SCENARIOS
 
 REQUIRED = {
-    "baseline", "no_paradox", "open_frontier", "closed_api", "publication_moratorium",
-    "defence_mandate", "decoupling_breakthrough", "deterrence_regime", "escalation",
+    "baseline",
+    "no_paradox",
+    "open_frontier",
+    "closed_api",
+    "publication_moratorium",
+    "defence_mandate",
+    "decoupling_breakthrough",
+    "deterrence_regime",
+    "escalation",
 }
 
 
@@ -62,8 +69,13 @@ def test_no_paradox_scenario_has_no_paradox(compose_config):
 
 def test_overrides_reach_the_config(compose_config):
     cfg = to_config(
-        compose_config("scenario=open_frontier", "steps=7", "seed=3", "model.n_adversaries=50",
-                       "learning/adversary=fixed")
+        compose_config(
+            "scenario=open_frontier",
+            "steps=7",
+            "seed=3",
+            "model.n_adversaries=50",
+            "learning/adversary=fixed",
+        )
     )
     assert (cfg.steps, cfg.seed, cfg.model.n_adversaries) == (7, 3, 50)
     assert cfg.policy.open_weights_selection == "largest"
