@@ -1,38 +1,51 @@
-"""The ``paradox`` command: ``paradox <command> [hydra overrides]``."""
+"""The ``paradox`` command: ``paradox <command> [hydra overrides]``.
+
+Each command is a module under ``experiments/`` with a ``main`` entry point (a Hydra app or a
+plain argparse one); this dispatcher only picks it and hands over the remaining arguments.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-USAGE = """usage: paradox <command> [key=value ...] [hydra options]
+#: command → (module, one-line description, example)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (
+        "experiments.run",
+        "one simulation; writes a results folder and prints its path last",
+        "paradox run scenario=open_frontier steps=300 seed=7 model.n_adversaries=5000",
+    ),
+}
 
-commands:
-  run     one simulation; writes a results folder and prints its path last
-          e.g. paradox run scenario=open_frontier steps=300 seed=7 model.n_adversaries=5000
-
+FOOTER = """
 Scenarios: baseline, no_paradox, open_frontier, closed_api, publication_moratorium,
 defence_mandate, decoupling_breakthrough, deterrence_regime, escalation.
-`paradox run --help` lists every configuration key; docs/ODD.md documents them.
+`paradox <command> --help` lists every configuration key; docs/ODD.md documents them.
 """
 
-COMMANDS = ("run",)
+
+def usage() -> str:
+    lines = ["usage: paradox <command> [key=value ...] [hydra options]", "", "commands:"]
+    for name, (_, text, example) in COMMANDS.items():
+        lines.append(f"  {name:<12}{text}")
+        lines.append(f"  {'':<12}e.g. {example}")
+    return "\n".join(lines) + "\n" + FOOTER
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE, end="")
+        print(usage(), end="")
         return 0
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
-        print(f"paradox: unknown command '{command}'\n\n{USAGE}", file=sys.stderr, end="")
+        print(f"paradox: unknown command '{command}'\n\n{usage()}", file=sys.stderr, end="")
         return 2
     sys.argv = [f"paradox {command}", *rest]
-    if command == "run":
-        from experiments.run import main as run_main
-
-        run_main()
-    return 0
+    module = importlib.import_module(COMMANDS[command][0])
+    result = module.main()
+    return int(result or 0)
 
 
 if __name__ == "__main__":
