@@ -16,6 +16,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "one simulation; writes a results folder and prints its path last",
         "paradox run scenario=open_frontier steps=300 seed=7 model.n_adversaries=5000",
     ),
+    "theory": (
+        "experiments.theory",
+        "closed-form static game, paradox curve, q*, κ* and the mean-field ODE",
+        "paradox theory scenario=contest_1v1 model.coupling=0.5",
+    ),
 }
 
 FOOTER = """

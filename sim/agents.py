@@ -120,7 +120,8 @@ class Adversary(mesa.Agent):
 
     @property
     def active(self) -> bool:
-        return bool(self.model.adv.deterred_until[self.index] < self.model.steps)
+        # free to attack in the next step
+        return bool(self.model.adv.deterred_until[self.index] <= self.model.steps)
 
     @property
     def deterred_until(self) -> int:

@@ -86,56 +86,52 @@ class BestResponse:
 
     With prize V, effectiveness a and defence Y, the attacker maximises V p(a x, Y) − x over x ≥ 0.
     Writing t = a x / Y and ρ = V a / Y, this is max_t ρ t^μ/(t^μ + 1) − t: the optimal ratio t*
-    depends on ρ and μ only. For μ = 1 it is closed form, t* = max(0, √ρ − 1). For other μ it is
-    tabulated once over log ρ (the maximiser is found on a dense grid and polished with a bounded
-    scalar search) and interpolated; the corner t* = 0 is taken whenever it pays more.
+    depends on ρ and μ only. For μ = 1 it is closed form, t* = max(0, √ρ − 1).
+
+    For other μ the interior optimum is tabulated exactly by running the first-order condition
+    backwards: ρ(t) = (t^μ + 1)² t^(1−μ) / μ gives the ρ at which t is a stationary point, and the
+    branch where ρ(t) increases is the maximum. The optimum is interior where its payoff is
+    positive, i.e. above a threshold ρ_c (for μ > 1 the optimum jumps there from 0 to an interior
+    value); below ρ_c the best response is not to attack.
     """
 
-    def __init__(self, decisiveness: float, n_table: int = 600) -> None:
+    def __init__(self, decisiveness: float, n_table: int = 20_000) -> None:
         self.mu = float(decisiveness)
-        self._table: tuple[Array, Array] | None = None
+        self._table: tuple[Array, Array, float] | None = None
         if self.mu != 1.0:
             self._table = self._build_table(n_table)
 
-    def _build_table(self, n: int) -> tuple[Array, Array]:
-        from scipy.optimize import minimize_scalar
-
+    def _build_table(self, n: int) -> tuple[Array, Array, float]:
         mu = self.mu
-        log_rho = np.linspace(np.log(1e-6), np.log(1e8), n)
-        t_grid = np.concatenate([[0.0], np.geomspace(1e-6, 1e5, 4000)])
-        ratio = np.empty(n)
-        for idx, lr in enumerate(log_rho):
-            rho = np.exp(lr)
-            payoff = rho * _tullock_share(t_grid, mu) - t_grid
-            best = int(np.argmax(payoff))
-            if best == 0:
-                ratio[idx] = 0.0
-                continue
-            lo, hi = t_grid[max(best - 1, 1)], t_grid[min(best + 1, t_grid.size - 1)]
-            res = minimize_scalar(
-                lambda t, r=rho: -(r * _tullock_share(np.array(t), mu) - t),
-                bounds=(lo, hi),
-                method="bounded",
-                options={"xatol": 1e-10 * hi},
-            )
-            t_star = float(res.x)
-            ratio[idx] = t_star if -res.fun > 0.0 else 0.0
-        return log_rho, ratio
+        t = np.geomspace(1e-9, 1e9, n)
+        log_rho = 2.0 * np.log1p(np.power(t, mu)) + (1.0 - mu) * np.log(t) - np.log(mu)
+        rising = np.gradient(log_rho) > 0.0
+        start = int(np.argmax(rising))  # for μ > 1, ρ(t) first falls, then rises
+        t, log_rho = t[start:], log_rho[start:]
+        payoff = np.exp(log_rho) * _tullock_share(t, mu) - t
+        pays = np.flatnonzero(payoff >= 0.0)
+        first = int(pays[0]) if pays.size else t.size - 1
+        if first > 0:  # interpolate the threshold between the last losing and first paying point
+            w = payoff[first] / (payoff[first] - payoff[first - 1])
+            log_rho_c = log_rho[first] - w * (log_rho[first] - log_rho[first - 1])
+        else:
+            log_rho_c = log_rho[0]
+        return log_rho[first:], t[first:], float(log_rho_c)
 
     def ratio(self, rho: Array) -> Array:
         """Optimal t* = a x* / Y for the given ρ = V a / Y."""
         rho = np.asarray(rho, dtype=float)
         if self._table is None:
             return np.maximum(np.sqrt(np.maximum(rho, 0.0)) - 1.0, 0.0)
-        log_rho, table = self._table
+        log_rho, table, log_rho_c = self._table
         with np.errstate(divide="ignore"):
             lr = np.log(np.maximum(rho, 1e-300))
-        out = np.interp(lr, log_rho, table, left=0.0, right=np.nan)
-        high = np.isnan(out)
+        out = np.interp(lr, log_rho, table)
+        high = lr > log_rho[-1]
         if high.any():
-            # Beyond the table the interior optimum grows like ρ^(1/(μ+1)) (μ > 0): extrapolate
-            # from the last tabulated point on that power law.
+            # beyond the table the optimum grows like ρ^(1/(μ+1))
             out[high] = table[-1] * np.exp((lr[high] - log_rho[-1]) / (self.mu + 1.0))
+        out[lr < log_rho_c] = 0.0
         return out
 
     def effort(self, prize: Array, effectiveness: Array, defence: Array, cap: Array) -> Array:

@@ -27,6 +27,10 @@ from sim.outcomes import OUTCOMES
 #: (adversary x lab x channel) gain array stays small whatever the population.
 TARGET_CHUNK = 4096
 
+#: A best-responding adversary whose best response and adjusted effort are both below this share
+#: of its budget stops attacking (effort 0) instead of creeping toward zero forever.
+MIN_EFFORT_SHARE = 0.01
+
 Bool = NDArray[np.bool_]
 Float = NDArray[np.float64]
 Int = NDArray[np.intp]
@@ -88,6 +92,12 @@ class AlignmentParadoxModel(mesa.Model):
         collect_agents: bool = False,
         **params: Any,
     ) -> None:
+        for run_key in ("seed", "steps"):
+            if run_key in params:
+                raise TypeError(
+                    f"'{run_key}' is not a model parameter: seed the model with rng= "
+                    "(Mesa's convention) and call step() as often as needed"
+                )
         super().__init__(rng=rng)
         if config is None:
             config = config_from_flat(**params)
@@ -309,10 +319,14 @@ class AlignmentParadoxModel(mesa.Model):
         adv.target_channel[:] = -1
         adv.target_lab[chose], adv.target_channel[chose] = target_lab, target_ch
         base = a_lab[target_lab, target_ch]
-        strength = adv.knowledge[chose, target_ch] * base * adv.effort[chose]
+        effort = adv.effort[chose].copy()  # as fought: adaptation changes adv.effort later
+        knowledge = adv.knowledge[chose, target_ch].copy()
+        strength = knowledge * base * effort
         prob = kn.contest_probability(strength, defence[target_lab, target_ch], m.decisiveness)
-        attempted = adv.effort[chose] > 0
+        attempted = effort > 0
         return {
+            "effort": effort,
+            "knowledge": knowledge,
             "who": chose,
             "lab": target_lab,
             "channel": target_ch,
@@ -370,7 +384,7 @@ class AlignmentParadoxModel(mesa.Model):
         m, adv = self.config.model, self.adv
         who, ch, success = att["who"], att["channel"], att["success"]
         payoff = np.where(att["attempted"], success * att["prize"][att["lab"]], 0.0)
-        payoff = payoff - np.where(att["attempted"], adv.effort[who], 0.0)
+        payoff = payoff - np.where(att["attempted"], att["effort"], 0.0)
 
         # Adversary strategies (before knowledge moves: they respond to the contest they had).
         if self.adv_rule in ("best_response", "roth_erev"):
@@ -395,14 +409,21 @@ class AlignmentParadoxModel(mesa.Model):
             self._lab_imitation(att)
 
     def _adversary_best_response(self, att: dict[str, np.ndarray]) -> None:
-        """Effort moves a share η_x of the way to the myopic best response against the target."""
+        """Effort moves a share η_x of the way to the myopic best response against the target.
+
+        Partial adjustment never reaches zero by itself; when the best response is below
+        :data:`MIN_EFFORT_SHARE` of the budget and so is the adjusted effort, the adversary stops
+        (effort 0, no attempt) until a target is worth attacking again.
+        """
         adv, eta = self.adv, self.config.learning.adversary.effort_adjustment
         who, lab, ch = att["who"], att["lab"], att["channel"]
-        effectiveness = adv.knowledge[who, ch] * att["base"]
+        effectiveness = att["knowledge"] * att["base"]
         target = self.best_response.effort(
             att["prize"][lab], effectiveness, att["defence"][lab, ch], adv.budget[who]
         )
-        adv.effort[who] += eta * (target - adv.effort[who])
+        new = att["effort"] + eta * (target - att["effort"])
+        floor = MIN_EFFORT_SHARE * adv.budget[who]
+        adv.effort[who] = np.where((target < floor) & (new < floor), 0.0, new)
 
     def _roth_erev(self, att: dict[str, np.ndarray]) -> None:
         """Roth & Erev (1995) reinforcement of channel propensities, with forgetting and
@@ -445,8 +466,7 @@ class AlignmentParadoxModel(mesa.Model):
         tried = att["attempted"]
         cell = att["lab"][tried] * 3 + att["channel"][tried]
         counts = att["attempt_counts"]
-        who, ch = att["who"][tried], att["channel"][tried]
-        k_x = self.adv.knowledge[who, ch] * self.adv.effort[who]
+        k_x = att["knowledge"][tried] * att["effort"][tried]  # what the lab faced
         total = np.bincount(cell, weights=k_x, minlength=3 * n)
         mean_strength = np.divide(
             total.reshape(n, 3), counts, out=lab.seen_strength.copy(), where=counts > 0
@@ -513,7 +533,7 @@ class AlignmentParadoxModel(mesa.Model):
     # ------------------------------------------------------------------ outcomes
 
     def _record(self, spend: dict[str, Float], att: dict[str, np.ndarray]) -> None:
-        adv, out = self.adv, self.outcomes
+        out = self.outcomes
         attempts = att["attempt_counts"].sum(axis=0)
         successes = att["success_counts"].sum(axis=0)
         for k, name in enumerate(CHANNELS):
@@ -528,7 +548,7 @@ class AlignmentParadoxModel(mesa.Model):
         out["spend_alignment"] = float(spend["alignment"].sum())
         out["spend_defence"] = float(spend["defence"].sum())
         out["spend_decoupling"] = float(spend["decoupling"].sum())
-        out["spend_attack"] = float(adv.effort[att["who"][att["attempted"]]].sum())
+        out["spend_attack"] = float(att["effort"][att["attempted"]].sum())
         self._record_state()
         out["harm_total"] = out["harm_residual"] + out["harm_exploitation"]
 
@@ -543,7 +563,7 @@ class AlignmentParadoxModel(mesa.Model):
         out["harm_residual"] = kn.residual_harm(w, lab.quality, m.residual_severity)
         out["compromised_share"] = float(w @ lab.compromised.sum(axis=1))
         out["net_alignment"] = float(w @ lab.net)
-        active = adv.deterred_until < self.steps
+        active = adv.deterred_until <= self.steps  # free to attack in the next step
         out["adversaries_active"] = float(active.sum())
         out["adversaries_deterred"] = float(adv.budget.size - active.sum())
         for k, name in enumerate(CHANNELS):

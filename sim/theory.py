@@ -245,13 +245,13 @@ def best_response_iteration(
 
     for _ in range(steps):
         bx = minimize_scalar(
-            lambda v: -(prize * p(v, y) - v),
+            lambda v, y=y: -(prize * p(v, y) - v),
             bounds=(0, prize),
             method="bounded",
             options={"xatol": 1e-12},
         ).x
         by = minimize_scalar(
-            lambda v: loss * p(x, v) + v,
+            lambda v, x=x: loss * p(x, v) + v,
             bounds=(0, loss),
             method="bounded",
             options={"xatol": 1e-12},

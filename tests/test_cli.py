@@ -68,6 +68,19 @@ def test_same_seed_gives_identical_tables_and_the_default_folder_is_under_result
     )
 
 
+def test_cli_and_python_api_give_the_same_table(tmp_path):
+    from sim.config import config_from_flat
+    from sim.run import simulate, timeseries
+
+    out = tmp_path / "api"
+    proc = paradox("run", *SMALL, "seed=4", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cfg = config_from_flat(n_labs=5, n_adversaries=80)
+    api = timeseries(simulate(steps=6, seed=4, config=cfg))
+    cli = pd.read_parquet(out / "timeseries.parquet").drop(columns=["seed", "scenario"])
+    pd.testing.assert_frame_equal(cli, api)
+
+
 def test_per_agent_tables_on_request(tmp_path):
     out = tmp_path / "agents"
     proc = paradox("run", *SMALL, "collect_agents=true", f"hydra.run.dir={out}", cwd=tmp_path)

@@ -49,6 +49,19 @@ def test_contest_elasticity_matches_finite_difference():
     assert kn.contest_elasticity(p, mu)[0] == pytest.approx(fd[0], rel=1e-6)
 
 
+@pytest.mark.parametrize("mu", [0.3, 1.5, 2.5, 5.0])
+def test_best_response_ratio_is_optimal_on_a_dense_grid(mu):
+    """Including the jump from 0 to an interior optimum that μ > 1 produces."""
+    br = kn.BestResponse(mu)
+    rho = np.geomspace(0.05, 1e4, 400)
+    t = br.ratio(rho)
+    got = rho * kn._tullock_share(t, mu) - t
+    grid = np.concatenate([[0.0], np.geomspace(1e-6, 1e3, 200_000)])
+    best = np.array([(r * kn._tullock_share(grid, mu) - grid).max() for r in rho])
+    assert np.all(got >= best - 1e-6 * np.maximum(1.0, best))
+    assert np.all(got >= 0.0)
+
+
 @pytest.mark.parametrize("mu", [1.0, 0.6, 2.5])
 def test_best_response_maximises_the_attackers_payoff(mu):
     br = kn.BestResponse(mu)

@@ -9,7 +9,6 @@ import pytest
 
 import sim
 import sim.model as model_mod
-from sim import kernels as kn
 from sim.agents import Adversary, Lab
 from sim.config import ADVERSARY_RULES, LAB_RULES
 from sim.model import AlignmentParadoxModel, lab_objective
@@ -137,13 +136,22 @@ def test_detection_deters_for_the_set_number_of_steps():
     model.step()
     tried = model.adv.target_lab >= 0
     assert tried.sum() > 0
-    # detected at step 1, every attacker sits out steps 2, 3 and 4
+    # detected at step 1, every attacker sits out steps 2, 3 and 4 (and is counted as deterred
+    # from the end of step 1: the count describes who may attack next)
     assert model.outcomes["adversaries_deterred"] == tried.sum()
     for _ in (2, 3, 4):
         model.step()
         assert np.all(model.adv.target_lab[tried] == -1)
     model.step()  # step 5: the first cohort is back
     assert np.any(model.adv.target_lab[tried] >= 0)
+
+
+def test_detection_without_deterrence_deters_nobody():
+    model = AlignmentParadoxModel(rng=0, detection_probability=1.0, deterrence_steps=0, **SMALL)
+    for _ in range(3):
+        model.step()
+        assert model.outcomes["adversaries_deterred"] == 0
+        assert model.outcomes["attempts_total"] > 0
 
 
 def test_decoupling_lowers_coupling_and_costs_budget():
@@ -300,14 +308,58 @@ def test_bad_keyword_parameters():
         AlignmentParadoxModel(rng=0, n_labs=2.5)
 
 
-def test_best_response_adversaries_move_toward_the_best_response():
+def test_best_response_adversaries_move_to_the_best_response():
+    """With full adjustment, effort equals the best response against the contest just fought
+    (or zero when that is below the minimum attempt), computed here from the step's state."""
     model = AlignmentParadoxModel(
         rng=0, adversary_rule="best_response", adversary_effort_adjustment=1.0, **SMALL
     )
+    captured = {}
+    original = model._target
+
+    def spy(t):
+        att = original(t)
+        captured.update(att)
+        return att
+
+    model._target = spy
     model.step()
-    who = np.flatnonzero(model.adv.target_lab >= 0)
-    lab, ch = model.adv.target_lab[who], model.adv.target_channel[who]
-    # with full adjustment the effort equals the best response against the contest just fought
-    base = kn.attackability(model.lab.clarity, model.base, model.gain, model.elasticity)
-    assert np.all(model.adv.effort[who] <= model.adv.budget[who] + 1e-12)
-    assert lab.size > 0 and base[lab, ch].min() > 0
+    who, lab, ch = captured["who"], captured["lab"], captured["channel"]
+    expected = model.best_response.effort(
+        captured["prize"][lab],
+        captured["knowledge"] * captured["base"],
+        captured["defence"][lab, ch],
+        model.adv.budget[who],
+    )
+    expected = np.where(
+        expected < model_mod.MIN_EFFORT_SHARE * model.adv.budget[who], 0.0, expected
+    )
+    np.testing.assert_allclose(model.adv.effort[who], expected, rtol=1e-12)
+    assert np.any(expected > 0) and np.any(expected != captured["effort"])
+
+
+def test_zero_value_targets_stop_best_responding_attackers():
+    model = AlignmentParadoxModel(
+        rng=0,
+        adversary_rule="best_response",
+        attacker_value=0.0,
+        detection_probability=0.0,
+        **SMALL,
+    )
+    for _ in range(30):
+        model.step()
+    assert model.outcomes["attempts_total"] == 0
+    assert np.all(model.adv.effort == 0)
+
+
+def test_spend_attack_counts_the_effort_actually_spent():
+    model = AlignmentParadoxModel(rng=0, adversary_rule="best_response", **SMALL)
+    before = model.adv.effort.copy()
+    model.step()
+    tried = model.adv.target_lab >= 0
+    assert model.outcomes["spend_attack"] == pytest.approx(before[tried & (before > 0)].sum())
+
+
+def test_seed_is_not_a_model_parameter():
+    with pytest.raises(TypeError, match="rng="):
+        AlignmentParadoxModel(seed=5)

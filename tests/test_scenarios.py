@@ -46,7 +46,10 @@ def test_scenario_file_is_a_short_global_override_with_a_question(name):
             elif path or key != "scenario":
                 assert getattr(obj, key) != value, f"{path}{key} repeats its default"
 
-    walk({k: v for k, v in body.items() if k != "scenario"}, defaults, "")
+    # a scenario may also pick learning rules through its defaults list
+    for entry in body.get("defaults", []):
+        assert next(iter(entry)).startswith("override /learning/"), entry
+    walk({k: v for k, v in body.items() if k not in ("scenario", "defaults")}, defaults, "")
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

@@ -1,0 +1,297 @@
+"""Mean-field dynamics of the arms race: an ODE for population averages (brief §6).
+
+The state is that of a representative lab (alignment capital A, defence D_k, compromised shares
+φ_k, and its policy s, ω_k when labs best-respond) and of the adversary population (mean effort
+x, mean knowledge K_k, Roth–Erev propensities R_k, the active share u), plus the coupling κ and
+the share of labs with open weights. Its right-hand side is the *expected one-step increment* of
+the simulation's step map, taken at the population means, so the ODE dX/dt = E[X_{t+1}] − X_t
+shares its fixed points with the simulation's expected dynamics and approximates their
+transients. It is solved with ``scipy.integrate.solve_ivp``.
+
+What it neglects (see ``docs/theory.md``): heterogeneity of reach, budgets and initial knowledge
+(everything is evaluated at means, so Jensen gaps remain where outcomes are nonlinear in them);
+the split of labs into open-weights and closed types (access is averaged over labs); covariance
+between an adversary's knowledge and its success; knowledge diffusion on G (zero for identical
+adversaries); the fixed deterrence delay T (replaced by an exponential return at rate 1/T);
+imitation (it does not move the mean of identical agents); and time discretisation (one step is
+one unit of continuous time). For identical labs and adversaries with fixed strategies and no
+knowledge gain from success, the expected step map is exact, and seed-averaged simulations
+converge to it as N and M grow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.integrate import solve_ivp
+
+from sim import kernels as kn
+from sim.config import CHANNELS, Config
+from sim.model import lab_objective
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Positions of the state variables in the ODE vector."""
+
+    names: tuple[str, ...] = (
+        "A", "D_w", "D_p", "D_o", "phi_w", "phi_p", "phi_o", "s", "om_w", "om_p", "om_o",
+        "x", "K_w", "K_p", "K_o", "R_w", "R_p", "R_o", "u", "kappa", "open",
+    )  # fmt: skip
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
+LAYOUT = _Layout()
+_A, _D, _PHI, _S, _OM, _X, _K, _R, _U, _KAPPA, _OPEN = (
+    0, slice(1, 4), slice(4, 7), 7, slice(8, 11), 11, slice(12, 15), slice(15, 18), 18, 19, 20,
+)  # fmt: skip
+
+
+class MeanField:
+    """The mean-field ODE for a configuration (the same :class:`Config` a run uses)."""
+
+    def __init__(self, config: Config) -> None:
+        self.cfg = config
+        m = config.model
+        ch = [getattr(m.channels, k) for k in CHANNELS]
+        self.base = np.array([c.base_vulnerability for c in ch])
+        self.gain = np.array([c.clarity_gain for c in ch])
+        self.elasticity = np.array([c.clarity_elasticity for c in ch])
+        self.severity = np.array([c.severity for c in ch])
+        self.k0 = np.array([c.initial_knowledge for c in ch])
+        self.best_response = kn.BestResponse(m.decisiveness)
+
+    # ------------------------------------------------------------------ state
+
+    def initial_state(self) -> np.ndarray:
+        m, pol, lab, adv = (
+            self.cfg.model, self.cfg.policy, self.cfg.learning.lab, self.cfg.learning.adversary,
+        )  # fmt: skip
+        split = np.array([lab.defence_split.weights, lab.defence_split.prompt,
+                          lab.defence_split.output])  # fmt: skip
+        n_open = round(pol.open_weights_share * m.n_labs)
+        state = np.zeros(len(LAYOUT.names))
+        state[_A] = m.initial_alignment
+        state[_D] = m.initial_defence
+        state[_S] = min(lab.alignment_share, 1.0 - pol.defence_mandate)
+        state[_OM] = split / split.sum()
+        state[_X] = adv.effort_share * m.adversary_budget_mean
+        state[_K] = self.k0
+        state[_R] = 1.0
+        state[_U] = 1.0
+        state[_KAPPA] = m.coupling
+        state[_OPEN] = n_open / m.n_labs
+        return state
+
+    # ------------------------------------------------------------------ derived quantities
+
+    def _quality(self, capital: float) -> float:
+        m = self.cfg.model
+        if m.fixed_alignment is not None:
+            return float(m.fixed_alignment)
+        return float(-np.expm1(-capital / m.alignment_scale))
+
+    def _attack_view(self, state: np.ndarray) -> dict[str, np.ndarray | float]:
+        """Targeting and contest quantities at the current state."""
+        m, pol, acfg = self.cfg.model, self.cfg.policy, self.cfg.learning.adversary
+        n_labs, n_adv = m.n_labs, m.n_adversaries
+        q = self._quality(state[_A])
+        kappa = state[_KAPPA]
+        c = kappa * q**m.clarity_exponent
+        a_lab = self.base + self.gain * c**self.elasticity
+        defence = state[_D] + m.defence_floor
+        x = state[_X]
+        knowledge = state[_K]
+        p = kn.contest_probability(knowledge * a_lab * x, defence, m.decisiveness)
+        prize = m.attacker_value * (1.0 / n_labs) * q * (1.0 + c)
+        open_share = state[_OPEN]
+        # Share of labs accessible per channel, for adversaries with and without query access.
+        access_api = np.array([open_share, 1.0, 1.0])
+        access_none = np.array([open_share, open_share, 1.0])
+        util = acfg.rationality * (p * prize - x)
+        shares = np.zeros(3)
+        for weight, acc in (
+            (pol.api_access_share, access_api),
+            (1 - pol.api_access_share, access_none),
+        ):
+            if weight <= 0:
+                continue
+            if acfg.rule == "roth_erev":
+                r = state[_R] * (acc > 0)
+                probs = r / r.sum() if r.sum() > 0 else acc / acc.sum()
+            else:
+                logits = np.where(acc > 0, util + np.log(np.maximum(acc, 1e-300)), -np.inf)
+                logits -= logits.max()
+                probs = np.exp(logits) / np.exp(logits).sum()
+            shares += weight * probs
+        attempting = state[_U] * (1.0 if x > 0 else 0.0)
+        per_lab = attempting * n_adv * shares / n_labs  # expected attempts per lab and channel
+        return {
+            "q": q, "c": c, "a_lab": a_lab, "defence": defence, "p": p, "prize": prize,
+            "shares": shares, "per_lab": per_lab, "attempting": attempting,
+        }  # fmt: skip
+
+    def _fresh(self, view: dict, carried: float) -> tuple[float, np.ndarray]:
+        """Expected fresh compromise per lab, and its split over channels.
+
+        With M independent adversaries each landing on this lab's channel k with probability
+        P_k / N, E[Π_k (1 − σ p_k)^n_k] = (1 − Σ_k (P_k / N) σ p_k)^(uM) exactly (multinomial).
+        """
+        m = self.cfg.model
+        hit = view["shares"] / m.n_labs * m.compromise_share * view["p"]
+        survive = (1.0 - hit.sum()) ** (view["attempting"] * m.n_adversaries)
+        fresh = (1.0 - carried) * (1.0 - survive)
+        weight = view["shares"] * view["p"]
+        split = weight / weight.sum() if weight.sum() > 0 else np.zeros(3)
+        return fresh, split
+
+    # ------------------------------------------------------------------ dynamics
+
+    def increment(self, state: np.ndarray) -> np.ndarray:
+        """E[X_{t+1}] − X_t at the population means (the ODE's right-hand side)."""
+        m, pol = self.cfg.model, self.cfg.policy
+        acfg, lcfg = self.cfg.learning.adversary, self.cfg.learning.lab
+        d = np.zeros_like(state)
+        s, omega = state[_S], state[_OM]
+        budget = m.lab_budget_mean
+        decoupling = pol.decoupling_share * budget
+        investable = budget - decoupling
+        spill = pol.publication_rate * s * investable if m.n_labs > 1 else 0.0
+        d[_A] = -m.alignment_decay * state[_A] + s * investable + spill
+        d[_D] = -m.defence_decay * state[_D] + (1.0 - s) * investable * omega
+        d[_KAPPA] = -pol.decoupling_efficiency * decoupling * state[_KAPPA]
+        d[_OPEN] = pol.leak_probability * (1.0 - state[_OPEN])
+
+        # After leaks, investment and decoupling the step publishes, then targets.
+        after = state + d
+        view = self._attack_view(after)
+        c_bar = view["c"]
+        k_pub = after[_K] + pol.publication_rate * np.maximum(c_bar - after[_K], 0.0)
+        after_pub = after.copy()
+        after_pub[_K] = k_pub
+        view = self._attack_view(after_pub)
+
+        phi = state[_PHI]
+        carried = m.compromise_persistence * phi.sum()
+        fresh, split = self._fresh(view, carried)
+        d[_PHI] = m.compromise_persistence * phi + fresh * split - phi
+
+        success = view["attempting"] * view["shares"] * view["p"]  # per adversary, per channel
+        k_decayed = (1.0 - m.knowledge_decay) * k_pub
+        d[_K] = k_decayed + m.knowledge_gain * (1.0 - k_decayed) * success - state[_K]
+
+        if acfg.rule in ("best_response", "roth_erev"):
+            x_br = self.best_response.effort(
+                np.full(3, view["prize"]),
+                k_pub * view["a_lab"],
+                view["defence"],
+                m.adversary_budget_mean,
+            )
+            target = float(view["shares"] @ x_br) if view["shares"].sum() > 0 else state[_X]
+            d[_X] = acfg.effort_adjustment * (target - state[_X])
+        if acfg.rule == "roth_erev":
+            reward = success * view["prize"]
+            spill_r = acfg.experimentation * reward / 2.0
+            reinforce = (1.0 - acfg.experimentation) * reward - spill_r + spill_r.sum()
+            d[_R] = -acfg.forgetting * state[_R] * view["attempting"] + reinforce
+        if pol.detection_probability > 0 and pol.deterrence_steps > 0:
+            d[_U] = (
+                -pol.detection_probability * view["attempting"]
+                + (1.0 - state[_U]) / pol.deterrence_steps
+            )
+        if lcfg.rule == "best_response":
+            d[_S], d[_OM] = self._lab_gradient_step(state + d, view, k_pub)
+        return d
+
+    def _lab_gradient_step(self, after, view, knowledge) -> tuple[float, np.ndarray]:
+        """The labs' projected gradient step, taken (as in the simulation) after this step's
+        compromise, on the same one-step-ahead objective (:func:`sim.model.lab_objective`)."""
+        m, pol, lcfg = self.cfg.model, self.cfg.policy, self.cfg.learning.lab
+        reach = np.array([1.0 / m.n_labs])
+
+        def objective(s: np.ndarray, om: np.ndarray) -> np.ndarray:
+            return lab_objective(
+                s, om,
+                capital=np.array([after[_A]]),
+                investable=np.array([m.lab_budget_mean * (1 - pol.decoupling_share)]),
+                defence=after[_D][None, :],
+                compromised=after[_PHI][None, :],
+                seen_attempts=view["per_lab"][None, :],
+                seen_strength=(knowledge * after[_X])[None, :],
+                reach=reach, coupling=after[_KAPPA], base=self.base, gain=self.gain,
+                elasticity=self.elasticity, severity=self.severity, liability=pol.liability,
+                model=m,
+            )  # fmt: skip
+
+        s = np.array([after[_S]])
+        om = after[_OM][None, :]
+        h = 1e-6
+        g_s = (objective(s + h, om) - objective(s - h, om))[0] / (2 * h)
+        g_om = np.empty(3)
+        for k in range(3):
+            e = np.zeros((1, 3))
+            e[0, k] = h
+            g_om[k] = (objective(s, om + e) - objective(s, om - e))[0] / (2 * h)
+        scale = m.defender_value * reach[0]
+        new_s = np.clip(s[0] + lcfg.step_size * g_s / scale, 0.0, 1.0 - pol.defence_mandate)
+        new_om = kn.project_simplex(om + lcfg.step_size * g_om[None, :] / scale)[0]
+        return new_s - after[_S], new_om - after[_OM]
+
+    # ------------------------------------------------------------------ solving
+
+    def solve(self, steps: int, *, method: str = "RK45", rtol: float = 1e-7) -> pd.DataFrame:
+        """Integrate the ODE from the initial state to t = steps; one row per integer t."""
+        t_eval = np.arange(steps + 1, dtype=float)
+        sol = solve_ivp(
+            lambda _t, y: self.increment(y), (0.0, float(steps)), self.initial_state(),
+            t_eval=t_eval, method=method, rtol=rtol, atol=1e-10,
+        )  # fmt: skip
+        if not sol.success:  # pragma: no cover - reported, not expected
+            raise RuntimeError(f"mean-field integration failed: {sol.message}")
+        return self.outcomes(sol.t, sol.y.T)
+
+    def iterate(self, steps: int) -> pd.DataFrame:
+        """The expected step map X_{t+1} = X_t + increment(X_t), for comparison with the ODE."""
+        states = [self.initial_state()]
+        for _ in range(steps):
+            states.append(states[-1] + self.increment(states[-1]))
+        return self.outcomes(np.arange(steps + 1, dtype=float), np.array(states))
+
+    def outcomes(self, times: np.ndarray, states: np.ndarray) -> pd.DataFrame:
+        """Outcomes named as the simulation's (the subset the mean field describes)."""
+        m = self.cfg.model
+        rows = []
+        for t, state in zip(times, states, strict=True):
+            q = self._quality(state[_A])
+            c = state[_KAPPA] * q**m.clarity_exponent
+            phi = state[_PHI]
+            view = self._attack_view(state)
+            investable = m.lab_budget_mean * (1 - self.cfg.policy.decoupling_share)
+            row = {
+                "step": t,
+                "mean_alignment": q,
+                "mean_clarity": c,
+                "coupling": state[_KAPPA],
+                "compromised_share": phi.sum(),
+                "net_alignment": q * (1.0 - phi.sum() * (1.0 + c)),
+                "harm_residual": (1.0 - q) * m.residual_severity,
+                "harm_exploitation": q * (1.0 + c) * float(phi @ self.severity),
+                "spend_defence": m.n_labs * (1.0 - state[_S]) * investable if t > 0 else 0.0,
+                "spend_attack": (
+                    view["attempting"] * m.n_adversaries * state[_X] if t > 0 else 0.0
+                ),
+                "mean_alignment_share": state[_S],
+                "adversaries_active": state[_U] * m.n_adversaries,
+                "open_reach": state[_OPEN],
+            }
+            row["harm_total"] = row["harm_residual"] + row["harm_exploitation"]
+            for k, name in enumerate(CHANNELS):
+                row[f"knowledge_{name}"] = state[_K][k]
+                row[f"defence_{name}"] = state[_D][k]
+                row[f"attack_share_{name}"] = view["shares"][k]
+            rows.append(row)
+        return pd.DataFrame(rows)
