@@ -26,7 +26,7 @@ CONTEST_1V1: dict = dict(
     adversary_budget_dispersion=0.0, output_initial_knowledge=1.0, network_topology="none",
     open_weights_share=0.0, leak_probability=0.0, api_access_share=0.0, publication_rate=0.0,
     detection_probability=0.0, adversary_rule="best_response", lab_rule="best_response",
-    lab_step_size=0.02,
+    lab_defence_split_weights=0.0, lab_defence_split_prompt=0.0, lab_defence_split_output=1.0,
 )  # fmt: skip
 
 #: Identical labs and adversaries with fixed strategies: the mean field is exact in expectation.

@@ -454,12 +454,12 @@ class LabLearningConfig:
     )
     defence_split: DefenceSplitConfig = field(default_factory=DefenceSplitConfig)
     step_size: float = param(
-        0.05,
+        0.3,
         symbol="η_s",
         lo=0.0,
-        hi=10.0,
+        hi=1.0,
         lo_open=True,
-        doc="gradient step on (s, ω), per unit of the lab's stake v_d w_i",
+        doc="share of the way (s, ω) moves to the lab's best response each step",
     )
     memory: float = param(
         0.5,

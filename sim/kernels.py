@@ -81,6 +81,10 @@ def contest_elasticity(prob: Array, decisiveness: float) -> Array:
     return decisiveness * prob * (1.0 - prob)
 
 
+#: Effort, as a share of the prize, put against an undefended target (see BestResponse.effort).
+TOKEN_EFFORT = 1e-6
+
+
 class BestResponse:
     """The attacker's myopic best response in a Tullock contest.
 
@@ -135,13 +139,19 @@ class BestResponse:
         return out
 
     def effort(self, prize: Array, effectiveness: Array, defence: Array, cap: Array) -> Array:
-        """x* = t* Y / a, clipped to [0, cap]; zero where the attack has no effectiveness."""
+        """x* = t* Y / a, clipped to [0, cap]; zero where the attack has no effectiveness.
+
+        Against no defence at all (Y = 0) any positive effort wins and no best effort exists;
+        the attacker then puts in a token effort of 10⁻⁶ V, so that it keeps attacking.
+        """
         a = np.asarray(effectiveness, dtype=float)
         y = np.asarray(defence, dtype=float)
+        v = np.asarray(prize, dtype=float)
         pos = a > 0
         safe_a = np.where(pos, a, 1.0)
-        rho = np.where(pos, np.asarray(prize, dtype=float) * safe_a / np.maximum(y, 1e-300), 0.0)
+        rho = np.where(pos, v * safe_a / np.maximum(y, 1e-300), 0.0)
         x = np.where(pos, self.ratio(rho) * y / safe_a, 0.0)
+        x = np.where(pos & (y <= 0.0) & (v > 0.0), TOKEN_EFFORT * v, x)
         if np.isscalar(cap) or np.ndim(cap) == 0:
             return np.clip(x, 0.0, float(cap))
         return np.clip(x, 0.0, cap)

@@ -29,7 +29,7 @@ from scipy.integrate import solve_ivp
 
 from sim import kernels as kn
 from sim.config import CHANNELS, Config
-from sim.model import lab_objective
+from sim.model import lab_objective, lab_policy_step
 
 
 @dataclass(frozen=True)
@@ -227,19 +227,15 @@ class MeanField:
                 model=m,
             )  # fmt: skip
 
-        s = np.array([after[_S]])
-        om = after[_OM][None, :]
-        h = 1e-6
-        g_s = (objective(s + h, om) - objective(s - h, om))[0] / (2 * h)
-        g_om = np.empty(3)
-        for k in range(3):
-            e = np.zeros((1, 3))
-            e[0, k] = h
-            g_om[k] = (objective(s, om + e) - objective(s, om - e))[0] / (2 * h)
-        scale = m.defender_value * reach[0]
-        new_s = np.clip(s[0] + lcfg.step_size * g_s / scale, 0.0, 1.0 - pol.defence_mandate)
-        new_om = kn.project_simplex(om + lcfg.step_size * g_om[None, :] / scale)[0]
-        return new_s - after[_S], new_om - after[_OM]
+        new_s, new_om = lab_policy_step(
+            objective,
+            np.array([after[_S]]),
+            after[_OM][None, :],
+            step_size=lcfg.step_size,
+            scale=np.array([m.defender_value * reach[0]]),
+            ceiling=1.0 - pol.defence_mandate,
+        )
+        return float(new_s[0]) - after[_S], new_om[0] - after[_OM]
 
     # ------------------------------------------------------------------ solving
 

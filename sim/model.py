@@ -27,8 +27,8 @@ from sim.outcomes import OUTCOMES
 #: (adversary x lab x channel) gain array stays small whatever the population.
 TARGET_CHUNK = 4096
 
-#: A best-responding adversary whose best response and adjusted effort are both below this share
-#: of its budget stops attacking (effort 0) instead of creeping toward zero forever.
+#: A best-responding adversary for which attacking does not pay, and whose adjusted effort is
+#: below this share of its budget, stops attacking (effort 0) instead of creeping toward zero.
 MIN_EFFORT_SHARE = 0.01
 
 Bool = NDArray[np.bool_]
@@ -411,9 +411,9 @@ class AlignmentParadoxModel(mesa.Model):
     def _adversary_best_response(self, att: dict[str, np.ndarray]) -> None:
         """Effort moves a share η_x of the way to the myopic best response against the target.
 
-        Partial adjustment never reaches zero by itself; when the best response is below
-        :data:`MIN_EFFORT_SHARE` of the budget and so is the adjusted effort, the adversary stops
-        (effort 0, no attempt) until a target is worth attacking again.
+        Partial adjustment never reaches zero by itself; when attacking does not pay at all (the
+        best response is 0) and the adjusted effort is below :data:`MIN_EFFORT_SHARE` of the
+        budget, the adversary stops (effort 0, no attempt) until a target is worth attacking.
         """
         adv, eta = self.adv, self.config.learning.adversary.effort_adjustment
         who, lab, ch = att["who"], att["lab"], att["channel"]
@@ -423,7 +423,7 @@ class AlignmentParadoxModel(mesa.Model):
         )
         new = att["effort"] + eta * (target - att["effort"])
         floor = MIN_EFFORT_SHARE * adv.budget[who]
-        adv.effort[who] = np.where((target < floor) & (new < floor), 0.0, new)
+        adv.effort[who] = np.where((target == 0.0) & (new < floor), 0.0, new)
 
     def _roth_erev(self, att: dict[str, np.ndarray]) -> None:
         """Roth & Erev (1995) reinforcement of channel propensities, with forgetting and
@@ -496,20 +496,16 @@ class AlignmentParadoxModel(mesa.Model):
         )
 
     def _lab_best_response(self) -> None:
-        """Projected gradient step on (s_i, ω_i) for the one-step-ahead expected objective."""
-        m, lab, cfg = self.config.model, self.lab, self.config.learning.lab
-        s, w = lab.alignment_share, lab.defence_split
-        h = 1e-6
-        g_s = (self._lab_objective(s + h, w) - self._lab_objective(s - h, w)) / (2 * h)
-        g_w = np.empty_like(w)
-        for k in range(3):
-            e = np.zeros(3)
-            e[k] = h
-            g_w[:, k] = (self._lab_objective(s, w + e) - self._lab_objective(s, w - e)) / (2 * h)
-        scale = m.defender_value * lab.reach
-        ceiling = 1.0 - self.config.policy.defence_mandate
-        lab.alignment_share = np.clip(s + cfg.step_size * g_s / scale, 0.0, ceiling)
-        lab.defence_split = kn.project_simplex(w + cfg.step_size * g_w / scale[:, None])
+        """Move (s_i, ω_i) toward the best response for the one-step-ahead expected objective."""
+        lab, cfg = self.lab, self.config.learning.lab
+        lab.alignment_share, lab.defence_split = lab_policy_step(
+            self._lab_objective,
+            lab.alignment_share,
+            lab.defence_split,
+            step_size=cfg.step_size,
+            scale=self.config.model.defender_value * lab.reach,
+            ceiling=1.0 - self.config.policy.defence_mandate,
+        )
 
     def _lab_imitation(self, att: dict[str, np.ndarray]) -> None:
         """Fermi rule between labs on realised performance n_i − liability · H_i / (v_d w_i)."""
@@ -637,6 +633,76 @@ def target_logits(
     return logits
 
 
+#: Largest change of a defence-split component in one best-response step.
+MAX_SPLIT_STEP = 0.25
+_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+def best_share(
+    objective: Any, share: Float, split: Float, ceiling: float, grid: int = 9, rounds: int = 20
+) -> Float:
+    """Each lab's best alignment share in [0, ceiling] for its objective, split held fixed.
+
+    A coarse grid finds the best bracket (the objective need not be concave: the paradox can
+    make it bimodal), then golden-section search refines it, all labs at once.
+    """
+    n = share.size
+    points = np.linspace(0.0, ceiling, grid)
+    values = np.stack([objective(np.full(n, p), split) for p in points])
+    best = values.argmax(axis=0)
+    lo, hi = points[np.maximum(best - 1, 0)], points[np.minimum(best + 1, grid - 1)]
+    c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+    fc, fd = objective(c, split), objective(d, split)
+    for _ in range(rounds):
+        left = fc >= fd  # the maximum lies in [lo, d]
+        hi = np.where(left, d, hi)
+        lo = np.where(left, lo, c)
+        c_new, d_new = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+        fc, fd = (
+            np.where(left, objective(c_new, split), fd),
+            np.where(left, fc, objective(d_new, split)),
+        )
+        c, d = np.where(left, c_new, d), np.where(left, c, d_new)
+    candidate = 0.5 * (lo + hi)
+    # keep the grid point if refinement did not beat it (flat or kinked objectives)
+    grid_best = points[best]
+    better = objective(candidate, split) >= values[best, np.arange(n)]
+    return np.where(better, candidate, grid_best)
+
+
+def lab_policy_step(
+    objective: Any,
+    share: Float,
+    split: Float,
+    *,
+    step_size: float,
+    scale: Float,
+    ceiling: float,
+) -> tuple[Float, Float]:
+    """One myopic best-response step of every lab on its policy (s, ω).
+
+    The alignment share moves a share ``step_size`` of the way to its best response
+    (:func:`best_share`). The defence split then takes a Newton step −g/H per channel (g and H
+    by central differences), scaled by ``step_size``, falling back to the gradient divided by
+    ``scale`` where the objective is not concave, capped at :data:`MAX_SPLIT_STEP` and
+    projected onto the simplex.
+    """
+    new_share = share + step_size * (best_share(objective, share, split, ceiling) - share)
+    h = 1e-5
+    base = objective(new_share, split)
+    moves = np.empty_like(split)
+    for k in range(split.shape[1]):
+        e = np.zeros(split.shape[1])
+        e[k] = h
+        up, down = objective(new_share, split + e), objective(new_share, split - e)
+        grad = (up - down) / (2 * h)
+        curv = (up - 2 * base + down) / h**2
+        concave = curv < -1e-9 * np.maximum(np.abs(base), 1.0)
+        step = np.where(concave, -grad / np.where(concave, curv, -1.0), grad / scale)
+        moves[:, k] = np.clip(step_size * step, -MAX_SPLIT_STEP, MAX_SPLIT_STEP)
+    return new_share, kn.project_simplex(split + moves)
+
+
 def lab_objective(
     share: Float,
     split: Float,
@@ -672,7 +738,8 @@ def lab_objective(
     else:
         q = np.full_like(capital, m.fixed_alignment)
     c = kn.clarity(q, coupling, m.clarity_exponent)
-    d = (1.0 - m.defence_decay) * defence + ((1.0 - share) * investable)[:, None] * split
+    spend_d = ((1.0 - share) * investable)[:, None] * split
+    d = np.maximum((1.0 - m.defence_decay) * defence + spend_d, 0.0)
     a = kn.attackability(c, base, gain, elasticity)
     p = kn.contest_probability(seen_strength * a, d + m.defence_floor, m.decisiveness)
     log_surv = seen_attempts * np.log1p(-np.minimum(m.compromise_share * p, 1.0 - 1e-15))

@@ -309,8 +309,8 @@ def test_bad_keyword_parameters():
 
 
 def test_best_response_adversaries_move_to_the_best_response():
-    """With full adjustment, effort equals the best response against the contest just fought
-    (or zero when that is below the minimum attempt), computed here from the step's state."""
+    """With full adjustment, effort equals the best response against the contest just fought,
+    computed here from the step's state."""
     model = AlignmentParadoxModel(
         rng=0, adversary_rule="best_response", adversary_effort_adjustment=1.0, **SMALL
     )
