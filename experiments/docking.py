@@ -113,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         game = th.StaticGame.from_config(config_from_flat(**{**CONTEST_1V1, "coupling": kappa}),
                                          "output")  # fmt: skip
         sim_curve["N_theory"] = th.net_alignment(game, sim_curve["q"].to_numpy())
-        print(f"κ = {kappa} (κ* = {th.threshold(game):.3f}, q* = {th.optimum(game)})\n")
-        print(sim_curve.round(4).to_markdown(index=False) if hasattr(sim_curve, "to_markdown")
-              else sim_curve.round(4).to_string(index=False))  # fmt: skip
+        q_star = th.optimum(game)
+        q_text = "none" if q_star is None else f"{q_star:.3f}"
+        print(f"κ = {kappa} (κ* = {th.threshold(game):.3f}, q* = {q_text})\n")
+        print("| q | N (simulated) | s.e. | N(q) theory |\n|---|---|---|---|")
+        for row in sim_curve.itertuples():
+            print(f"| {row.q} | {row.N_sim:.4f} | {row.se:.4f} | {row.N_theory:.4f} |")
         print()
     return 0
 
