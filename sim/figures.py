@@ -1,0 +1,379 @@
+"""Publication figures from result tables.
+
+Every function takes tidy pandas tables (as written by ``paradox run``, ``paradox sweep`` and
+``paradox theory``) and returns a matplotlib ``Figure``; :func:`save` writes it as PDF and PNG
+(300 dpi) with a caption file beside it. One style throughout: the Okabe–Ito colour-blind-safe
+palette (Okabe & Ito 2008), labelled axes with symbols, legends outside the data where possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+PALETTE = (
+    "#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+    "#999999",
+)  # fmt: skip
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 300,
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "lines.linewidth": 1.3,
+    "figure.constrained_layout.use": True,
+    "pdf.fonttype": 42,
+}
+
+#: Axis labels (with symbols and units) for outcomes and parameters.
+LABELS: dict[str, str] = {
+    "net_alignment": "net alignment $\\bar n$",
+    "harm_total": "total harm per step",
+    "harm_exploitation": "exploitation harm per step",
+    "harm_residual": "residual harm per step",
+    "paradox_index": "paradox index (reach share)",
+    "marginal_return": "marginal return ∂E[n]/∂q",
+    "mean_alignment": "mean alignment $\\bar q$",
+    "mean_clarity": "mean clarity $\\bar c$",
+    "success_rate_total": "attack success rate",
+    "spend_attack": "attack spending per step (budget units)",
+    "spend_defence": "defence spending per step (budget units)",
+    "compromised_share": "compromised share of use $\\bar\\varphi$",
+    "step": "step t",
+    "model.coupling": "paradox coupling κ",
+    "model.fixed_alignment": "alignment level q (exogenous)",
+    "model.attacker_value": "adversary prize scale $v_a$",
+    "model.adversary_budget_mean": "mean adversary budget $\\bar e$",
+}
+
+
+#: Outcomes with known bounds: confidence bands are clipped to them.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "net_alignment": (-1.0, 1.0),
+    "paradox_index": (0.0, 1.0),
+    "compromised_share": (0.0, 1.0),
+    "mean_alignment": (0.0, 1.0),
+    "mean_clarity": (0.0, 1.0),
+    "success_rate_total": (0.0, 1.0),
+}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " "))
+
+
+def save(fig: Figure, path: Path | str, caption: str) -> list[Path]:
+    """Write ``path``.pdf and ``path``.png (300 dpi) and the caption as ``path``.txt."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ext in ("pdf", "png"):
+        out = path.with_suffix(f".{ext}")
+        fig.savefig(out, dpi=300, bbox_inches="tight")
+        written.append(out)
+    caption_path = path.with_suffix(".txt")
+    caption_path.write_text(caption.strip() + "\n")
+    written.append(caption_path)
+    plt.close(fig)
+    return written
+
+
+def mean_ci(values: pd.Series | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and a t-based confidence interval over replicates (half-width 0 for one value)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    if v.size < 2:
+        return m, m, m
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return m, m - half, m + half
+
+
+def _grouped_ci(frame: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+    rows = []
+    for key, group in frame.groupby(list(by), sort=True):
+        m, lo, hi = mean_ci(group[value])
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key, strict=True)), "mean": m, "lo": lo, "hi": hi,
+                     "n": int(group[value].notna().sum())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Scenario dynamics
+# ---------------------------------------------------------------------------------------------
+
+
+def scenario_dynamics(
+    timeseries: pd.DataFrame,
+    outcomes: Sequence[str] = ("net_alignment", "harm_total", "paradox_index", "spend_attack"),
+    scenarios: Sequence[str] | None = None,
+) -> Figure:
+    """Key outcomes over time per scenario: mean over replicates with a 95% band.
+
+    ``timeseries`` is long: one row per (scenario, replicate, step) with the outcome columns.
+    """
+    scenarios = list(scenarios or sorted(timeseries["scenario"].unique()))
+    with plt.rc_context(STYLE):
+        ncols = 2
+        nrows = int(np.ceil(len(outcomes) / ncols))
+        fig, axes = plt.subplots(nrows, ncols, figsize=(7.0, 2.3 * nrows), squeeze=False)
+        for ax, outcome in zip(axes.flat, outcomes, strict=False):
+            for i, scen in enumerate(scenarios):
+                sub = timeseries[timeseries["scenario"] == scen]
+                ci = _grouped_ci(sub, ["step"], outcome)
+                lo_b, hi_b = BOUNDS.get(outcome, (-np.inf, np.inf))
+                ci["lo"], ci["hi"] = ci["lo"].clip(lo_b, hi_b), ci["hi"].clip(lo_b, hi_b)
+                colour = PALETTE[i % len(PALETTE)]
+                ax.plot(ci["step"], ci["mean"], color=colour, label=scen.replace("_", " "))
+                ax.fill_between(ci["step"], ci["lo"], ci["hi"], color=colour, alpha=0.18, lw=0)
+            ax.set_xlabel(label("step"))
+            ax.set_ylabel(label(outcome))
+        for ax in list(axes.flat)[len(outcomes) :]:
+            ax.set_visible(False)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(5, len(scenarios)),
+                   frameon=False)  # fmt: skip
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The paradox curve
+# ---------------------------------------------------------------------------------------------
+
+
+def paradox_curve(
+    runs: pd.DataFrame,
+    *,
+    x: str = "model.fixed_alignment",
+    group: str = "model.coupling",
+    theory: Mapping[float, pd.DataFrame] | None = None,
+) -> Figure:
+    """Net alignment and exploitation harm against alignment for several couplings κ.
+
+    ``runs`` has one row per run with the columns ``x``, ``group``, ``mean_net_alignment`` and
+    ``mean_harm_exploitation``. ``theory`` maps κ to a table with columns ``q`` and ``N``
+    (a theoretical curve, drawn dashed) and optionally ``q_star`` (marked).
+    """
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 2.8))
+        for i, (kappa, sub) in enumerate(sorted(runs.groupby(group), key=lambda kv: kv[0])):
+            colour = PALETTE[(i + 1) % len(PALETTE)]
+            for ax, column in ((left, "mean_net_alignment"), (right, "mean_harm_exploitation")):
+                ci = _grouped_ci(sub, [x], column)
+                ax.errorbar(ci[x], ci["mean"], yerr=[ci["mean"] - ci["lo"], ci["hi"] - ci["mean"]],
+                            color=colour, marker="o", ms=3, capsize=2,
+                            label=f"κ = {kappa:g}")  # fmt: skip
+            if theory is not None and kappa in theory:
+                th = theory[kappa]
+                left.plot(th["q"], th["N"], ls="--", color=colour, lw=1.0)
+                q_star = th.attrs.get("q_star")
+                if q_star is not None:
+                    n_star = float(np.interp(q_star, th["q"], th["N"]))
+                    left.plot([q_star], [n_star], marker="v", color=colour, ms=6, ls="none")
+        left.axhline(0.0, color="#999999", lw=0.6)
+        left.set_xlabel(label(x))
+        left.set_ylabel(label("net_alignment"))
+        right.set_xlabel(label(x))
+        right.set_ylabel(label("harm_exploitation"))
+        left.legend(frameon=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The regime map
+# ---------------------------------------------------------------------------------------------
+
+
+def regime_map(
+    runs: pd.DataFrame,
+    *,
+    x: str = "model.coupling",
+    y: str = "model.attacker_value",
+    value: str = "mean_paradox_index",
+    boundary: pd.DataFrame | None = None,
+) -> Figure:
+    """Heatmap of ``value`` (mean over replicates) over two parameters, with a boundary curve.
+
+    ``boundary`` has columns ``y`` and ``kappa_star`` (drawn as a line of κ* against y).
+    """
+    grid = runs.groupby([y, x])[value].mean().unstack(x).sort_index()
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.2, 3.2))
+        xs, ys = grid.columns.to_numpy(float), grid.index.to_numpy(float)
+        mesh = ax.pcolormesh(_edges(xs), _edges(ys), grid.to_numpy(float), cmap="cividis",
+                             vmin=0.0, vmax=max(1e-9, float(np.nanmax(grid.to_numpy()))),
+                             shading="flat")  # fmt: skip
+        cbar = fig.colorbar(mesh, ax=ax)
+        cbar.set_label(label(value.removeprefix("mean_")))
+        if boundary is not None and len(boundary):
+            b = boundary.dropna()
+            ax.plot(b["kappa_star"], b["y"], color=PALETTE[6], lw=1.6, label="theory κ*")
+            ax.legend(frameon=False, loc="upper right")
+        ax.set_xlabel(label(x))
+        ax.set_ylabel(label(y))
+        ax.set_xlim(_edges(xs)[0], _edges(xs)[-1])
+        ax.set_ylim(_edges(ys)[0], _edges(ys)[-1])
+    return fig
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    c = np.asarray(centres, dtype=float)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Policy comparison (forest plot)
+# ---------------------------------------------------------------------------------------------
+
+
+def policy_forest(effects: pd.DataFrame) -> Figure:
+    """Each lever's effect against the baseline, with 95% intervals, across scenarios.
+
+    ``effects`` has columns ``lever``, ``scenario``, ``outcome`` (e.g. ``harm_total``,
+    ``net_alignment``), ``effect``, ``lo``, ``hi`` (lever on minus lever off).
+    """
+    outcomes = list(dict.fromkeys(effects["outcome"]))
+    levers = list(dict.fromkeys(effects["lever"]))
+    scenarios = list(dict.fromkeys(effects["scenario"]))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(outcomes), figsize=(7.0, 0.35 * len(levers) + 1.2),
+                                 sharey=True, squeeze=False)  # fmt: skip
+        offsets = np.linspace(-0.25, 0.25, len(scenarios)) if len(scenarios) > 1 else [0.0]
+        for ax, outcome in zip(axes[0], outcomes, strict=True):
+            sub = effects[effects["outcome"] == outcome]
+            for j, scen in enumerate(scenarios):
+                rows = sub[sub["scenario"] == scen].set_index("lever").reindex(levers)
+                ypos = np.arange(len(levers)) + offsets[j]
+                ax.errorbar(rows["effect"], ypos,
+                            xerr=[rows["effect"] - rows["lo"], rows["hi"] - rows["effect"]],
+                            fmt="o", ms=3, capsize=2, color=PALETTE[(j + 1) % len(PALETTE)],
+                            label=scen.replace("_", " "))  # fmt: skip
+            ax.axvline(0.0, color="#999999", lw=0.6)
+            ax.set_xlabel(f"Δ {label(outcome)}\n(lever on − off)")
+        axes[0][0].set_yticks(np.arange(len(levers)), [lv.replace("_", " ") for lv in levers])
+        axes[0][0].invert_yaxis()
+        axes[0][-1].legend(frameon=False, loc="best")
+    return fig
+
+
+def lever_effects(
+    runs: pd.DataFrame, *, levers: Sequence[str], outcomes: Sequence[str]
+) -> pd.DataFrame:
+    """Effect of each lever (``lever_<name>`` column: on/off) on outcomes, per scenario.
+
+    Compares runs with exactly that lever on against runs with every lever off, by difference
+    of means with a Welch 95% interval.
+    """
+    rows = []
+    flags = [f"lever_{name}" for name in levers]
+    off_all = (runs[flags] == 0).all(axis=1)
+    for scen, sub in runs.groupby("scenario"):
+        base = sub[off_all.loc[sub.index]]
+        for name, flag in zip(levers, flags, strict=True):
+            others = [f for f in flags if f != flag]
+            on = sub[(sub[flag] == 1) & (sub[others] == 0).all(axis=1)]
+            for outcome in outcomes:
+                col = f"mean_{outcome}"
+                effect, lo, hi = _welch(on[col].to_numpy(float), base[col].to_numpy(float))
+                rows.append({"lever": name, "scenario": scen, "outcome": outcome,
+                             "effect": effect, "lo": lo, "hi": hi})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    d = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return d, d, d
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return d, d, d
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(stats.t.ppf(0.975, dof) * se)
+    return d, d - half, d + half
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The arms race
+# ---------------------------------------------------------------------------------------------
+
+
+def arms_race(timeseries: pd.DataFrame, scenarios: Sequence[str] | None = None) -> Figure:
+    """Left: defence against attack spending over time (phase portrait, mean over replicates).
+    Right: the channel mix of attack attempts over time (shares, first scenario)."""
+    scenarios = list(scenarios or sorted(timeseries["scenario"].unique()))
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 2.9))
+        for i, scen in enumerate(scenarios):
+            sub = timeseries[(timeseries["scenario"] == scen) & (timeseries["step"] >= 1)]
+            path = sub.groupby("step")[["spend_attack", "spend_defence"]].mean()
+            colour = PALETTE[i % len(PALETTE)]
+            left.plot(path["spend_attack"], path["spend_defence"], color=colour,
+                      label=scen.replace("_", " "))  # fmt: skip
+            left.plot(path["spend_attack"].iloc[[0]], path["spend_defence"].iloc[[0]],
+                      marker="o", color=colour, ms=3)  # fmt: skip
+            left.plot(path["spend_attack"].iloc[[-1]], path["spend_defence"].iloc[[-1]],
+                      marker="s", color=colour, ms=4)  # fmt: skip
+        left.set_xlabel(label("spend_attack"))
+        left.set_ylabel(label("spend_defence"))
+        left.legend(frameon=False, fontsize=6)
+        first = timeseries[(timeseries["scenario"] == scenarios[0]) & (timeseries["step"] >= 1)]
+        mix = first.groupby("step")[["attempts_weights", "attempts_prompt", "attempts_output"]]
+        mix = mix.mean()
+        shares = mix.div(mix.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+        right.stackplot(shares.index, shares.T.to_numpy(), labels=["weights", "prompt", "output"],
+                        colors=[PALETTE[5], PALETTE[1], PALETTE[3]], alpha=0.85)  # fmt: skip
+        right.set_xlabel(label("step"))
+        right.set_ylabel(f"share of attempts ({scenarios[0].replace('_', ' ')})")
+        right.set_ylim(0, 1)
+        right.legend(frameon=False, loc="upper right")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Sensitivity
+# ---------------------------------------------------------------------------------------------
+
+
+def sensitivity_bars(indices: pd.DataFrame, outcome: str) -> Figure:
+    """Sobol first-order (S1) and total (ST) indices with confidence intervals for one outcome.
+
+    ``indices`` has columns ``outcome``, ``parameter``, ``S1``, ``S1_conf``, ``ST``, ``ST_conf``.
+    """
+    sub = indices[indices["outcome"] == outcome].sort_values("ST", ascending=True)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.5, 0.3 * len(sub) + 1.0))
+        y = np.arange(len(sub))
+        ax.barh(y - 0.2, sub["S1"], height=0.38, xerr=sub["S1_conf"], color=PALETTE[5],
+                label="first order $S_1$", capsize=2)  # fmt: skip
+        ax.barh(y + 0.2, sub["ST"], height=0.38, xerr=sub["ST_conf"], color=PALETTE[1],
+                label="total $S_T$", capsize=2)  # fmt: skip
+        ax.set_yticks(y, sub["parameter"])
+        ax.set_xlabel(f"Sobol index of {label(outcome)}")
+        ax.legend(frameon=False)
+    return fig
