@@ -16,6 +16,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "one simulation; writes a results folder and prints its path last",
         "paradox run scenario=open_frontier steps=300 seed=7 model.n_adversaries=5000",
     ),
+    "sweep": (
+        "experiments.sweep",
+        "an experiment design (grid, LHS, Sobol', Morris) with replicates, in parallel; resumable",
+        "paradox sweep sweep=paradox_curve steps=100 sweep.workers=4",
+    ),
+    "collect": (
+        "experiments.collect",
+        "merge sweep shards or a Hydra multirun folder into one runs.parquet",
+        "paradox collect results/multiruns/2025-01-31/12-00-00-000000",
+    ),
     "theory": (
         "experiments.theory",
         "closed-form static game, paradox curve, q*, κ* and the mean-field ODE",

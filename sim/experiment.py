@@ -87,8 +87,8 @@ RUNS_FILE, TIMESERIES_FILE, MANIFEST_FILE, PARTS_DIR = (
 )
 #: Rows of the per-step table held in memory at most, when buffering or merging.
 TIMESERIES_ROWS_BUDGET = 200_000
-#: Rows of the runs table merged per block when the final table is assembled.
-RUNS_BLOCK = 20_000
+#: Part files' worth of runs merged per block when the final tables are assembled.
+MERGE_CHUNKS = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,60 +739,55 @@ def _id_bounds(path: Path) -> tuple[int, int] | None:
     return int(min(lows)), int(max(highs))
 
 
-def merge(
-    sources: Sequence[Path],
-    out: Path,
-    schema: pa.Schema,
-    *,
-    block_runs: int,
-    per_run_rows: int = 1,
-) -> MergeStats:
+def merge(sources: Sequence[Path], out: Path, schema: pa.Schema, *, block_runs: int) -> MergeStats:
     """Merge tables keyed by ``run_id`` into one file sorted by run (and step), block by block.
 
     Only the rows of ``block_runs`` consecutive run ids (read from the sources that overlap
-    them) are in memory at once. A run found in two sources is kept once, from the first
-    source that has it. The output is written atomically.
+    them) are in memory at once. A run found in two sources is kept once, from the earliest
+    source in ``sources`` that has it. The output is written atomically.
     """
-    bounded = [(b, p) for p in sources if (b := _id_bounds(p)) is not None]
+    found = [(b, i, p) for i, p in enumerate(sources) if (b := _id_bounds(p)) is not None]
+    found.sort(key=lambda s: s[0][0])
     stats = MergeStats()
     has_steps = "step" in schema.names
-    with atomic_path(out) as tmp:
-        writer = pq.ParquetWriter(tmp, schema)
-        try:
-            start = min((b[0] for b, _ in bounded), default=0)
-            stop = max((b[1] for b, _ in bounded), default=-1) + 1
-            while start < stop:
-                end = start + block_runs
-                hits = [(b, p) for b, p in bounded if b[0] < end and b[1] >= start]
-                if not hits:
-                    start = min(b[0] for b, _ in bounded if b[0] >= end)
-                    continue
-                parts = []
-                for order, (_, path) in enumerate(hits):
-                    t = pq.read_table(path, filters=[("run_id", ">=", start), ("run_id", "<", end)])
-                    t = t.select(schema.names).cast(schema)
-                    parts.append(
-                        t.append_column("_src", pa.array(np.full(len(t), order, dtype=np.int64)))
-                    )
-                block = pa.concat_tables(parts)
-                block, dropped = _sort_unique(block, has_steps)
-                stats.duplicates += dropped
-                if not has_steps:
-                    status = block.column("status").to_pylist()
-                    failed = [i for i, s in enumerate(status) if s != "ok"]
-                    stats.failed += len(failed)
-                    if failed and stats.first_error is None:
-                        i = failed[0]
-                        stats.first_error = (
-                            f"run {block.column('run_id')[i].as_py()}: "
-                            f"{block.column('error')[i].as_py()}"
-                        )
-                stats.rows += len(block)
-                writer.write_table(block, row_group_size=max(1, 65_536))
-                start = end
-        finally:
-            writer.close()
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        active: list[tuple[tuple[int, int], int, Path]] = []
+        upcoming = 0
+        start = found[0][0][0] if found else 0
+        while True:
+            end = start + block_runs
+            while upcoming < len(found) and found[upcoming][0][0] < end:
+                active.append(found[upcoming])
+                upcoming += 1
+            active = [s for s in active if s[0][1] >= start]
+            if not active:
+                if upcoming == len(found):
+                    break
+                start = found[upcoming][0][0]  # skip a gap in the run ids
+                continue
+            parts = []
+            for _, priority, path in sorted(active, key=lambda s: s[1]):
+                t = pq.read_table(path, filters=[("run_id", ">=", start), ("run_id", "<", end)])
+                t = t.select(schema.names).cast(schema)
+                src = pa.array(np.full(len(t), priority, dtype=np.int64))
+                parts.append(t.append_column("_src", src))
+            block, dropped = _sort_unique(pa.concat_tables(parts), has_steps)
+            stats.duplicates += dropped
+            if not has_steps:
+                _count_failures(block, stats)
+            stats.rows += len(block)
+            writer.write_table(block)
+            start = end
     return stats
+
+
+def _count_failures(block: pa.Table, stats: MergeStats) -> None:
+    failed = np.flatnonzero(np.asarray(block.column("status").to_pylist(), dtype=object) != "ok")
+    stats.failed += len(failed)
+    if len(failed) and stats.first_error is None:
+        i = int(failed[0])
+        run, error = block.column("run_id")[i].as_py(), block.column("error")[i].as_py()
+        stats.first_error = f"run {run}: {error}"
 
 
 def _sort_unique(block: pa.Table, has_steps: bool) -> tuple[pa.Table, int]:
@@ -820,14 +815,20 @@ def finalize(
     *,
     timeseries: bool,
     steps: int,
+    chunk_size: int = SweepSpec.chunk_size,
 ) -> MergeStats:
-    """Merge the finished runs of ``folders`` into ``out_dir``'s runs (and per-step) tables."""
+    """Merge the finished runs of ``folders`` into ``out_dir``'s runs (and per-step) tables.
+
+    Blocks of ``MERGE_CHUNKS x chunk_size`` runs (fewer for long per-step tables) keep the
+    memory of the merge at the scale of the part files, whatever the number of runs.
+    """
+    block = MERGE_CHUNKS * chunk_size
     runs_sources = [p for folder in folders for p in run_sources(folder, "runs")]
-    stats = merge(runs_sources, out_dir / RUNS_FILE, runs_schema(varied), block_runs=RUNS_BLOCK)
+    stats = merge(runs_sources, out_dir / RUNS_FILE, runs_schema(varied), block_runs=block)
     if timeseries:
         ts_sources = [p for folder in folders for p in run_sources(folder, "timeseries")]
-        block = max(1, TIMESERIES_ROWS_BUDGET // (steps + 1))
-        merge(ts_sources, out_dir / TIMESERIES_FILE, timeseries_schema(), block_runs=block)
+        ts_block = max(1, min(block, TIMESERIES_ROWS_BUDGET // (steps + 1)))
+        merge(ts_sources, out_dir / TIMESERIES_FILE, timeseries_schema(), block_runs=ts_block)
     return stats
 
 
@@ -930,8 +931,8 @@ def run_sweep(
     scan_folder(folder)
     ids = design.shard_range()
     done = done_runs(run_sources(folder), ids)
-    todo = [rid for rid, d in zip(ids, done, strict=True) if not d]
-    workers = min(spec.workers or available_cores(), max(1, len(todo)))
+    n_todo = len(ids) - int(done.sum())
+    workers = min(spec.workers or available_cores(), max(1, n_todo))
     writer = PartWriter(
         folder,
         runs_schema(design.varied),
@@ -939,10 +940,17 @@ def run_sweep(
         keep_ts=spec.save_timeseries,
     )
     tasks = (
-        Task(rid, rid // spec.replicates, rid % spec.replicates, design.config(rid),
-             spec.save_timeseries, runner)
-        for rid in todo
-    )  # fmt: skip
+        Task(
+            run_id=rid,
+            point_id=rid // spec.replicates,
+            replicate=rid % spec.replicates,
+            config=design.config(rid),
+            keep_timeseries=spec.save_timeseries,
+            runner=runner,
+        )
+        for rid in ids
+        if not done[rid - ids.start]
+    )
     bar = tqdm(
         total=len(ids),
         initial=int(done.sum()),
@@ -967,8 +975,14 @@ def run_sweep(
         # Whatever happens (Ctrl-C, a dead worker), the runs that finished are kept.
         writer.flush()
         bar.close()
-    stats = finalize([folder], folder, design.varied, timeseries=spec.save_timeseries,
-                     steps=_max_steps(design))  # fmt: skip
+    stats = finalize(
+        [folder],
+        folder,
+        design.varied,
+        timeseries=spec.save_timeseries,
+        steps=_max_steps(design),
+        chunk_size=spec.chunk_size,
+    )
     remove_parts(folder)
     return SweepResult(
         folder=folder,
@@ -1002,13 +1016,43 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _standard_start_method(method: str) -> Iterator[None]:
+    """Make the process-wide start method a standard one while worker processes start.
+
+    A new worker is told the parent's global start method; inside a job of the joblib launcher
+    that is ``loky``, which a fresh worker does not know, so it would die on start-up.
+    """
+    current = multiprocessing.get_start_method(allow_none=True)
+    if current in (None, "fork", "spawn", "forkserver"):
+        yield
+        return
+    multiprocessing.set_start_method(method, force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(current, force=True)
+
+
 def _run_pool(
     tasks: Iterator[Task], writer: PartWriter, bar: tqdm, workers: int, flush_seconds: float
 ) -> None:
     """Keep ``4 x workers`` runs in flight; record each as it finishes."""
-    window = 4 * workers
+    ctx = _pool_context()
+    with _standard_start_method(ctx.get_start_method()):
+        pool = ProcessPoolExecutor(workers, mp_context=ctx)
+        _pool_loop(pool, 4 * workers, tasks, writer, bar, flush_seconds)
+
+
+def _pool_loop(
+    pool: ProcessPoolExecutor,
+    window: int,
+    tasks: Iterator[Task],
+    writer: PartWriter,
+    bar: tqdm,
+    flush_seconds: float,
+) -> None:
     inflight: dict[Future, int] = {}
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
     try:
         exhausted = False
         while inflight or not exhausted:
