@@ -43,7 +43,12 @@ from .conftest import CONF, REPO
 
 PARADOX = [sys.executable, "-m", "experiments.cli"]
 TINY = ["steps=2", "model.n_adversaries=40", "model.n_labs=3"]
-NAMED = {"paradox_curve": 132, "policy_grid": 384, "sobol_screen": 416}
+NAMED = {
+    "paradox_curve": 108,
+    "alignment_share_curve": 132,
+    "policy_grid": 384,
+    "sobol_screen": 416,
+}
 
 
 def tiny_base(steps: int = 2, seed: int = 0) -> Config:
@@ -480,8 +485,11 @@ def test_named_sweep_runs(name, compose_design, tmp_path):
     assert result.ok and result.runs == NAMED[name]
     runs = pd.read_parquet(tmp_path / name / "runs.parquet")
     assert (runs["steps"] == 1).all() and (runs["model.n_adversaries"] == 30).all()
-    if name == "paradox_curve":
+    if name == "alignment_share_curve":
         assert (runs["learning.lab.rule"] == "fixed").all(), "the alignment share is exogenous"
+        assert runs["replicate"].max() == 2
+    if name == "paradox_curve":
+        assert runs["model.fixed_alignment"].nunique() == 9, "the alignment level is exogenous"
         assert runs["replicate"].max() == 2
     if name == "policy_grid":
         assert set(runs["scenario"]) == {"baseline", "escalation", "no_paradox"}
@@ -501,7 +509,7 @@ def test_sweep_command_end_to_end(tmp_path):
     out = tmp_path / "curve"
     proc = paradox(
         "sweep",
-        "sweep=paradox_curve",
+        "sweep=alignment_share_curve",
         *TINY,
         "sweep.replicates=2",
         "sweep.uncertainties.0.levels=[0.0,1.0]",
@@ -520,14 +528,14 @@ def test_sweep_command_end_to_end(tmp_path):
     assert sorted(set(runs["learning.lab.alignment_share"])) == [0.2, 0.8]
     assert len(pd.read_parquet(out / "timeseries.parquet")) == 8 * 3
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["sweep"]["ran"] == 8 and "sweep=paradox_curve" in prov["overrides"]
+    assert prov["sweep"]["ran"] == 8 and "sweep=alignment_share_curve" in prov["overrides"]
     assert "alignment_share" in (out / "config.yaml").read_text()
 
 
 def test_failed_runs_give_a_non_zero_exit_and_a_summary(tmp_path):
     proc = paradox(
         "sweep",
-        "sweep=paradox_curve",
+        "sweep=alignment_share_curve",
         *TINY,
         "sweep.replicates=1",
         # under the fixed lab rule, alignment share + defence mandate must not exceed 1
