@@ -579,7 +579,7 @@ def test_bad_sweep_input_fails_cleanly(tmp_path, overrides, needle):
 
 def test_a_sweep_killed_with_sigkill_resumes_to_the_same_table(tmp_path, compose_design):
     overrides = [
-        "sweep=paradox_curve",
+        "sweep=alignment_share_curve",
         "steps=10",
         "model.n_adversaries=60",
         "model.n_labs=4",
