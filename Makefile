@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all lint format conf lock clean
+.PHONY: run test test-slow test-all lint format conf lock bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Engine against the plain-Mesa reference (issue 6): writes benchmarks/results.json and the
+# table in benchmarks/README.md. Takes about 15 minutes; `.venv/bin/python -m benchmarks.bench
+# --quick` is a one-minute smoke run.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench
 
 # Regenerate conf/ value files and the ODD parameter table from sim/config.py.
 conf: $(STAMP)

@@ -23,9 +23,10 @@ from sim.config import CHANNELS, Config, config_from_flat, validate
 from sim.network import Network, build_network
 from sim.outcomes import OUTCOMES
 
-#: Adversaries are processed in blocks of this many when targets are chosen, so that the
-#: (adversary x lab x channel) gain array stays small whatever the population.
-TARGET_CHUNK = 4096
+#: Adversaries are evaluated side by side in blocks of this many when targets are chosen (the
+#: compiled kernel vectorises across them; its scratch memory is this many times 3 N values).
+#: Results do not depend on it.
+TARGET_CHUNK = 128
 
 #: A best-responding adversary for which attacking does not pay, and whose adjusted effort is
 #: below this share of its budget, stops attacking (effort 0) instead of creeping toward zero.
@@ -147,7 +148,7 @@ class AlignmentParadoxModel(mesa.Model):
                 Adversary: {"effort": "effort", "active": "active", "knowledge": "knowledge"},
             }
             _ = self.adversary_agents  # materialise them so the collector can see them
-        self.datacollector = mesa.DataCollector(
+        self.datacollector = OutcomeCollector(
             model_reporters={name: partial(_read_outcome, name) for name in OUTCOMES},
             agenttype_reporters=agent_reporters,
         )
@@ -295,34 +296,28 @@ class AlignmentParadoxModel(mesa.Model):
         a_lab = kn.attackability(lab.clarity, self.base, self.gain, self.elasticity)
         defence = lab.defence + m.defence_floor
         prize = kn.damage_value(lab.reach, lab.quality, lab.clarity, m.attacker_value)
-        choice = np.full(n_adv, -1, dtype=np.intp)
-        use_propensity = self.adv_rule == "roth_erev"
-        for start in range(0, n_adv, TARGET_CHUNK):
-            sl = slice(start, min(start + TARGET_CHUNK, n_adv))
-            logits = target_logits(
-                knowledge=adv.knowledge[sl],
-                effort=adv.effort[sl],
-                api_access=adv.api_access[sl],
-                active=active[sl],
-                attackability=a_lab,
-                defence=defence,
-                prize=prize,
-                open_weights=lab.open_weights,
-                rationality=adv_cfg.rationality,
-                decisiveness=m.decisiveness,
-                propensity=adv.propensity[sl] if use_propensity else None,
-            )
-            choice[sl] = kn.sample_logits(logits.reshape(logits.shape[0], -1), uniforms[sl])
-        chose = np.flatnonzero(choice >= 0)
-        target_lab, target_ch = choice[chose] // 3, choice[chose] % 3
-        adv.target_lab[:] = -1
-        adv.target_channel[:] = -1
-        adv.target_lab[chose], adv.target_channel[chose] = target_lab, target_ch
-        base = a_lab[target_lab, target_ch]
-        effort = adv.effort[chose].copy()  # as fought: adaptation changes adv.effort later
-        knowledge = adv.knowledge[chose, target_ch].copy()
-        strength = knowledge * base * effort
-        prob = kn.contest_probability(strength, defence[target_lab, target_ch], m.decisiveness)
+        chosen = kn.choose_targets(
+            knowledge=adv.knowledge,
+            effort=adv.effort,
+            api_access=adv.api_access,
+            active=active,
+            attackability=a_lab,
+            defence=defence,
+            prize=prize,
+            open_weights=lab.open_weights,
+            rationality=adv_cfg.rationality,
+            decisiveness=m.decisiveness,
+            propensity=adv.propensity if self.adv_rule == "roth_erev" else None,
+            uniforms=uniforms,
+            target_lab=adv.target_lab,
+            target_channel=adv.target_channel,
+            block=TARGET_CHUNK,
+        )
+        del uniforms, active
+        chose = chosen["who"]
+        target_lab, target_ch = adv.target_lab[chose], adv.target_channel[chose]
+        effort = chosen["effort"]  # as fought: adaptation changes adv.effort later
+        knowledge, base, prob = chosen["knowledge"], chosen["base"], chosen["prob"]
         attempted = effort > 0
         return {
             "effort": effort,
@@ -331,7 +326,6 @@ class AlignmentParadoxModel(mesa.Model):
             "lab": target_lab,
             "channel": target_ch,
             "base": base,
-            "strength": strength,
             "prob": prob,
             "attempted": attempted,
             "prize": prize,
@@ -342,32 +336,38 @@ class AlignmentParadoxModel(mesa.Model):
     def _consequences(self, t: int, att: dict[str, np.ndarray]) -> None:
         """Contest outcomes, compromise and inversion, harm, detection and deterrence."""
         m, pol, lab, adv = self.config.model, self.config.policy, self.lab, self.adv
-        n = lab.reach.size
-        tried = att["attempted"]
-        u_success = self.rng.random(tried.size)
-        u_detect = self.rng.random(tried.size)
-        success = tried & (u_success < att["prob"])
-        detected = tried & (u_detect < pol.detection_probability)
-        cell = att["lab"] * 3 + att["channel"]
-        att["success"] = success
-        att["attempt_counts"] = np.bincount(cell[tried], minlength=3 * n).reshape(n, 3)
-        att["success_counts"] = np.bincount(cell[success], minlength=3 * n).reshape(n, 3)
-
-        carried = m.compromise_persistence * lab.compromised.sum(axis=1)
+        n_chose = att["who"].size
+        uniforms = self.rng.random(2 * n_chose)  # success draws, then detection draws
         clar_slope = kn.clarity_slope(lab.quality, self.coupling, m.clarity_exponent)
         gain_slope = kn.attackability_slope(lab.clarity, self.gain, self.elasticity)
-        lab.marginal_return, _ = kn.marginal_return(
-            quality=lab.quality,
-            clar=lab.clarity,
-            clar_slope=clar_slope,
-            carried=carried,
-            attack_lab=att["lab"][tried],
-            attack_channel=att["channel"][tried],
-            attack_prob=att["prob"][tried],
-            attack_base=att["base"][tried],
-            attack_gain_slope=gain_slope[att["lab"][tried], att["channel"][tried]],
-            share=m.compromise_share,
-            decisiveness=m.decisiveness,
+        success, attempts, successes, strength, log_surv, dlog_surv, spent = kn.contest_outcomes(
+            att["who"],
+            att["lab"],
+            att["channel"],
+            att["effort"],
+            att["knowledge"],
+            att["base"],
+            att["prob"],
+            uniforms[:n_chose],
+            uniforms[n_chose:],
+            float(pol.detection_probability),
+            adv.deterred_until,
+            t + pol.deterrence_steps,
+            lab.reach.size,
+            float(m.compromise_share),
+            float(m.decisiveness),
+            np.ascontiguousarray(gain_slope),
+            clar_slope,
+        )
+        del uniforms
+        att["success"] = success
+        att["attempt_counts"] = attempts
+        att["success_counts"] = successes
+        att["strength_sum"] = strength
+        att["spend_attack"] = spent
+        carried = m.compromise_persistence * lab.compromised.sum(axis=1)
+        lab.marginal_return, _ = kn.marginal_return_from_sums(
+            lab.quality, lab.clarity, clar_slope, carried, log_surv, dlog_surv
         )
         lab.compromised = kn.update_compromise(
             lab.compromised, att["success_counts"], m.compromise_share, m.compromise_persistence
@@ -376,31 +376,56 @@ class AlignmentParadoxModel(mesa.Model):
         att["harm_exploitation"] = kn.exploitation_harm(
             lab.reach, lab.quality, lab.clarity, lab.compromised, self.severity
         )
-        adv.deterred_until[att["who"][detected]] = t + pol.deterrence_steps
 
     # ------------------------------------------------------------------ adaptation
 
     def _adapt(self, att: dict[str, np.ndarray]) -> None:
-        m, adv = self.config.model, self.adv
-        who, ch, success = att["who"], att["channel"], att["success"]
-        payoff = np.where(att["attempted"], success * att["prize"][att["lab"]], 0.0)
-        payoff = payoff - np.where(att["attempted"], att["effort"], 0.0)
-
-        # Adversary strategies (before knowledge moves: they respond to the contest they had).
-        if self.adv_rule in ("best_response", "roth_erev"):
-            self._adversary_best_response(att)
-        if self.adv_rule == "roth_erev":
-            self._roth_erev(att)
+        """Adversary strategies (against the contest they just had), then knowledge (decay,
+        learning from success, diffusion along G), then the labs."""
+        m, adv, cfg = self.config.model, self.adv, self.config.learning.adversary
+        who = att["who"]
         if self.adv_rule == "imitation":
+            tried = att["attempted"]
+            prize = att["prize"][att["lab"]]
+            payoff = np.where(tried, att["success"] * prize, 0.0)
+            payoff -= np.where(tried, att["effort"], 0.0)
             self._adversary_imitation(who, payoff)
-
-        # Knowledge: success teaches, techniques diffuse along G.
-        if m.knowledge_decay > 0.0:
-            adv.knowledge *= 1.0 - m.knowledge_decay
-        sw, sk = who[success], ch[success]
-        adv.knowledge[sw, sk] += m.knowledge_gain * (1.0 - adv.knowledge[sw, sk])
-        adv.knowledge = kn.diffuse_knowledge(
-            adv.knowledge, self.net.src, self.net.dst, self.net.degree, m.diffusion_rate
+        best_respond = self.adv_rule in ("best_response", "roth_erev")
+        targets = np.empty(0)
+        if best_respond and self.best_response.mu != 1.0:
+            ch = att["channel"]
+            targets = self.best_response.effort(
+                att["prize"][att["lab"]],
+                att["knowledge"] * att["base"],
+                att["defence"][att["lab"], ch],
+                adv.budget[who],
+            )
+        kn.adapt_adversaries(
+            who,
+            att["lab"],
+            att["channel"],
+            att["effort"],
+            att["knowledge"],
+            att["success"],
+            att["prize"],
+            att["a_lab"],
+            att["defence"],
+            adv.budget,
+            targets,
+            adv.effort,
+            adv.propensity,
+            adv.knowledge,
+            best_respond,
+            self.adv_rule == "roth_erev",
+            float(cfg.effort_adjustment),
+            MIN_EFFORT_SHARE,
+            float(cfg.forgetting),
+            float(cfg.experimentation),
+            float(m.knowledge_decay),
+            float(m.knowledge_gain),
+        )
+        adv.knowledge = kn.diffuse_knowledge_csr(
+            adv.knowledge, self.net.indptr, self.net.dst, self.net.degree, m.diffusion_rate
         )
         self._observe(att)
         if self.lab_rule == "best_response":
@@ -414,6 +439,8 @@ class AlignmentParadoxModel(mesa.Model):
         Partial adjustment never reaches zero by itself; when attacking does not pay at all (the
         best response is 0) and the adjusted effort is below :data:`MIN_EFFORT_SHARE` of the
         budget, the adversary stops (effort 0, no attempt) until a target is worth attacking.
+        (The rule as whole-array code; the step runs it compiled in
+        :func:`sim.kernels.adapt_adversaries`, and ``tests/test_engine.py`` checks they agree.)
         """
         adv, eta = self.adv, self.config.learning.adversary.effort_adjustment
         who, lab, ch = att["who"], att["lab"], att["channel"]
@@ -462,15 +489,9 @@ class AlignmentParadoxModel(mesa.Model):
     def _observe(self, att: dict[str, np.ndarray]) -> None:
         """Labs update smoothed attack rates and strengths per channel from this step's attempts."""
         lab, mem = self.lab, self.config.learning.lab.memory
-        n = lab.reach.size
-        tried = att["attempted"]
-        cell = att["lab"][tried] * 3 + att["channel"][tried]
         counts = att["attempt_counts"]
-        k_x = att["knowledge"][tried] * att["effort"][tried]  # what the lab faced
-        total = np.bincount(cell, weights=k_x, minlength=3 * n)
-        mean_strength = np.divide(
-            total.reshape(n, 3), counts, out=lab.seen_strength.copy(), where=counts > 0
-        )
+        total = att["strength_sum"]  # Σ K x of the attempts, what the lab faced
+        mean_strength = np.divide(total, counts, out=lab.seen_strength.copy(), where=counts > 0)
         lab.seen_attempts += mem * (counts - lab.seen_attempts)
         lab.seen_strength += mem * (mean_strength - lab.seen_strength)
 
@@ -496,15 +517,52 @@ class AlignmentParadoxModel(mesa.Model):
         )
 
     def _lab_best_response(self) -> None:
-        """Move (s_i, ω_i) toward the best response for the one-step-ahead expected objective."""
-        lab, cfg = self.lab, self.config.learning.lab
-        lab.alignment_share, lab.defence_split = lab_policy_step(
-            self._lab_objective,
+        """Move (s_i, ω_i) toward the best response for the one-step-ahead expected objective.
+
+        Runs :func:`lab_policy_step` on :func:`lab_objective` in compiled form
+        (:func:`sim.kernels.lab_best_response`; ``tests/test_engine.py`` checks that the two
+        agree).
+        """
+        m, pol, lab, cfg = self.config.model, self.config.policy, self.lab, self.config.learning.lab
+        fixed = np.nan if m.fixed_alignment is None else m.fixed_alignment
+        constants = np.array(
+            [
+                fixed,
+                m.alignment_decay,
+                m.alignment_scale,
+                m.clarity_exponent,
+                m.defence_decay,
+                m.defence_floor,
+                m.decisiveness,
+                m.compromise_share,
+                m.compromise_persistence,
+                m.defender_value,
+            ],
+            dtype=float,
+        )
+        lab.alignment_share, lab.defence_split = kn.lab_best_response(
             lab.alignment_share,
-            lab.defence_split,
-            step_size=cfg.step_size,
-            scale=self.config.model.defender_value * lab.reach,
-            ceiling=1.0 - self.config.policy.defence_mandate,
+            np.ascontiguousarray(lab.defence_split),
+            lab.capital,
+            lab.budget * (1.0 - pol.decoupling_share),
+            np.ascontiguousarray(lab.defence),
+            np.ascontiguousarray(lab.compromised),
+            lab.seen_attempts,
+            lab.seen_strength,
+            lab.reach,
+            float(self.coupling),
+            self.base,
+            self.gain,
+            self.elasticity,
+            self.severity,
+            float(pol.liability),
+            constants,
+            float(cfg.step_size),
+            m.defender_value * lab.reach,
+            1.0 - pol.defence_mandate,
+            MAX_SPLIT_STEP,
+            9,
+            20,
         )
 
     def _lab_imitation(self, att: dict[str, np.ndarray]) -> None:
@@ -544,30 +602,50 @@ class AlignmentParadoxModel(mesa.Model):
         out["spend_alignment"] = float(spend["alignment"].sum())
         out["spend_defence"] = float(spend["defence"].sum())
         out["spend_decoupling"] = float(spend["decoupling"].sum())
-        out["spend_attack"] = float(att["effort"][att["attempted"]].sum())
+        out["spend_attack"] = att["spend_attack"]
         self._record_state()
         out["harm_total"] = out["harm_residual"] + out["harm_exploitation"]
 
     def _record_state(self) -> None:
-        """Outcomes that depend only on the current state (also reported at step 0)."""
+        """Outcomes that depend only on the current state (also reported at step 0).
+
+        The reach-weighted means are one matrix-vector product, so that data collection stays a
+        small part of the step (benchmarks/README.md).
+        """
         lab, adv, m = self.lab, self.adv, self.config.model
         w = lab.reach
         out = self.outcomes
-        out["mean_alignment"] = float(w @ lab.quality)
-        out["mean_clarity"] = float(w @ lab.clarity)
+        rows = np.stack(
+            [
+                lab.quality,
+                lab.clarity,
+                lab.compromised.sum(axis=1),
+                lab.net,
+                lab.alignment_share,
+                lab.open_weights,
+                lab.marginal_return,
+                lab.marginal_return < 0.0,
+                1.0 - lab.quality,
+            ]
+        )
+        (
+            out["mean_alignment"],
+            out["mean_clarity"],
+            out["compromised_share"],
+            out["net_alignment"],
+            out["mean_alignment_share"],
+            out["open_reach"],
+            out["marginal_return"],
+            out["paradox_index"],
+            unaligned,
+        ) = (rows @ w).tolist()
         out["coupling"] = float(self.coupling)
-        out["harm_residual"] = kn.residual_harm(w, lab.quality, m.residual_severity)
-        out["compromised_share"] = float(w @ lab.compromised.sum(axis=1))
-        out["net_alignment"] = float(w @ lab.net)
-        active = adv.deterred_until <= self.steps  # free to attack in the next step
-        out["adversaries_active"] = float(active.sum())
-        out["adversaries_deterred"] = float(adv.budget.size - active.sum())
-        for k, name in enumerate(CHANNELS):
-            out[f"knowledge_{name}"] = float(adv.knowledge[:, k].mean())
-        out["mean_alignment_share"] = float(w @ lab.alignment_share)
-        out["open_reach"] = float(w @ lab.open_weights)
-        out["marginal_return"] = float(w @ lab.marginal_return)
-        out["paradox_index"] = float(w @ (lab.marginal_return < 0.0))
+        out["harm_residual"] = unaligned * m.residual_severity
+        # mean knowledge, and who is free to attack in the next step
+        k0, k1, k2, active = kn.adversary_summary(adv.knowledge, adv.deterred_until, self.steps)
+        out["knowledge_weights"], out["knowledge_prompt"], out["knowledge_output"] = k0, k1, k2
+        out["adversaries_active"] = float(active)
+        out["adversaries_deterred"] = float(adv.budget.size - active)
 
     def _compute_initial_outcomes(self) -> None:
         """Step-0 row: the initial state, before any attack (counts and spending are zero)."""
@@ -584,6 +662,33 @@ class AlignmentParadoxModel(mesa.Model):
 def _read_outcome(name: str, model: AlignmentParadoxModel) -> float:
     """DataCollector model reporter (used through ``functools.partial``, which pickles)."""
     return model.outcomes[name]
+
+
+class OutcomeCollector(mesa.DataCollector):
+    """Mesa's DataCollector, recording the outcomes without deep copies.
+
+    Mesa deep-copies every model reporter's value on every collect, in case it is mutable; the
+    outcomes are Python floats (immutable), so they are appended as they are. Everything else
+    (agent reporters, tables, the data frames, ``mesa.batch_run``) is Mesa's own.
+    """
+
+    def collect(self, model: mesa.Model) -> None:
+        outcomes = getattr(model, "outcomes", None)
+        if outcomes is None or any(
+            not (isinstance(r, partial) and r.func is _read_outcome)
+            for r in self.model_reporters.values()
+        ):
+            super().collect(model)
+            return
+        self._collection_steps.append(model.time)
+        for name, column in self.model_vars.items():
+            column.append(outcomes[name])
+        reporters = self.model_reporters
+        self.model_reporters = {}  # the agent-level part of Mesa's collect
+        try:
+            super().collect(model)
+        finally:
+            self.model_reporters = reporters
 
 
 def target_logits(
