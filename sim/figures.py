@@ -8,15 +8,18 @@ palette (Okabe & Ito 2008), labelled axes with symbols, legends outside the data
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
-from scipy import stats
+from matplotlib.lines import Line2D
+
+from sim.analysis import grouped_ci as _grouped_ci
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 PALETTE = (
@@ -94,29 +97,6 @@ def save(fig: Figure, path: Path | str, caption: str) -> list[Path]:
     return written
 
 
-def mean_ci(values: pd.Series | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and a t-based confidence interval over replicates (half-width 0 for one value)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(v.mean())
-    if v.size < 2:
-        return m, m, m
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return m, m - half, m + half
-
-
-def _grouped_ci(frame: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
-    rows = []
-    for key, group in frame.groupby(list(by), sort=True):
-        m, lo, hi = mean_ci(group[value])
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key, strict=True)), "mean": m, "lo": lo, "hi": hi,
-                     "n": int(group[value].notna().sum())})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. Scenario dynamics
 # ---------------------------------------------------------------------------------------------
@@ -165,13 +145,14 @@ def paradox_curve(
     *,
     x: str = "model.fixed_alignment",
     group: str = "model.coupling",
-    theory: Mapping[float, pd.DataFrame] | None = None,
+    theory: pd.DataFrame | None = None,
 ) -> Figure:
     """Net alignment and exploitation harm against alignment for several couplings κ.
 
     ``runs`` has one row per run with the columns ``x``, ``group``, ``mean_net_alignment`` and
-    ``mean_harm_exploitation``. ``theory`` maps κ to a table with columns ``q`` and ``N``
-    (a theoretical curve, drawn dashed) and optionally ``q_star`` (marked).
+    ``mean_harm_exploitation``. ``theory`` (as :func:`sim.analysis.meanfield_curves` returns)
+    has columns ``kappa``, ``q``, ``N`` (a theoretical curve per κ, drawn dashed) and
+    ``q_star`` (its optimum, marked with a triangle; NaN when there is none).
     """
     with plt.rc_context(STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 2.8))
@@ -182,11 +163,12 @@ def paradox_curve(
                 ax.errorbar(ci[x], ci["mean"], yerr=[ci["mean"] - ci["lo"], ci["hi"] - ci["mean"]],
                             color=colour, marker="o", ms=3, capsize=2,
                             label=f"κ = {kappa:g}")  # fmt: skip
-            if theory is not None and kappa in theory:
-                th = theory[kappa]
+            th = None if theory is None else theory[np.isclose(theory["kappa"], kappa)]
+            if th is not None and len(th):
+                th = th.sort_values("q")
                 left.plot(th["q"], th["N"], ls="--", color=colour, lw=1.0)
-                q_star = th.attrs.get("q_star")
-                if q_star is not None:
+                q_star = float(th["q_star"].iloc[0])
+                if np.isfinite(q_star):
                     n_star = float(np.interp(q_star, th["q"], th["N"]))
                     left.plot([q_star], [n_star], marker="v", color=colour, ms=6, ls="none")
         left.axhline(0.0, color="#999999", lw=0.6)
@@ -194,7 +176,12 @@ def paradox_curve(
         left.set_ylabel(label("net_alignment"))
         right.set_xlabel(label(x))
         right.set_ylabel(label("harm_exploitation"))
-        left.legend(frameon=False)
+        handles, labels = left.get_legend_handles_labels()
+        if theory is not None and len(theory):
+            handles += [Line2D([], [], ls="--", color="#555555", lw=1.0),
+                        Line2D([], [], marker="v", color="#555555", ls="none", ms=6)]
+            labels += ["mean field", "mean-field $q^*$"]
+        left.legend(handles, labels, frameon=False)
     return fig
 
 
@@ -210,23 +197,34 @@ def regime_map(
     y: str = "model.attacker_value",
     value: str = "mean_paradox_index",
     boundary: pd.DataFrame | None = None,
+    boundary_label: str = "theory κ*",
+    value_label: str | None = None,
 ) -> Figure:
-    """Heatmap of ``value`` (mean over replicates) over two parameters, with a boundary curve.
+    """Heatmap of ``value`` (mean over rows) over two parameters, with a boundary curve.
 
-    ``boundary`` has columns ``y`` and ``kappa_star`` (drawn as a line of κ* against y).
+    A non-negative ``value`` (a paradox index) is drawn on a sequential scale from 0; a signed
+    one (a slope dN/dq) on a diverging scale centred on 0, so that the sign reads at a glance.
+    ``boundary`` has columns ``y`` and ``kappa_star`` (drawn as a line of κ* against y);
+    ``boundary_label`` names it in the legend.
     """
     grid = runs.groupby([y, x])[value].mean().unstack(x).sort_index()
+    values = grid.to_numpy(float)
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    if lo < 0:
+        bound = max(abs(lo), abs(hi), 1e-9)
+        scale = {"cmap": "PuOr_r", "norm": TwoSlopeNorm(0.0, -bound, bound)}
+    else:
+        scale = {"cmap": "cividis", "vmin": 0.0, "vmax": max(1e-9, hi)}
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.2, 3.2))
         xs, ys = grid.columns.to_numpy(float), grid.index.to_numpy(float)
-        mesh = ax.pcolormesh(_edges(xs), _edges(ys), grid.to_numpy(float), cmap="cividis",
-                             vmin=0.0, vmax=max(1e-9, float(np.nanmax(grid.to_numpy()))),
-                             shading="flat")  # fmt: skip
+        mesh = ax.pcolormesh(_edges(xs), _edges(ys), values, shading="flat", **scale)
         cbar = fig.colorbar(mesh, ax=ax)
-        cbar.set_label(label(value.removeprefix("mean_")))
+        cbar.set_label(value_label or label(value.removeprefix("mean_")))
         if boundary is not None and len(boundary):
-            b = boundary.dropna()
-            ax.plot(b["kappa_star"], b["y"], color=PALETTE[6], lw=1.6, label="theory κ*")
+            b = boundary.dropna().sort_values("y")
+            ax.plot(b["kappa_star"], b["y"], color=PALETTE[6], lw=1.6, marker="o", ms=3,
+                    label=boundary_label)  # fmt: skip
             ax.legend(frameon=False, loc="upper right")
         ax.set_xlabel(label(x))
         ax.set_ylabel(label(y))
@@ -246,6 +244,11 @@ def _edges(centres: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # 4. Policy comparison (forest plot)
 # ---------------------------------------------------------------------------------------------
+
+
+def _lever_name(key: str) -> str:
+    """``policy.defence_mandate`` → ``defence mandate``."""
+    return key.rsplit(".", 1)[-1].replace("_", " ")
 
 
 def policy_forest(effects: pd.DataFrame) -> Figure:
@@ -272,50 +275,10 @@ def policy_forest(effects: pd.DataFrame) -> Figure:
                             label=scen.replace("_", " "))  # fmt: skip
             ax.axvline(0.0, color="#999999", lw=0.6)
             ax.set_xlabel(f"Δ {label(outcome)}\n(lever on − off)")
-        axes[0][0].set_yticks(np.arange(len(levers)), [lv.replace("_", " ") for lv in levers])
+        axes[0][0].set_yticks(np.arange(len(levers)), [_lever_name(lv) for lv in levers])
         axes[0][0].invert_yaxis()
         axes[0][-1].legend(frameon=False, loc="best")
     return fig
-
-
-def lever_effects(
-    runs: pd.DataFrame, *, levers: Sequence[str], outcomes: Sequence[str]
-) -> pd.DataFrame:
-    """Effect of each lever (``lever_<name>`` column: on/off) on outcomes, per scenario.
-
-    Compares runs with exactly that lever on against runs with every lever off, by difference
-    of means with a Welch 95% interval.
-    """
-    rows = []
-    flags = [f"lever_{name}" for name in levers]
-    off_all = (runs[flags] == 0).all(axis=1)
-    for scen, sub in runs.groupby("scenario"):
-        base = sub[off_all.loc[sub.index]]
-        for name, flag in zip(levers, flags, strict=True):
-            others = [f for f in flags if f != flag]
-            on = sub[(sub[flag] == 1) & (sub[others] == 0).all(axis=1)]
-            for outcome in outcomes:
-                col = f"mean_{outcome}"
-                effect, lo, hi = _welch(on[col].to_numpy(float), base[col].to_numpy(float))
-                rows.append({"lever": name, "scenario": scen, "outcome": outcome,
-                             "effect": effect, "lo": lo, "hi": hi})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size == 0 or b.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    d = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
-        return d, d, d
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return d, d, d
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = float(stats.t.ppf(0.975, dof) * se)
-    return d, d - half, d + half
 
 
 # ---------------------------------------------------------------------------------------------

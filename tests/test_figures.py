@@ -8,6 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from sim import figures as F
+from sim.analysis import lever_effects
 from sim.outcomes import OUTCOMES
 
 
@@ -65,13 +66,17 @@ def test_arms_race(tmp_path):
 
 
 def test_paradox_curve_with_theory(tmp_path):
-    theory = {}
-    for kappa in (0.0, 1.0):
-        q = np.linspace(0, 0.95, 20)
-        table = pd.DataFrame({"q": q, "N": q * (1 - kappa * q)})
-        table.attrs["q_star"] = 0.5 if kappa else None
-        theory[kappa] = table
-    _check_saved(F.paradox_curve(_runs(), theory=theory), tmp_path, "curve")
+    q = np.linspace(0, 0.95, 20)
+    theory = pd.concat([
+        pd.DataFrame({"kappa": kappa, "q": q, "N": q * (1 - kappa * q),
+                      "q_star": 0.5 if kappa else np.nan})
+        for kappa in (0.0, 1.0)
+    ])  # fmt: skip
+    fig = F.paradox_curve(_runs(), theory=theory)
+    left = fig.axes[0]
+    assert "mean field" in [t.get_text() for t in left.get_legend().get_texts()]
+    assert len([ln for ln in left.get_lines() if ln.get_marker() == "v"]) == 1  # one q*
+    _check_saved(fig, tmp_path, "curve")
 
 
 def test_regime_map_with_boundary(tmp_path):
@@ -79,21 +84,28 @@ def test_regime_map_with_boundary(tmp_path):
     _check_saved(F.regime_map(_runs(), boundary=boundary), tmp_path, "regime")
 
 
-def test_policy_forest_from_lever_effects(tmp_path):
+def test_regime_map_of_a_signed_value_is_centred_on_zero(tmp_path):
+    runs = _runs()
+    runs["slope"] = 0.5 - runs["model.coupling"]
+    fig = F.regime_map(runs, value="slope", value_label="slope dN/dq")
+    mesh = fig.axes[0].collections[0]
+    assert mesh.norm.vcenter == 0.0 and mesh.norm.vmin == -mesh.norm.vmax
+    _check_saved(fig, tmp_path, "regime_signed")
+
+
+def test_policy_forest(tmp_path):
     rng = np.random.default_rng(2)
     rows = []
     for scen in ("baseline", "escalation"):
         for on in (None, "publication", "mandate"):
             for _ in range(4):
                 rows.append({"scenario": scen,
-                             "lever_publication": int(on == "publication"),
-                             "lever_mandate": int(on == "mandate"),
+                             "policy.publication_rate": 0.2 * (on == "publication"),
+                             "policy.defence_mandate": 0.6 * (on == "mandate"),
                              "mean_harm_total": 0.2 - 0.05 * (on == "mandate") + rng.normal(0, .01),
                              "mean_net_alignment": 0.7 + rng.normal(0, .01)})  # fmt: skip
-    effects = F.lever_effects(pd.DataFrame(rows), levers=["publication", "mandate"],
-                              outcomes=["harm_total", "net_alignment"])  # fmt: skip
-    mandate = effects.query("lever == 'mandate' and outcome == 'harm_total'")
-    assert (mandate["hi"] < 0).all()  # the planted effect is found
+    levers = {"policy.publication_rate": 0.0, "policy.defence_mandate": 0.0}
+    effects = lever_effects(pd.DataFrame(rows), levers, ["harm_total", "net_alignment"])
     _check_saved(F.policy_forest(effects), tmp_path, "forest")
 
 
@@ -102,10 +114,3 @@ def test_sensitivity_bars(tmp_path):
                         "S1": [0.5, 0.2, 0.0], "S1_conf": [0.05] * 3,
                         "ST": [0.6, 0.3, 0.01], "ST_conf": [0.05] * 3})  # fmt: skip
     _check_saved(F.sensitivity_bars(idx, "harm_total"), tmp_path, "sobol")
-
-
-def test_mean_ci():
-    m, lo, hi = F.mean_ci(np.array([1.0, 2.0, 3.0]))
-    half = 4.302653 / np.sqrt(3)
-    assert m == 2.0 and lo == pytest.approx(2 - half, rel=1e-5) and hi == pytest.approx(2 + half)
-    assert F.mean_ci(np.array([5.0])) == (5.0, 5.0, 5.0)

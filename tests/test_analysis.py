@@ -1,0 +1,130 @@
+"""Derived tables: intervals, lever effects, curve peaks, slopes and the mean-field overlays."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim import analysis as A
+from sim.config import Config
+
+
+def test_mean_ci_is_the_t_interval():
+    m, lo, hi = A.mean_ci(np.array([1.0, 2.0, 3.0]))
+    half = 4.302653 / np.sqrt(3)  # t(0.975, 2) · s / √n with s = 1
+    assert m == 2.0 and lo == pytest.approx(2 - half, rel=1e-5) and hi == pytest.approx(2 + half)
+    assert A.mean_ci([5.0]) == (5.0, 5.0, 5.0)
+    assert all(np.isnan(A.mean_ci([])))
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats
+
+    a, b = np.array([1.0, 2.0, 4.0, 3.0]), np.array([0.0, 1.0, 0.5])
+    d, lo, hi = A.welch(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d == pytest.approx(a.mean() - b.mean())
+    assert (lo, hi) == pytest.approx((ref.low, ref.high))
+
+
+def _factorial(rng: np.random.Generator, noise: float) -> pd.DataFrame:
+    """2^3 factorial in two worlds: lever a lowers harm by 0.1, b by 0.05 only in 'hard',
+    c does nothing; one run per cell."""
+    rows = []
+    for world in ("easy", "hard"):
+        for a, b, c in itertools.product((0.0, 1.0), repeat=3):
+            harm = 1.0 - 0.1 * a - (0.05 * b if world == "hard" else 0.0)
+            rows.append({"scenario": world, "p.a": a, "p.b": b * 0.6, "p.c": 1.0 - c,
+                         "mean_harm_total": harm + rng.normal(0, noise)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_lever_effects_recover_planted_main_effects():
+    runs = _factorial(np.random.default_rng(0), noise=0.005)
+    eff = A.lever_effects(runs, {"p.a": 0.0, "p.b": 0.0, "p.c": 1.0}, ["harm_total"])
+    get = eff.set_index(["scenario", "lever"])
+    assert get.loc[("easy", "p.a"), "effect"] == pytest.approx(-0.1, abs=0.01)
+    assert get.loc[("hard", "p.b"), "effect"] == pytest.approx(-0.05, abs=0.01)
+    assert get.loc[("easy", "p.b"), "lo"] < 0 < get.loc[("easy", "p.b"), "hi"]
+    assert get.loc[("hard", "p.c"), "lo"] < 0 < get.loc[("hard", "p.c"), "hi"]
+    assert (eff["cells"] == 4).all()  # matched on the other two levers
+
+
+def test_lever_effects_one_at_a_time_uses_replicates():
+    rng = np.random.default_rng(1)
+    rows = [{"scenario": "w", "p.a": a, "p.b": b, "mean_x": 0.3 * a + rng.normal(0, 0.01)}
+            for a, b in ((0, 0), (1, 0), (0, 1)) for _ in range(5)]  # fmt: skip
+    eff = A.lever_effects(pd.DataFrame(rows), {"p.a": 0, "p.b": 0}, ["x"]).set_index("lever")
+    assert eff.loc["p.a", "cells"] == 1
+    assert eff.loc["p.a", "lo"] < 0.3 < eff.loc["p.a", "hi"]
+    assert eff.loc["p.b", "lo"] < 0 < eff.loc["p.b", "hi"]
+
+
+def test_failed_runs_are_left_out():
+    runs = pd.DataFrame({"scenario": ["baseline"] * 3, "status": ["ok", "ok", "failed"],
+                         "mean_harm_total": [1.0, 3.0, np.nan]})  # fmt: skip
+    table = A.scenario_table(runs, outcomes=["harm_total"])
+    assert table["n"].item() == 2 and table["mean"].item() == 2.0
+
+
+def test_scenario_table_differences_from_baseline():
+    runs = pd.DataFrame({"scenario": ["baseline"] * 3 + ["other"] * 3,
+                         "mean_harm_total": [1.0, 1.1, 0.9, 2.0, 2.1, 1.9]})  # fmt: skip
+    table = A.scenario_table(runs, outcomes=["harm_total"]).set_index("scenario")
+    assert np.isnan(table.loc["baseline", "diff_baseline"])
+    assert table.loc["other", "diff_baseline"] == pytest.approx(1.0)
+    assert table.loc["other", "diff_lo"] > 0
+
+
+def test_peak_is_interior_only_when_the_end_is_clearly_lower():
+    def table(values, spread):
+        return pd.DataFrame({"q": [0.2, 0.5, 0.8], "mean": values,
+                             "lo": np.subtract(values, spread), "hi": np.add(values, spread)})
+
+    assert A.peak(table([0.1, 0.3, 0.2], 0.01), "q") == {
+        "x": 0.5, "value": 0.3, "interior": True, "drop": pytest.approx(0.1)}
+    assert not A.peak(table([0.1, 0.3, 0.28], 0.05), "q")["interior"]  # within noise
+    assert not A.peak(table([0.1, 0.2, 0.3], 0.01), "q")["interior"]  # rising
+
+
+def test_slope_table_finite_difference():
+    rows = [{"model.coupling": k, "model.attacker_value": 10.0, "model.fixed_alignment": q,
+             "mean_net_alignment": q * (1 - k * q)} for k in (0.0, 1.0) for q in (0.5, 0.9)
+            for _ in range(2)]  # fmt: skip
+    slopes = A.slope_table(pd.DataFrame(rows)).set_index("model.coupling")["slope"]
+    # N(q) = q - k q²: the secant slope between 0.5 and 0.9 is 1 - k (0.5 + 0.9)
+    assert slopes.loc[0.0] == pytest.approx(1.0) and slopes.loc[1.0] == pytest.approx(-0.4)
+
+
+def _small() -> Config:
+    cfg = Config()
+    cfg.model.n_labs, cfg.model.n_adversaries = 8, 300
+    cfg.model.attacker_value, cfg.model.adversary_budget_mean = 80.0, 1.0
+    return cfg
+
+
+def test_meanfield_curves_rise_without_coupling_and_peak_with_it():
+    curves = A.meanfield_curves(_small(), [0.0, 1.0], [0.3, 0.5, 0.7, 0.85, 0.95], steps=60)
+    flat = curves[curves["kappa"] == 0.0]
+    assert np.all(np.diff(flat["N"]) > 0) and flat["q_star"].isna().all()
+    strong = curves[curves["kappa"] == 1.0]
+    q_star = strong["q_star"].iloc[0]
+    assert 0.5 < q_star < 0.95  # interior optimum, refined between grid neighbours
+
+
+def test_meanfield_threshold_brackets_the_sign_change():
+    cfg = _small()
+    out = A.meanfield_threshold(cfg, "model.attacker_value", [80.0], 0.75, 0.95, steps=60)
+    kappa_star = out["kappa_star"].item()
+    assert 0 < kappa_star < 1
+
+    def slope(kappa):
+        n = [A.meanfield_level(A.with_values(cfg, {"model.coupling": kappa,
+                                                   "model.fixed_alignment": q}), 60)
+             for q in (0.75, 0.95)]  # fmt: skip
+        return n[1] - n[0]
+
+    assert slope(kappa_star - 0.03) > 0 > slope(kappa_star + 0.03)
