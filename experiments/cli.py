@@ -26,6 +26,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "merge sweep shards or a Hydra multirun folder into one runs.parquet",
         "paradox collect results/multiruns/2025-01-31/12-00-00-000000",
     ),
+    "plot": (
+        "experiments.plot",
+        "every figure a results folder supports (PDF, PNG 300 dpi, caption)",
+        "paradox plot results/sweeps/2025-01-31/12-00-00-000000_paradox_curve",
+    ),
+    "report": (
+        "experiments.report",
+        "the main job: scenarios, paradox curve, regime map, policy grid; figures and report.md",
+        "paradox report --out results/report",
+    ),
     "theory": (
         "experiments.theory",
         "closed-form static game, paradox curve, q*, κ* and the mean-field ODE",

@@ -212,24 +212,30 @@ def regime_map(
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
     if lo < 0:
         bound = max(abs(lo), abs(hi), 1e-9)
-        scale = {"cmap": "PuOr_r", "norm": TwoSlopeNorm(0.0, -bound, bound)}
+        scale = {"cmap": "PuOr", "norm": TwoSlopeNorm(0.0, -bound, bound)}
     else:
         scale = {"cmap": "cividis", "vmin": 0.0, "vmax": max(1e-9, hi)}
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.2, 3.2))
         xs, ys = grid.columns.to_numpy(float), grid.index.to_numpy(float)
-        mesh = ax.pcolormesh(_edges(xs), _edges(ys), values, shading="flat", **scale)
+        log_y = ys.size > 2 and ys.min() > 0 and ys.max() / ys.min() >= 20
+        y_edges = np.exp(_edges(np.log(ys))) if log_y else _edges(ys)
+        mesh = ax.pcolormesh(_edges(xs), y_edges, values, shading="flat", **scale)
         cbar = fig.colorbar(mesh, ax=ax)
         cbar.set_label(value_label or label(value.removeprefix("mean_")))
         if boundary is not None and len(boundary):
             b = boundary.dropna().sort_values("y")
-            ax.plot(b["kappa_star"], b["y"], color=PALETTE[6], lw=1.6, marker="o", ms=3,
+            ax.plot(b["kappa_star"], b["y"], color=PALETTE[0], lw=1.4, marker="o", ms=3,
                     label=boundary_label)  # fmt: skip
             ax.legend(frameon=False, loc="upper right")
         ax.set_xlabel(label(x))
         ax.set_ylabel(label(y))
         ax.set_xlim(_edges(xs)[0], _edges(xs)[-1])
-        ax.set_ylim(_edges(ys)[0], _edges(ys)[-1])
+        if log_y:
+            ax.set_yscale("log")
+            ax.set_yticks(ys, [f"{v:g}" for v in ys])
+            ax.minorticks_off()
+        ax.set_ylim(y_edges[0], y_edges[-1])
     return fig
 
 

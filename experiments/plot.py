@@ -1,0 +1,345 @@
+"""``paradox plot <folder>``: every figure a results folder's tables support.
+
+Reads what is there and draws what applies into ``<folder>/figures/`` (PDF, PNG at 300 dpi and
+a caption ``.txt`` each), then prints that folder last:
+
+- a per-step table with scenarios (a ``paradox run`` folder, or a sweep with
+  ``save_timeseries``, e.g. ``sweep=scenarios``): scenario dynamics and the arms race;
+- a ``runs.parquet`` varying ``model.fixed_alignment`` (3+ levels) and ``model.coupling``
+  (``sweep=paradox_curve``): the paradox curve, with the mean-field curve and its q* overlaid;
+- one varying ``model.coupling``, an adversary-strength key and ``model.fixed_alignment`` at two
+  levels (``sweep=regime_map``): the regime map of the slope dN/dq with the mean-field κ*;
+- one varying two-level ``policy.*`` levers (``sweep=policy_grid``): the policy forest plot;
+- a ``sobol_indices.csv`` (``paradox sensitivity``): Sobol' index bars per outcome.
+
+A folder holding such folders (a ``paradox report`` folder) is plotted part by part. The
+mean-field overlays are written beside the runs as ``meanfield_curve.csv`` and
+``meanfield_threshold.csv`` and reused on the next call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim import analysis as A
+from sim import figures as F
+from sim.config import Config, ParameterError, flat_keys
+
+#: Parameters read as "adversary strength" on a regime map, in order of preference.
+STRENGTH_KEYS = ("model.adversary_budget_mean", "model.attacker_value")
+#: Outcomes of the policy comparison.
+POLICY_OUTCOMES = ("harm_total", "net_alignment")
+
+
+def note(message: str) -> None:
+    """Progress on stderr (stdout carries only the result's location)."""
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Panel:
+    """One figure written: its name, files, caption and the tables behind it."""
+
+    name: str
+    files: list[Path]
+    caption: str
+    data: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a folder
+# ---------------------------------------------------------------------------------------------
+
+
+def read_runs(folder: Path) -> pd.DataFrame | None:
+    path = folder / "runs.parquet"
+    return A.ok_runs(pd.read_parquet(path)) if path.exists() else None
+
+
+def read_timeseries(folder: Path, runs: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Per-step table with a ``scenario`` column (joined from the runs table when needed)."""
+    path = folder / "timeseries.parquet"
+    if not path.exists():
+        return None
+    ts = pd.read_parquet(path)
+    if "scenario" not in ts and runs is not None and "run_id" in ts:
+        ts = ts.merge(runs[["run_id", "scenario"]], on="run_id")
+    if "scenario" not in ts:
+        summary = folder / "summary.json"
+        scenario = json.loads(summary.read_text()).get("scenario") if summary.exists() else None
+        if scenario is None:
+            return None
+        ts["scenario"] = scenario
+    return ts
+
+
+def base_config(runs: pd.DataFrame) -> Config:
+    """The configuration of the first run, rebuilt from its parameter columns."""
+    row = runs.iloc[0]
+    values = {}
+    for dotted in flat_keys().values():
+        if dotted in row.index:
+            v = row[dotted]
+            values[dotted] = None if isinstance(v, float) and math.isnan(v) else v
+    values = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
+    return A.with_values(Config(), values)
+
+
+def design_keys(folder: Path) -> set[str] | None:
+    """The factors a sweep folder's design varies (None without a ``sweep.json``)."""
+    manifest = folder / "sweep.json"
+    if not manifest.exists():
+        return None
+    return {f["key"] for f in json.loads(manifest.read_text()).get("factors", [])}
+
+
+def varies(
+    runs: pd.DataFrame, key: str, at_least: int = 2, factors: set[str] | None = None
+) -> bool:
+    """Whether ``key`` takes ``at_least`` values, and is a design factor when ``factors`` is
+    known (so that a parameter that differs between scenarios does not count)."""
+    if factors is not None and key not in factors:
+        return False
+    return key in runs and runs[key].nunique() >= at_least
+
+
+def _cached(path: Path, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    if path.exists():
+        return pd.read_csv(path)
+    table = make()
+    tmp = path.with_suffix(".csv.tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return table
+
+
+def _steps(runs: pd.DataFrame) -> int:
+    return int(runs["steps"].iloc[0])
+
+
+def _reps(runs: pd.DataFrame, by: list[str]) -> str:
+    counts = runs.groupby(by).size()
+    lo, hi = int(counts.min()), int(counts.max())
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One function per figure
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_scenarios(ts: pd.DataFrame, out: Path) -> list[Panel]:
+    scen = sorted(ts["scenario"].unique())
+    rep_col = "run_id" if "run_id" in ts else None
+    n_rep = ts.groupby("scenario")[rep_col].nunique().min() if rep_col else 1
+    steps = int(ts["step"].max())
+    caption = (
+        f"Key outcomes over time in {len(scen)} scenario(s): mean over {n_rep} replicate(s) "
+        f"(lines) with 95% t-intervals (bands), steps 0–{steps}. Net alignment is the "
+        "reach-weighted mean of q(1 − φ(1 + c)); total harm adds exploitation harm to the "
+        "residual harm of unaligned use; the paradox index is the reach share of labs whose "
+        "marginal return on alignment is negative; attack spending is summed over adversaries."
+    )
+    panels = [Panel("scenario_dynamics", F.save(F.scenario_dynamics(ts), out /
+                    "scenario_dynamics", caption), caption, {"timeseries": ts})]  # fmt: skip
+    first = "baseline" if "baseline" in scen else scen[0]
+    order = [first, *[s for s in scen if s != first]]
+    caption = (
+        "The arms race. Left: defence spending against attack spending per step (mean over "
+        f"{n_rep} replicate(s)), from step 1 (circle) to step {steps} (square), one path per "
+        f"scenario. Right: the share of attack attempts through each channel (weights, prompt, "
+        f"output) over time in the {first.replace('_', ' ')} scenario."
+    )
+    fig = F.arms_race(ts, scenarios=order)
+    panels.append(Panel("arms_race", F.save(fig, out / "arms_race", caption), caption,
+                        {"timeseries": ts}))  # fmt: skip
+    return panels
+
+
+def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> Panel:
+    x, group = "model.fixed_alignment", "model.coupling"
+    steps = _steps(runs)
+    base = base_config(runs)
+    couplings = sorted(runs[group].unique().tolist())
+    qs = sorted(runs[x].unique().tolist())
+    theory = _cached(
+        folder / "meanfield_curve.csv",
+        lambda: A.meanfield_curves(base, couplings, qs, steps, progress=note),
+    )
+    m = base.model
+    caption = (
+        "The paradox curve: net alignment (left) and exploitation harm (right), each averaged "
+        f"over steps 1–{steps}, against the exogenous alignment level q, one colour per "
+        f"coupling κ; points are means over {_reps(runs, [group, x])} replicates with 95% "
+        "t-intervals. Dashed: the mean-field prediction for the same configuration (the "
+        "expected step map, docs/theory.md §2); triangles: its optimum q* where it is interior. "
+        f"{m.n_labs} labs, {m.n_adversaries} adversaries, v_a = {m.attacker_value:g}, "
+        f"mean adversary budget {m.adversary_budget_mean:g}."
+    )
+    fig = F.paradox_curve(runs, x=x, group=group, theory=theory)
+    curves = {
+        name: A.curve_table(runs, x=x, group=group, value=f"mean_{name}")
+        for name in ("net_alignment", "harm_exploitation")
+    }
+    return Panel("paradox_curve", F.save(fig, out / "paradox_curve", caption), caption,
+                 {"curve": curves["net_alignment"], "harm": curves["harm_exploitation"],
+                  "theory": theory})  # fmt: skip
+
+
+def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) -> Panel:
+    x, q = "model.coupling", "model.fixed_alignment"
+    steps = _steps(runs)
+    slopes = A.slope_table(runs, x=x, y=strength, q=q)
+    q_lo, q_hi = float(slopes["q_lo"].iloc[0]), float(slopes["q_hi"].iloc[0])
+    base = base_config(runs)
+    levels = sorted(runs[strength].unique().tolist())
+    boundary = _cached(
+        folder / "meanfield_threshold.csv",
+        lambda: A.meanfield_threshold(base, strength, levels, q_lo, q_hi, steps, progress=note),
+    )
+    caption = (
+        f"Regime map: the slope of net alignment in alignment, (N(q = {q_hi:g}) − "
+        f"N(q = {q_lo:g})) / {q_hi - q_lo:g}, with N averaged over steps 1–{steps} and over "
+        f"{_reps(runs, [x, strength, q])} replicates, over the paradox coupling κ and "
+        f"{F.label(strength)}. Orange cells: more alignment lowers net alignment (the paradox); "
+        "purple: it raises it. Line: the mean-field κ*, the smallest κ at which the same "
+        "mean-field slope turns negative (no point where it stays positive up to κ = 1)."
+    )
+    fig = F.regime_map(slopes, x=x, y=strength, value="slope", boundary=boundary,
+                       boundary_label="mean-field κ*",
+                       value_label=f"slope dN/dq, q = {q_lo:g}–{q_hi:g}")  # fmt: skip
+    return Panel("regime_map", F.save(fig, out / "regime_map", caption), caption,
+                 {"slopes": slopes, "boundary": boundary, "strength": pd.DataFrame(
+                     {"key": [strength]})})  # fmt: skip
+
+
+def plot_paradox_index_map(runs: pd.DataFrame, strength: str, out: Path) -> Panel:
+    x = "model.coupling"
+    caption = (
+        "Regime map: the paradox index (reach share of labs whose marginal return on alignment "
+        f"is negative), averaged over steps 1–{_steps(runs)} and over "
+        f"{_reps(runs, [x, strength])} replicates, over the paradox coupling κ and "
+        f"{F.label(strength)}. No theory boundary: the map does not vary the alignment level."
+    )
+    fig = F.regime_map(runs, x=x, y=strength, value="mean_paradox_index")
+    return Panel("regime_map", F.save(fig, out / "regime_map", caption), caption, {})
+
+
+def policy_levers(folder: Path) -> dict[str, float]:
+    """Two-level ``policy.*`` factors of a sweep, each with its first level as "off"."""
+    manifest = folder / "sweep.json"
+    if not manifest.exists():
+        return {}
+    factors = json.loads(manifest.read_text()).get("factors", [])
+    return {f["key"]: float(f["levels"][0]) for f in factors
+            if f["key"].startswith("policy.") and len(f.get("levels") or []) == 2}  # fmt: skip
+
+
+def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Panel:
+    by = "scenario"
+    effects = A.lever_effects(runs, levers, POLICY_OUTCOMES, by=by)
+    matched = int(effects["cells"].max())
+    caption = (
+        "Policy comparison: each lever's effect (lever on minus off) on total harm and net "
+        f"alignment, each averaged over steps 1–{_steps(runs)}, in each world. Runs are "
+        f"matched on the other levers' settings ({matched} matched cells per lever and world); "
+        "points are the mean difference over cells with a 95% t-interval across cells "
+        "(a main effect; a Welch interval over replicates when only one cell exists). Off "
+        "values: " + ", ".join(f"{k.split('.')[-1]} = {v:g}" for k, v in levers.items()) + "."
+    )
+    return Panel("policy_forest", F.save(F.policy_forest(effects), out / "policy_forest",
+                                         caption), caption, {"effects": effects})  # fmt: skip
+
+
+def plot_sensitivity(indices: pd.DataFrame, out: Path) -> list[Panel]:
+    panels = []
+    for outcome in dict.fromkeys(indices["outcome"]):
+        caption = (
+            f"Sobol' indices of {outcome.replace('_', ' ')}: first order S1 (the share of "
+            "output variance due to the parameter alone) and total ST (including its "
+            "interactions), with bootstrap 95% intervals."
+        )
+        name = f"sobol_{outcome}"
+        fig = F.sensitivity_bars(indices, outcome)
+        panels.append(Panel(name, F.save(fig, out / name, caption), caption,
+                            {"indices": indices}))  # fmt: skip
+    return panels
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_folder(folder: Path, out: Path | None = None) -> list[Panel]:
+    """Draw every figure the folder's tables support (its subfolders' too when it has none)."""
+    out = out or folder / "figures"
+    panels: list[Panel] = []
+    runs = read_runs(folder)
+    ts = read_timeseries(folder, runs)
+    if ts is not None:
+        panels += plot_scenarios(ts, out)
+    if runs is not None and len(runs):
+        factors = design_keys(folder)
+        strength = next((k for k in STRENGTH_KEYS if varies(runs, k, factors=factors)), None)
+        levers = policy_levers(folder)
+        kappa = varies(runs, "model.coupling", factors=factors)
+        n_q = runs["model.fixed_alignment"].nunique() if varies(
+            runs, "model.fixed_alignment", factors=factors) else 0  # fmt: skip
+        if kappa and strength and n_q == 2:
+            panels.append(plot_regime_map(folder, runs, strength, out))
+        elif kappa and strength and n_q == 0:
+            panels.append(plot_paradox_index_map(runs, strength, out))
+        elif kappa and n_q >= 3:
+            panels.append(plot_paradox_curve(folder, runs, out))
+        if levers and "scenario" in runs:
+            panels.append(plot_policy(runs, levers, out))
+    sobol = folder / "sobol_indices.csv"
+    if sobol.exists():
+        panels += plot_sensitivity(pd.read_csv(sobol), out)
+    if not panels and runs is None and ts is None:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "figures"):
+            if (sub / "runs.parquet").exists() or (sub / "timeseries.parquet").exists():
+                panels += plot_folder(sub, out)
+    return panels
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="paradox plot",
+        description="Draw every figure a results folder's tables support (PDF, PNG, caption).",
+    )
+    parser.add_argument("folder", type=Path, help="a run, sweep, sensitivity or report folder")
+    parser.add_argument("--out", type=Path, default=None, help="default: <folder>/figures")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.folder.is_dir():
+        print(f"paradox plot: no such folder: {args.folder}", file=sys.stderr)
+        return 2
+    print(f"paradox plot: {args.folder}", file=sys.stderr)
+    try:
+        panels = plot_folder(args.folder, args.out)
+    except ParameterError as err:
+        print(f"paradox plot: {err}", file=sys.stderr)
+        return 2
+    if not panels:
+        print(f"paradox plot: nothing to draw in {args.folder}: no timeseries.parquet with "
+              "scenarios, and no runs.parquet varying the curve, map or policy factors "
+              "(see `paradox plot --help`)", file=sys.stderr)  # fmt: skip
+        return 1
+    for panel in panels:
+        note(f"{panel.name}: {', '.join(p.name for p in panel.files)}")
+    print(args.out or args.folder / "figures")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

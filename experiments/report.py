@@ -1,0 +1,428 @@
+"""``paradox report``: the main job. Runs the default experiment set and writes one folder.
+
+The set is four named sweeps (``conf/sweep/``), each run by the sweep engine into
+``<out>/sweeps/<name>/`` (parallel and resumable: rerunning with the same ``--out`` finishes a
+stopped report):
+
+- ``scenarios``: every named scenario with replicates and per-step tables;
+- ``paradox_curve``: net alignment against the exogenous alignment level for four couplings;
+- ``regime_map``: the slope dN/dq at the top of the alignment range over coupling × adversary
+  budget;
+- ``policy_grid``: seven policy levers on/off in every combination in three worlds.
+
+Then it draws every figure (``<out>/figures/``, via ``paradox plot``), writes the tables
+(``<out>/tables/``: CSV, and the scenario comparison as a booktabs LaTeX table) and
+``<out>/report.md``, which embeds the figures with a reading of each computed from the tables.
+Hydra-style overrides (``key=value``) apply to every sweep, e.g. ``steps=50`` or
+``sweep.replicates=5`` or ``sweep.workers=2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from experiments import outputs
+from experiments.plot import Panel, note, plot_folder
+from sim import analysis as A
+from sim.config import ParameterError
+from sim.experiment import Design, SweepMismatch, check_manifest, format_result, run_sweep
+
+#: The default experiment set, in the order it runs.
+PARTS: tuple[str, ...] = ("scenarios", "paradox_curve", "regime_map", "policy_grid")
+#: Columns of the scenario table: outcome → heading.
+TABLE_COLUMNS: dict[str, str] = {
+    "net_alignment": "Net alignment",
+    "harm_total": "Total harm",
+    "harm_exploitation": "Exploitation harm",
+    "paradox_index": "Paradox index",
+    "compromised_share": "Compromised share",
+}
+
+
+class ReportError(ValueError):
+    """Bad input to the report (names what is wrong and what is allowed)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Designs
+# ---------------------------------------------------------------------------------------------
+
+
+def compose_designs(
+    parts: Sequence[str], overrides: Sequence[str]
+) -> tuple[dict[str, Design], dict[str, str]]:
+    """Compose and validate every part's design before anything runs (raises ParameterError or
+    ReportError naming the offending key). Also returns each part's resolved YAML."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from experiments.sweep import CONF, PRIMARY, register, to_design
+
+    register()
+    designs, yamls = {}, {}
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="report"):
+        for part in parts:
+            args = [f"sweep={part}", *overrides]
+            try:
+                cfg = compose(config_name=PRIMARY, overrides=args)
+            except (HydraException, OmegaConfBaseException) as err:
+                first = str(err).strip().splitlines()[0]
+                raise ReportError(f"{part}: {first}") from None
+            design = to_design(cfg, args)
+            design.spec.name = part
+            designs[part] = design
+            yamls[part] = OmegaConf.to_yaml(cfg, resolve=True)
+    return designs, yamls
+
+
+def run_parts(designs: dict[str, Design], yamls: dict[str, str], out: Path) -> dict[str, Path]:
+    folders = {}
+    for i, (part, design) in enumerate(designs.items(), start=1):
+        folder = out / "sweeps" / part
+        print(f"[{i}/{len(designs)}] {part}: {design.describe()}", file=sys.stderr, flush=True)
+        check_manifest(folder, design)
+        folder.mkdir(parents=True, exist_ok=True)
+        outputs.write_text(folder / "config.yaml", yamls[part])
+        result = run_sweep(design, folder)
+        for line in format_result(design, result).splitlines()[1:]:
+            note(line)
+        folders[part] = folder
+    return folders
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+    half = (hi - lo) / 2
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def scenario_latex(table: pd.DataFrame, reps: int, steps: int) -> str:
+    """The scenario comparison as a booktabs table: mean ± 95% half-width per cell."""
+    wide = table.set_index(["scenario", "outcome"])
+    cols = [c for c in TABLE_COLUMNS if c in set(table["outcome"])]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\caption{Scenario comparison: each outcome averaged over steps 1--"
+        + f"{steps} of a run, mean over {reps} replicates $\\pm$ the half-width of its 95\\% "
+        r"$t$-interval.}",
+        r"\label{tab:scenarios}",
+        r"\begin{tabular}{l" + "r" * len(cols) + "}",
+        r"\toprule",
+        "Scenario & " + " & ".join(TABLE_COLUMNS[c] for c in cols) + r" \\",
+        r"\midrule",
+    ]
+    for scen in dict.fromkeys(table["scenario"]):
+        cells = []
+        for c in cols:
+            row = wide.loc[(scen, c)]
+            m, half = row["mean"], (row["hi"] - row["lo"]) / 2
+            cells.append(f"${m:.3f} \\pm {half:.3f}$")
+        lines.append(scen.replace("_", " ") + " & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def scenario_markdown(table: pd.DataFrame) -> str:
+    cols = [c for c in TABLE_COLUMNS if c in set(table["outcome"])]
+    wide = table.set_index(["scenario", "outcome"])
+    lines = ["| Scenario | " + " | ".join(TABLE_COLUMNS[c] for c in cols) + " |",
+             "|---|" + "---:|" * len(cols)]  # fmt: skip
+    for scen in dict.fromkeys(table["scenario"]):
+        row = [_fmt(*wide.loc[(scen, c), ["mean", "lo", "hi"]]) for c in cols]
+        lines.append(f"| {scen.replace('_', ' ')} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readings: sentences computed from the tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _interval(d: float, lo: float, hi: float) -> str:
+    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def read_scenarios(table: pd.DataFrame) -> str:
+    net = table[table["outcome"] == "net_alignment"].set_index("scenario")
+    harm = table[table["outcome"] == "harm_total"].set_index("scenario")
+    best, worst = net["mean"].idxmax(), net["mean"].idxmin()
+    text = [
+        f"Net alignment is highest in *{best.replace('_', ' ')}* ({net.loc[best, 'mean']:.3f}) "
+        f"and lowest in *{worst.replace('_', ' ')}* ({net.loc[worst, 'mean']:.3f}); total harm "
+        f"ranges from {harm['mean'].min():.3f} (*{harm['mean'].idxmin().replace('_', ' ')}*) "
+        f"to {harm['mean'].max():.3f} (*{harm['mean'].idxmax().replace('_', ' ')}*)."
+    ]
+    if "baseline" in net.index and len(net) > 1:
+        clauses = []
+        for outcome, frame in (("total harm", harm), ("net alignment", net)):
+            others = frame.drop(index="baseline")
+            lower, higher = others[others["diff_hi"] < 0], others[others["diff_lo"] > 0]
+            unclear = len(others) - len(lower) - len(higher)
+            parts = []
+            for word, sub in (("lower", lower), ("higher", higher)):
+                if len(sub):
+                    items = ", ".join(
+                        f"{s.replace('_', ' ')} "
+                        f"{_interval(r['diff_baseline'], r['diff_lo'], r['diff_hi'])}"
+                        for s, r in sub.sort_values("diff_baseline").iterrows()
+                    )
+                    parts.append(f"{word} in {len(sub)} ({items})")
+            parts.append(f"within noise in {unclear}")
+            clauses.append(f"{outcome} is " + ", ".join(parts))
+        text.append(
+            f"Against the baseline (difference of means, Welch 95% interval, out of "
+            f"{len(net) - 1} scenarios): " + "; ".join(clauses) + "."
+        )
+    return " ".join(text)
+
+
+def read_arms_race(ts: pd.DataFrame) -> str:
+    last = ts[ts["step"] == ts["step"].max()]
+    spend = last.groupby("scenario")[["spend_attack", "spend_defence"]].mean()
+    ratio = (spend["spend_attack"] / spend["spend_defence"].replace(0, np.nan)).dropna()
+    text = []
+    if len(ratio):
+        text.append(
+            f"In the last step attack spending is {ratio.min():.2f}–{ratio.max():.2f} times "
+            f"defence spending across scenarios (highest in *{ratio.idxmax().replace('_', ' ')}*, "
+            f"lowest in *{ratio.idxmin().replace('_', ' ')}*)."
+        )
+    scen = "baseline" if "baseline" in set(ts["scenario"]) else sorted(ts["scenario"])[0]
+    cols = ["attempts_weights", "attempts_prompt", "attempts_output"]
+    sub = ts[(ts["scenario"] == scen) & (ts["step"] >= 1)].groupby("step")[cols].mean()
+    total = sub.sum(axis=1).replace(0, np.nan)
+    first, final = (sub.iloc[0] / total.iloc[0]), (sub.iloc[-1] / total.iloc[-1])
+    if np.isfinite(final).all() and np.isfinite(first).all():
+        top = final.idxmax().removeprefix("attempts_")
+        text.append(
+            f"In *{scen.replace('_', ' ')}* the {top} channel carries {final.max():.0%} of attack "
+            f"attempts by the last step (it carried {first[f'attempts_{top}']:.0%} in step 1)."
+        )
+    return " ".join(text)
+
+
+def read_paradox_curve(panel: Panel) -> str:
+    curve, theory = panel.data["curve"], panel.data["theory"]
+    x = "model.fixed_alignment"
+    text = []
+    for kappa, sub in curve.groupby("model.coupling"):
+        p = A.peak(sub, x)
+        means = sub.sort_values(x)["mean"].to_numpy()
+        mf = theory[np.isclose(theory["kappa"], kappa)]
+        q_star = float(mf["q_star"].iloc[0]) if len(mf) else float("nan")
+        mf_text = (f"the mean field puts q* at {q_star:.2f}" if np.isfinite(q_star)
+                   else "the mean field has no interior optimum")  # fmt: skip
+        if p["interior"]:
+            shape = (f"peaks at q = {p['x']:g} (N = {p['value']:.3f}) and falls by "
+                     f"{p['drop']:.3f} to the highest level")  # fmt: skip
+        elif np.all(np.diff(means) > 0):
+            shape = "rises at every level"
+        else:
+            shape = (f"is highest at q = {p['x']:g}, but the fall after it is within the "
+                     "replicates' 95% interval")  # fmt: skip
+        text.append(f"At κ = {kappa:g} simulated net alignment {shape}; {mf_text}.")
+    return " ".join(text)
+
+
+def read_regime_map(panel: Panel) -> str:
+    slopes, boundary = panel.data["slopes"], panel.data["boundary"]
+    y = panel.data["strength"]["key"].item()
+    neg = int((slopes["hi"] < 0).sum())
+    pos = int((slopes["lo"] > 0).sum())
+    text = [
+        f"Of {len(slopes)} cells, {neg} have a slope clearly below zero (the paradox: 95% "
+        f"interval below 0), {pos} clearly above, and {len(slopes) - neg - pos} are within noise."
+    ]
+    rows = []
+    for level, sub in slopes.groupby(y):
+        negative = sub[sub["slope"] < 0]["model.coupling"]
+        sim_k = f"{negative.min():g}" if len(negative) else "none up to 1"
+        b = boundary[np.isclose(boundary["y"], level)]["kappa_star"]
+        mf_k = f"{b.item():.2f}" if len(b) and np.isfinite(b.item()) else "none up to 1"
+        rows.append(f"{level:g}: {sim_k} (mean field {mf_k})")
+    text.append(
+        "Smallest coupling on the grid with a negative mean slope, per "
+        f"{y.split('.')[-1].replace('_', ' ')}: " + "; ".join(rows) + "."
+    )
+    return " ".join(text)
+
+
+def read_policy(panel: Panel) -> str:
+    effects = panel.data["effects"]
+    text = []
+    for world, sub in effects.groupby("scenario", sort=False):
+        harm = sub[sub["outcome"] == "harm_total"]
+        down = harm[harm["hi"] < 0].sort_values("effect")
+        up = harm[harm["lo"] > 0].sort_values("effect", ascending=False)
+
+        def names(frame: pd.DataFrame) -> str:
+            return ", ".join(f"{r['lever'].split('.')[-1].replace('_', ' ')} "
+                             f"{_interval(r['effect'], r['lo'], r['hi'])}"
+                             for _, r in frame.iterrows())  # fmt: skip
+
+        parts = []
+        if len(down):
+            parts.append(f"lower total harm: {names(down)}")
+        if len(up):
+            parts.append(f"raise it: {names(up)}")
+        net = sub[sub["outcome"] == "net_alignment"]
+        best = net.loc[net["effect"].idxmax()] if net["effect"].notna().any() else None
+        tail = ""
+        if best is not None and best["lo"] > 0:
+            tail = (f"; the largest gain in net alignment comes from "
+                    f"{best['lever'].split('.')[-1].replace('_', ' ')} "
+                    f"{_interval(best['effect'], best['lo'], best['hi'])}")  # fmt: skip
+        text.append(f"In *{world.replace('_', ' ')}*, levers that "
+                    + ("; that ".join(parts) if parts else "change total harm: none clearly")
+                    + tail + ".")  # fmt: skip
+    return " ".join(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    outputs.atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _figure_md(panel: Panel, out: Path) -> str:
+    png = next(p for p in panel.files if p.suffix == ".png")
+    pdf = next(p for p in panel.files if p.suffix == ".pdf")
+    return (f"![{panel.name}]({png.relative_to(out).as_posix()})\n\n"
+            f"*{panel.caption}* ([PDF]({pdf.relative_to(out).as_posix()}))")  # fmt: skip
+
+
+def write_report(
+    out: Path, folders: dict[str, Path], designs: dict[str, Design], command: str
+) -> Path:
+    figures, tables = out / "figures", out / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    panels: dict[str, Panel] = {}
+    for part, folder in folders.items():
+        print(f"figures: {part}", file=sys.stderr, flush=True)
+        for panel in plot_folder(folder, figures):
+            panels[panel.name] = panel
+    sections = ["# Report: the AI alignment paradox simulation", ""]
+    sections.append(
+        f"Made by `paradox report` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Each sweep's runs "
+        "are in `sweeps/<name>/runs.parquet` (one row per run), the tables in `tables/`, the "
+        "figures in `figures/` (PDF and 300-dpi PNG, caption in the `.txt` beside each). "
+        "All outcomes are averages over the steps of a run unless said otherwise."
+    )
+    if "scenarios" in folders:
+        runs = A.ok_runs(pd.read_parquet(folders["scenarios"] / "runs.parquet"))
+        table = A.scenario_table(runs)
+        write_csv(tables / "scenarios.csv", table)
+        reps, steps = int(runs.groupby("scenario").size().min()), int(runs["steps"].iloc[0])
+        outputs.write_text(tables / "scenarios.tex", scenario_latex(table, reps, steps))
+        sections += ["", "## Scenarios", "", scenario_markdown(table), "",
+                     f"Mean over {reps} replicates ± half-width of the 95% t-interval; "
+                     "LaTeX: `tables/scenarios.tex`.", "", read_scenarios(table)]  # fmt: skip
+        if "scenario_dynamics" in panels:
+            sections += ["", _figure_md(panels["scenario_dynamics"], out)]
+        if "arms_race" in panels:
+            ts = panels["arms_race"].data["timeseries"]
+            sections += ["", "## The arms race", "", read_arms_race(ts), "",
+                         _figure_md(panels["arms_race"], out)]  # fmt: skip
+    if "paradox_curve" in panels:
+        p = panels["paradox_curve"]
+        for key, name in (("curve", "paradox_curve"), ("harm", "paradox_curve_harm"),
+                          ("theory", "paradox_curve_meanfield")):  # fmt: skip
+            write_csv(tables / f"{name}.csv", p.data[key])
+        sections += ["", "## The paradox curve", "", read_paradox_curve(p), "", _figure_md(p, out)]
+    if "regime_map" in panels and "slopes" in panels["regime_map"].data:
+        p = panels["regime_map"]
+        for key, name in (("slopes", "regime_map"), ("boundary", "regime_map_meanfield")):
+            write_csv(tables / f"{name}.csv", p.data[key])
+        sections += ["", "## The regime map", "", read_regime_map(p), "", _figure_md(p, out)]
+    if "policy_forest" in panels:
+        p = panels["policy_forest"]
+        write_csv(tables / "policy_effects.csv", p.data["effects"])
+        sections += ["", "## Policy levers", "", read_policy(p), "", _figure_md(p, out)]
+    sections += ["", "## Settings", "", "| Sweep | Design |", "|---|---|"]
+    sections += [f"| `{part}` | {design.describe()} |" for part, design in designs.items()]
+    sections += ["", f"Reproduce: `{command}` "
+                 "(provenance: `provenance.json`).", ""]  # fmt: skip
+    path = out / "report.md"
+    outputs.write_text(path, "\n".join(sections))
+    return path
+
+
+def default_out() -> Path:
+    return Path("results/reports") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="paradox report",
+        description="Run the default experiment set and write figures, tables and report.md.",
+        epilog="Overrides (key=value) apply to every sweep, e.g. steps=100 sweep.replicates=5 "
+        "sweep.workers=2 model.n_adversaries=500. Rerun with the same --out to resume.",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every sweep")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: results/reports/<date>/<time>)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated subset of {', '.join(PARTS)}")  # fmt: skip
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    bad = [p for p in parts if p not in PARTS]
+    if bad or not parts:
+        print(f"paradox report: --parts: unknown part {', '.join(bad) or '(none)'}; allowed: "
+              f"{', '.join(PARTS)}", file=sys.stderr)  # fmt: skip
+        return 2
+    started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
+    try:
+        designs, yamls = compose_designs(parts, args.overrides)
+    except (ParameterError, ReportError) as err:
+        print(f"paradox report: {err}", file=sys.stderr)
+        return 2
+    out = args.out or default_out()
+    fresh = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"paradox report -> {out}", file=sys.stderr)
+    try:
+        folders = run_parts(designs, yamls, out)
+    except SweepMismatch as err:
+        print(f"paradox report: {err}", file=sys.stderr)
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"paradox report: interrupted; finished runs are saved: rerun with --out {out} "
+              "to resume", file=sys.stderr)  # fmt: skip
+        return 130
+    base = next(iter(designs.values())).base
+    argv_used = sys.argv[1:] if argv is None else list(argv)
+    report = write_report(out, folders, designs, shlex.join(["paradox", "report", *argv_used]))
+    outputs.write_json(out / "provenance.json", outputs.provenance(
+        seed=base.seed, overrides=list(args.overrides), started=started,
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        wall_seconds=round(time.perf_counter() - t0, 2)))  # fmt: skip
+    note(f"{report.name} written in {time.perf_counter() - t0:.0f} s")
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
