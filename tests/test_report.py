@@ -1,0 +1,173 @@
+"""`paradox plot` and `paradox report`: golden CLI behaviour, a tiny end-to-end report, and
+readings that follow the numbers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import report as R
+from experiments.plot import Panel
+
+from .conftest import REPO
+
+PARADOX = [sys.executable, "-m", "experiments.cli"]
+TINY = ["steps=3", "model.n_labs=3", "model.n_adversaries=30", "sweep.replicates=2"]
+
+
+def paradox(*args: str, cwd, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*PARADOX, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                                                "HOME": str(cwd)})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("report")
+    out = cwd / "rep"
+    proc = paradox("report", "--out", str(out), *TINY, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd, out, proc
+
+
+def test_report_writes_one_folder_with_everything(tiny_report):
+    _, out, proc = tiny_report
+    assert proc.stdout.strip().splitlines()[-1] == str(out)
+    for part in R.PARTS:
+        assert (out / "sweeps" / part / "runs.parquet").exists()
+        assert f"] {part}:" in proc.stderr  # progress per part
+    figures = {"scenario_dynamics", "arms_race", "paradox_curve", "regime_map", "policy_forest"}
+    md = (out / "report.md").read_text()
+    for name in figures:
+        for ext in ("pdf", "png", "txt"):
+            assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
+        assert f"(figures/{name}.png)" in md
+    for table in ("scenarios", "paradox_curve", "paradox_curve_meanfield", "regime_map",
+                  "regime_map_meanfield", "policy_effects"):  # fmt: skip
+        assert len(pd.read_csv(out / "tables" / f"{table}.csv")) > 0
+    assert (out / "provenance.json").exists()
+
+
+def test_report_scenario_table_and_latex_agree(tiny_report):
+    _, out, _ = tiny_report
+    table = pd.read_csv(out / "tables" / "scenarios.csv")
+    assert table["scenario"].nunique() == 9 and (table["n"] == 2).all()
+    tex = (out / "tables" / "scenarios.tex").read_text()
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrrrrr}"):
+        assert rule in tex
+    row = table[(table["scenario"] == "escalation") & (table["outcome"] == "harm_total")].iloc[0]
+    line = next(ln for ln in tex.splitlines() if ln.startswith("escalation &"))
+    assert f"${row['mean']:.3f} \\pm {(row['hi'] - row['lo']) / 2:.3f}$" in line
+    net = table[table["outcome"] == "net_alignment"].set_index("scenario")["mean"]
+    md = (out / "report.md").read_text()
+    best = net.idxmax().replace("_", " ")
+    assert f"Net alignment is highest in *{best}* ({net.max():.3f})" in md
+
+
+def test_report_resumes_and_plot_redraws(tiny_report):
+    cwd, out, _ = tiny_report
+    again = paradox("report", "--out", str(out), *TINY, "--parts", "paradox_curve", cwd=cwd)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"0 run now, \d+ already done", again.stderr)
+    plot = paradox("plot", str(out / "sweeps" / "regime_map"), cwd=cwd)
+    assert plot.returncode == 0, plot.stderr
+    assert plot.stdout.strip().splitlines()[-1] == str(out / "sweeps" / "regime_map" / "figures")
+    assert (out / "sweeps" / "regime_map" / "figures" / "regime_map.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["model.coupling=2"], "model.coupling"),
+        (["model.no_such_key=1"], "no_such_key"),
+        (["--parts", "scenarios,bogus"], "bogus"),
+        (["sweep.replicates=0"], "sweep.replicates"),
+    ],
+)
+def test_report_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):
+    out = tmp_path / "rep"
+    proc = paradox("report", "--out", str(out), *TINY, *args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_plot_rejects_missing_and_empty_folders(tmp_path):
+    missing = paradox("plot", str(tmp_path / "nope"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = paradox("plot", str(tmp_path / "empty"), cwd=tmp_path)
+    assert empty.returncode == 1 and "nothing to draw" in empty.stderr
+
+
+def test_plot_a_single_run_folder(tmp_path):
+    run = paradox("run", "steps=4", "model.n_labs=3", "model.n_adversaries=30",
+                  f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    plot = paradox("plot", str(tmp_path / "run"), cwd=tmp_path)
+    assert plot.returncode == 0, plot.stderr
+    for name in ("scenario_dynamics", "arms_race"):
+        assert (tmp_path / "run" / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Readings follow the numbers (no canned sentences)
+# ---------------------------------------------------------------------------------------------
+
+
+def _curve_panel(peak_at: float | None) -> Panel:
+    rows, theory = [], []
+    for kappa in (0.0, 1.0):
+        for q in (0.2, 0.5, 0.8):
+            rising = q
+            value = rising if (kappa == 0 or peak_at is None) else 0.5 - abs(q - peak_at)
+            rows.append({"model.coupling": kappa, "model.fixed_alignment": q, "mean": value,
+                         "lo": value - 0.01, "hi": value + 0.01, "n": 3})  # fmt: skip
+            theory.append({"kappa": kappa, "q": q, "N": value,
+                           "q_star": peak_at if kappa and peak_at else np.nan})  # fmt: skip
+    return Panel("paradox_curve", [], "", {"curve": pd.DataFrame(rows),
+                                           "theory": pd.DataFrame(theory)})  # fmt: skip
+
+
+def test_paradox_curve_reading_reports_the_peak():
+    text = R.read_paradox_curve(_curve_panel(0.5))
+    assert "At κ = 0 simulated net alignment rises at every level" in text
+    assert "At κ = 1 simulated net alignment peaks at q = 0.5 (N = 0.500)" in text
+    assert "q* at 0.50" in text
+    assert "peaks" not in R.read_paradox_curve(_curve_panel(None))
+
+
+def test_policy_reading_names_the_levers_with_clear_effects():
+    effects = pd.DataFrame([
+        {"lever": "policy.defence_mandate", "scenario": "baseline", "outcome": "harm_total",
+         "effect": -0.05, "lo": -0.06, "hi": -0.04},
+        {"lever": "policy.liability", "scenario": "baseline", "outcome": "harm_total",
+         "effect": 0.01, "lo": -0.01, "hi": 0.03},
+        {"lever": "policy.defence_mandate", "scenario": "baseline", "outcome": "net_alignment",
+         "effect": 0.02, "lo": 0.01, "hi": 0.03},
+        {"lever": "policy.liability", "scenario": "baseline", "outcome": "net_alignment",
+         "effect": 0.0, "lo": -0.01, "hi": 0.01},
+    ])  # fmt: skip
+    text = R.read_policy(Panel("policy_forest", [], "", {"effects": effects}))
+    assert "lower total harm: defence mandate -0.050 [-0.060, -0.040]" in text
+    assert "liability" not in text  # its interval covers 0
+    assert "largest gain in net alignment comes from defence mandate" in text
+
+
+def test_regime_reading_counts_cells():
+    slopes = pd.DataFrame({"model.coupling": [0.0, 1.0, 0.0, 1.0],
+                           "model.adversary_budget_mean": [0.1, 0.1, 1.0, 1.0],
+                           "slope": [0.5, 0.1, 0.4, -0.2], "lo": [0.4, -0.1, 0.3, -0.3],
+                           "hi": [0.6, 0.3, 0.5, -0.1]})  # fmt: skip
+    boundary = pd.DataFrame({"y": [0.1, 1.0], "kappa_star": [np.nan, 0.7]})
+    strength = pd.DataFrame({"key": ["model.adversary_budget_mean"]})
+    panel = Panel("regime_map", [], "", {"slopes": slopes, "boundary": boundary,
+                                         "strength": strength})  # fmt: skip
+    text = R.read_regime_map(panel)
+    assert "Of 4 cells, 1 have a slope clearly below zero" in text and "2 clearly above" in text
+    assert "0.1: none up to 1 (mean field none up to 1); 1: 1 (mean field 0.70)" in text
