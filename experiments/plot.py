@@ -192,7 +192,7 @@ def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> Panel:
     }
     return Panel("paradox_curve", F.save(fig, out / "paradox_curve", caption), caption,
                  {"curve": curves["net_alignment"], "harm": curves["harm_exploitation"],
-                  "theory": theory})  # fmt: skip
+                  "theory": theory, "runs": runs})  # fmt: skip
 
 
 def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) -> Panel:

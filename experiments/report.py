@@ -220,26 +220,32 @@ def read_arms_race(ts: pd.DataFrame) -> str:
 
 
 def read_paradox_curve(panel: Panel) -> str:
-    curve, theory = panel.data["curve"], panel.data["theory"]
+    runs, theory = panel.data["runs"], panel.data["theory"]
     x = "model.fixed_alignment"
     text = []
-    for kappa, sub in curve.groupby("model.coupling"):
+    for kappa, sub in runs.groupby("model.coupling"):
         p = A.peak(sub, x)
-        means = sub.sort_values(x)["mean"].to_numpy()
+        means = sub.groupby(x)["mean_net_alignment"].mean().sort_index().to_numpy()
         mf = theory[np.isclose(theory["kappa"], kappa)]
         q_star = float(mf["q_star"].iloc[0]) if len(mf) else float("nan")
         mf_text = (f"the mean field puts q* at {q_star:.2f}" if np.isfinite(q_star)
                    else "the mean field has no interior optimum")  # fmt: skip
+        drop = f"{p['drop']:.3f} [{p['drop_lo']:.3f}, {p['drop_hi']:.3f}]"
         if p["interior"]:
-            shape = (f"peaks at q = {p['x']:g} (N = {p['value']:.3f}) and falls by "
-                     f"{p['drop']:.3f} to the highest level")  # fmt: skip
+            shape = (f"peaks at q = {p['x']:g} (N = {p['value']:.3f}) and falls by {drop} "
+                     f"to q = {sub[x].max():g}")  # fmt: skip
         elif np.all(np.diff(means) > 0):
             shape = "rises at every level"
         else:
-            shape = (f"is highest at q = {p['x']:g}, but the fall after it is within the "
-                     "replicates' 95% interval")  # fmt: skip
+            shape = (f"is highest at q = {p['x']:g}, but its fall to q = {sub[x].max():g}, "
+                     f"{drop}, is not clearly above zero")  # fmt: skip
         text.append(f"At κ = {kappa:g} simulated net alignment {shape}; {mf_text}.")
-    return " ".join(text)
+    lo_q, hi_q = runs[x].min(), runs[x].max()
+    if all(A.paired(sub[sub[x] == lo_q], sub[sub[x] == hi_q])
+           for _, sub in runs.groupby("model.coupling")):  # fmt: skip
+        text.append("Falls are paired by seed (replicates share seeds across levels), with "
+                    "95% t-intervals.")  # fmt: skip
+    return " ".join(t for t in text if t)
 
 
 def read_regime_map(panel: Panel) -> str:

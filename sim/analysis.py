@@ -172,15 +172,40 @@ def curve_table(
     return grouped_ci(ok_runs(runs), [group, x], value)
 
 
-def peak(table: pd.DataFrame, x: str) -> dict[str, float | bool]:
-    """Where a curve (one group of :func:`curve_table`) peaks, and whether the peak is interior:
-    the highest mean sits before the last level and the last level's interval lies below it."""
-    t = table.sort_values(x).reset_index(drop=True)
-    i = int(t["mean"].idxmax())
-    last = t.iloc[-1]
-    interior = i < len(t) - 1 and float(last["hi"]) < float(t["mean"].iloc[i])
-    return {"x": float(t[x].iloc[i]), "value": float(t["mean"].iloc[i]), "interior": interior,
-            "drop": float(t["mean"].iloc[i] - last["mean"])}  # fmt: skip
+def paired(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two sets of runs hold the same seeds, each once (common random numbers)."""
+    return bool("seed" in a and "seed" in b and len(a) >= 2 and a["seed"].is_unique
+                and b["seed"].is_unique and set(a["seed"]) == set(b["seed"]))  # fmt: skip
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, value: str) -> tuple[float, float, float]:
+    """Difference of ``value`` between two sets of runs, ``a − b``, with a 95% interval.
+
+    With common random numbers (both sets hold the same seeds, once each: ``seeding: common``)
+    the runs are paired by seed and the interval is the t-interval of the paired differences,
+    which removes the between-seed variance; otherwise it is Welch's interval.
+    """
+    if paired(a, b):
+        diff = a.set_index("seed")[value] - b.set_index("seed")[value]
+        return mean_ci(diff.to_numpy(float))
+    return welch(a[value].to_numpy(float), b[value].to_numpy(float))
+
+
+def peak(runs: pd.DataFrame, x: str, value: str = "mean_net_alignment") -> dict[str, float | bool]:
+    """Where one curve (the runs of one coupling) peaks, and whether the peak is interior: the
+    highest mean sits before the last level of ``x`` and the last level is lower than it by a
+    difference whose 95% interval (:func:`compare`: paired by seed under common random numbers)
+    lies below zero. ``drop`` is peak minus last, with ``drop_lo`` / ``drop_hi``."""
+    runs = ok_runs(runs)
+    means = runs.groupby(x)[value].mean().sort_index()
+    best, last = means.idxmax(), means.index[-1]
+    out: dict[str, float | bool] = {"x": float(best), "value": float(means[best]),
+                                    "interior": False, "drop": 0.0, "drop_lo": 0.0,
+                                    "drop_hi": 0.0}  # fmt: skip
+    if best != last:
+        d, lo, hi = compare(runs[runs[x] == last], runs[runs[x] == best], value)
+        out.update(interior=bool(hi < 0), drop=-d, drop_lo=-hi, drop_hi=-lo)
+    return out
 
 
 def slope_table(
@@ -192,15 +217,14 @@ def slope_table(
     value: str = "mean_net_alignment",
 ) -> pd.DataFrame:
     """Finite-difference slope dN/dq between the lowest and highest level of ``q``, per (x, y)
-    cell: difference of replicate means over the q step, with a Welch interval."""
+    cell, with a 95% interval (:func:`compare`: paired by seed under common random numbers)."""
     runs = ok_runs(runs)
     q_lo, q_hi = float(runs[q].min()), float(runs[q].max())
+    step = q_hi - q_lo
     rows = []
     for (xv, yv), cell in runs.groupby([x, y], sort=True):
-        hi_v = cell.loc[np.isclose(cell[q], q_hi), value].to_numpy(float)
-        lo_v = cell.loc[np.isclose(cell[q], q_lo), value].to_numpy(float)
-        d, lo, hi = welch(hi_v, lo_v)
-        step = q_hi - q_lo
+        d, lo, hi = compare(cell[np.isclose(cell[q], q_hi)], cell[np.isclose(cell[q], q_lo)],
+                            value)  # fmt: skip
         rows.append({x: xv, y: yv, "slope": d / step, "lo": lo / step, "hi": hi / step,
                      "q_lo": q_lo, "q_hi": q_hi})  # fmt: skip
     return pd.DataFrame(rows)

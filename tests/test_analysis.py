@@ -79,15 +79,37 @@ def test_scenario_table_differences_from_baseline():
     assert table.loc["other", "diff_lo"] > 0
 
 
-def test_peak_is_interior_only_when_the_end_is_clearly_lower():
-    def table(values, spread):
-        return pd.DataFrame({"q": [0.2, 0.5, 0.8], "mean": values,
-                             "lo": np.subtract(values, spread), "hi": np.add(values, spread)})
+def _curve_runs(values: list[float], noise: float, seeds_shared: bool) -> pd.DataFrame:
+    """Ten replicates per level; each seed adds the same offset at every level (a seed effect
+    much larger than the within-seed noise), as with common random numbers."""
+    rng = np.random.default_rng(3)
+    offsets = rng.normal(0, 0.2, 10)
+    rows = []
+    for i, (q, v) in enumerate(zip((0.2, 0.5, 0.8), values, strict=True)):
+        for r in range(10):
+            seed = r if seeds_shared else 100 * i + r
+            rows.append({"q": q, "seed": seed, "replicate": r,
+                         "mean_net_alignment": v + offsets[r] + rng.normal(0, noise)})  # fmt: skip
+    return pd.DataFrame(rows)
 
-    assert A.peak(table([0.1, 0.3, 0.2], 0.01), "q") == {
-        "x": 0.5, "value": 0.3, "interior": True, "drop": pytest.approx(0.1)}
-    assert not A.peak(table([0.1, 0.3, 0.28], 0.05), "q")["interior"]  # within noise
-    assert not A.peak(table([0.1, 0.2, 0.3], 0.01), "q")["interior"]  # rising
+
+def test_peak_is_interior_only_when_the_end_is_clearly_lower():
+    p = A.peak(_curve_runs([0.1, 0.3, 0.27], 0.005, seeds_shared=True), "q")
+    assert p["x"] == 0.5 and p["interior"]  # paired by seed: the seed effect cancels
+    assert p["drop_lo"] < 0.03 < p["drop_hi"]
+    unpaired = A.peak(_curve_runs([0.1, 0.3, 0.27], 0.005, seeds_shared=False), "q")
+    assert not unpaired["interior"]  # the same fall is lost in the between-seed variance
+    rising = A.peak(_curve_runs([0.1, 0.2, 0.3], 0.005, seeds_shared=True), "q")
+    assert rising["x"] == 0.8 and not rising["interior"]
+
+
+def test_compare_pairs_only_matching_seeds():
+    a = pd.DataFrame({"seed": [1, 2, 3], "v": [1.0, 2.0, 3.0]})
+    b = pd.DataFrame({"seed": [3, 1, 2], "v": [2.5, 0.5, 1.5]})
+    assert A.paired(a, b) and A.compare(a, b, "v") == (0.5, 0.5, 0.5)  # identical differences
+    c = b.assign(seed=[4, 5, 6])
+    welch = A.welch(a["v"].to_numpy(), c["v"].to_numpy())
+    assert not A.paired(a, c) and A.compare(a, c, "v") == pytest.approx(welch)
 
 
 def test_slope_table_finite_difference():

@@ -124,21 +124,23 @@ def _curve_panel(peak_at: float | None) -> Panel:
     rows, theory = [], []
     for kappa in (0.0, 1.0):
         for q in (0.2, 0.5, 0.8):
-            rising = q
-            value = rising if (kappa == 0 or peak_at is None) else 0.5 - abs(q - peak_at)
-            rows.append({"model.coupling": kappa, "model.fixed_alignment": q, "mean": value,
-                         "lo": value - 0.01, "hi": value + 0.01, "n": 3})  # fmt: skip
+            value = q if (kappa == 0 or peak_at is None) else 0.5 - abs(q - peak_at)
+            for seed in range(5):
+                rows.append({"model.coupling": kappa, "model.fixed_alignment": q, "seed": seed,
+                             "mean_net_alignment": value + 0.1 * seed + 0.001 * (q == 0.2)})
             theory.append({"kappa": kappa, "q": q, "N": value,
                            "q_star": peak_at if kappa and peak_at else np.nan})  # fmt: skip
-    return Panel("paradox_curve", [], "", {"curve": pd.DataFrame(rows),
+    return Panel("paradox_curve", [], "", {"runs": pd.DataFrame(rows),
                                            "theory": pd.DataFrame(theory)})  # fmt: skip
 
 
 def test_paradox_curve_reading_reports_the_peak():
     text = R.read_paradox_curve(_curve_panel(0.5))
     assert "At κ = 0 simulated net alignment rises at every level" in text
-    assert "At κ = 1 simulated net alignment peaks at q = 0.5 (N = 0.500)" in text
-    assert "q* at 0.50" in text
+    assert "At κ = 1 simulated net alignment peaks at q = 0.5 (N = 0.700) and falls by 0.300" in (
+        text
+    )
+    assert "q* at 0.50" in text and "paired by seed" in text
     assert "peaks" not in R.read_paradox_curve(_curve_panel(None))
 
 

@@ -44,8 +44,8 @@ from .conftest import CONF, REPO
 PARADOX = [sys.executable, "-m", "experiments.cli"]
 TINY = ["steps=2", "model.n_adversaries=40", "model.n_labs=3"]
 NAMED = {
-    "paradox_curve": 120,
-    "regime_map": 216,
+    "paradox_curve": 400,
+    "regime_map": 360,
     "scenarios": 90,
     "alignment_share_curve": 132,
     "policy_grid": 384,
@@ -492,7 +492,7 @@ def test_named_sweep_runs(name, compose_design, tmp_path):
         assert runs["replicate"].max() == 2
     if name == "paradox_curve":
         assert runs["model.fixed_alignment"].nunique() == 10, "the alignment level is exogenous"
-        assert runs["replicate"].max() == 2
+        assert runs["replicate"].max() == 9
     if name == "policy_grid":
         assert set(runs["scenario"]) == {"baseline", "escalation", "no_paradox"}
         escalation = runs[runs["scenario"] == "escalation"]
