@@ -10,11 +10,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements.lock -e '.[dev,launchers]'
+		-c requirements.lock -e '.[dev,launchers,discovery]'
 	touch $(STAMP)
 
+# The main job: the default experiment set (scenarios, paradox curve, regime map, policy grid)
+# with figures, tables and report.md in results/reports/<date>/<time>/ (a few minutes).
 run: $(STAMP)
-	$(BIN)/paradox run
+	$(BIN)/paradox report
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -47,7 +49,7 @@ conf: $(STAMP)
 # Re-resolve the lock from pyproject.toml's ranges in a throwaway venv.
 lock:
 	rm -rf /tmp/paradox-lock && $(PYTHON) -m venv /tmp/paradox-lock
-	/tmp/paradox-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,launchers]'
+	/tmp/paradox-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,launchers,discovery]'
 	( echo '# Exact versions used by `make` (pip install -c requirements.lock). Regenerate with `make lock`.'; \
 	  /tmp/paradox-lock/bin/python -m pip freeze --exclude-editable | grep -v -i '^alignment-paradox-sim' ) > requirements.lock
 

@@ -254,8 +254,9 @@ def read_regime_map(panel: Panel) -> str:
     neg = int((slopes["hi"] < 0).sum())
     pos = int((slopes["lo"] > 0).sum())
     text = [
-        f"Of {len(slopes)} cells, {neg} have a slope clearly below zero (the paradox: 95% "
-        f"interval below 0), {pos} clearly above, and {len(slopes) - neg - pos} are within noise."
+        f"Of {len(slopes)} cells, the slope is clearly below zero (the paradox: 95% interval "
+        f"below 0) in {neg}, clearly above zero in {pos}, and within noise in "
+        f"{len(slopes) - neg - pos}."
     ]
     rows = []
     for level, sub in slopes.groupby(y):

@@ -57,3 +57,13 @@ def test_readme_error_example_is_what_the_cli_prints(tmp_path):
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert proc.stderr.strip() == expected
+
+
+def test_readme_figures_exist_and_commands_are_known():
+    from experiments.cli import COMMANDS
+
+    for path in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README):
+        assert (REPO / path).stat().st_size > 10_000, path
+    for block in _blocks("bash"):
+        for command in re.findall(r"\.venv/bin/paradox (\w+)", block):
+            assert command in COMMANDS, command

@@ -171,5 +171,6 @@ def test_regime_reading_counts_cells():
     panel = Panel("regime_map", [], "", {"slopes": slopes, "boundary": boundary,
                                          "strength": strength})  # fmt: skip
     text = R.read_regime_map(panel)
-    assert "Of 4 cells, 1 have a slope clearly below zero" in text and "2 clearly above" in text
+    assert "Of 4 cells, the slope is clearly below zero" in text
+    assert "below 0) in 1, clearly above zero in 2, and within noise in 1." in text
     assert "0.1: none up to 1 (mean field none up to 1); 1: 1 (mean field 0.70)" in text
