@@ -99,6 +99,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     summary, curves = theory(config)
     trajectory = MeanField(config).solve(config.steps)
+    summary["meanfield_method"] = trajectory.attrs.get("method")
     outputs.write_parquet(out_dir / "paradox_curve.parquet", curves)
     outputs.write_parquet(out_dir / "meanfield.parquet", trajectory)
     outputs.write_json(out_dir / "theory.json", summary)
@@ -122,6 +123,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         + ", κ* = "
         + ("none in [0, 1]" if kappa_star is None else f"{kappa_star:.4g}")
     )
+    if summary["meanfield_method"] != "RK45":
+        print(f"mean field: {summary['meanfield_method']}", file=sys.stderr)
     print(out_dir)
 
 

@@ -51,6 +51,10 @@ _A, _D, _PHI, _S, _OM, _X, _K, _R, _U, _KAPPA, _OPEN = (
 )  # fmt: skip
 
 
+class _NotSmooth(Exception):
+    """Raised inside the integrator when the right-hand side needs too many evaluations."""
+
+
 class MeanField:
     """The mean-field ODE for a configuration (the same :class:`Config` a run uses)."""
 
@@ -239,16 +243,53 @@ class MeanField:
 
     # ------------------------------------------------------------------ solving
 
-    def solve(self, steps: int, *, method: str = "RK45", rtol: float = 1e-7) -> pd.DataFrame:
-        """Integrate the ODE from the initial state to t = steps; one row per integer t."""
+    def solve(
+        self,
+        steps: int,
+        *,
+        method: str = "RK45",
+        rtol: float = 1e-7,
+        max_evaluations: int | None = None,
+        fallback: bool = True,
+    ) -> pd.DataFrame:
+        """Integrate the ODE from the initial state to t = steps; one row per integer t.
+
+        The labs' best response in the right-hand side is a maximisation, so the right-hand
+        side can jump (e.g. a corner solution switching sides with ``model.fixed_alignment``);
+        an adaptive integrator then shrinks its step without end. After ``max_evaluations``
+        right-hand-side calls (default 2,000 plus 20 per unit of time; the default
+        configuration needs about 1,000 for 100 steps) the integration stops and, with
+        ``fallback``, the expected step map (:meth:`iterate`) is returned instead.
+        ``table.attrs["method"]`` says which was used.
+        """
+        limit = max_evaluations or 2000 + 20 * steps
+        calls = 0
+
+        def rhs(_t: float, y: np.ndarray) -> np.ndarray:
+            nonlocal calls
+            calls += 1
+            if calls > limit:
+                raise _NotSmooth
+            return self.increment(y)
+
         t_eval = np.arange(steps + 1, dtype=float)
-        sol = solve_ivp(
-            lambda _t, y: self.increment(y), (0.0, float(steps)), self.initial_state(),
-            t_eval=t_eval, method=method, rtol=rtol, atol=1e-10,
-        )  # fmt: skip
+        try:
+            sol = solve_ivp(rhs, (0.0, float(steps)), self.initial_state(), t_eval=t_eval,
+                            method=method, rtol=rtol, atol=1e-10)  # fmt: skip
+        except _NotSmooth:
+            if not fallback:
+                raise RuntimeError(
+                    f"mean-field integration needed more than {limit} evaluations "
+                    "(a non-smooth right-hand side); use iterate()"
+                ) from None
+            table = self.iterate(steps)
+            table.attrs["method"] = f"expected step map ({method} stopped after {limit} calls)"
+            return table
         if not sol.success:  # pragma: no cover - reported, not expected
             raise RuntimeError(f"mean-field integration failed: {sol.message}")
-        return self.outcomes(sol.t, sol.y.T)
+        table = self.outcomes(sol.t, sol.y.T)
+        table.attrs["method"] = method
+        return table
 
     def iterate(self, steps: int) -> pd.DataFrame:
         """The expected step map X_{t+1} = X_t + increment(X_t), for comparison with the ODE."""

@@ -19,7 +19,7 @@ from experiments.docking import (
     simulated_curve,
 )
 from sim import theory as th
-from sim.config import config_from_flat
+from sim.config import Config, config_from_flat
 from sim.meanfield import MeanField
 from sim.run import simulate, timeseries
 
@@ -230,3 +230,17 @@ def test_paradox_theory_reports_no_optimum_as_null(tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "theory.json").read_text())
     assert summary["q_star"] is None and summary["paradox_region"] == []
+
+
+def test_meanfield_solve_falls_back_to_the_step_map_when_the_ode_is_not_smooth():
+    """With fixed alignment the labs' best response switches corners, the adaptive integrator
+    stalls, and solve() returns the expected step map instead of running without end."""
+    cfg = Config(steps=20)
+    cfg.model.fixed_alignment = 0.5
+    table = MeanField(cfg).solve(20)
+    assert table.attrs["method"].startswith("expected step map")
+    pd.testing.assert_frame_equal(table, MeanField(cfg).iterate(20))
+    with pytest.raises(RuntimeError, match="non-smooth"):
+        MeanField(cfg).solve(20, fallback=False)
+    smooth = MeanField(Config(steps=20)).solve(20)
+    assert smooth.attrs["method"] == "RK45"
