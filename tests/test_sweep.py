@@ -39,9 +39,8 @@ from sim.experiment import (
 )
 from sim.outcomes import OUTCOMES
 
-from .conftest import CONF, REPO
+from .conftest import CONF, PARADOX, REPO, paradox
 
-PARADOX = [sys.executable, "-m", "experiments.cli"]
 TINY = ["steps=2", "model.n_adversaries=40", "model.n_labs=3"]
 NAMED = {
     "paradox_curve": 400,
@@ -59,15 +58,6 @@ def tiny_base(steps: int = 2, seed: int = 0) -> Config:
     return cfg
 
 
-def paradox(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*PARADOX, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
-    )
 
 
 def failing_runner(config: Config) -> pd.DataFrame:
@@ -477,7 +467,10 @@ def test_named_sweep_file_states_its_question_and_default_size(name, compose_des
     design = compose_design(f"sweep={name}")
     assert design.n_runs == NAMED[name]
     roles = {f.role for f in design.factors}
-    assert roles == {"uncertainty", "lever"}, "uncertainties are kept apart from levers"
+    if name == "scenarios":  # one factor: the scenario, a world and its policies at once
+        assert roles == {"uncertainty"} and [f.key for f in design.factors] == ["scenario"]
+    else:
+        assert roles == {"uncertainty", "lever"}, "uncertainties are kept apart from levers"
 
 
 @pytest.mark.parametrize("name", sorted(NAMED))
