@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,24 @@ from experiments.schema import register
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
 SCENARIOS = sorted(p.stem for p in (CONF / "scenario").glob("*.yaml"))
+
+#: The command line, run as a user would (``paradox <command> ...``) in a fresh interpreter.
+PARADOX = [sys.executable, "-m", "experiments.cli"]
+
+
+def paradox(
+    *args: str, cwd: Path, timeout: float = 300, pythonpath: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``paradox <args>`` in ``cwd`` with a bare environment (no network, own HOME)."""
+    return subprocess.run(
+        [*PARADOX, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PYTHONPATH": pythonpath or str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
+
 
 #: Small but not trivial: enough adversaries per lab that every channel sees attacks.
 SMALL = {"n_labs": 6, "n_adversaries": 120}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,21 +10,11 @@ import pytest
 
 from sim.outcomes import OUTCOMES
 
-from .conftest import REPO
+from .conftest import paradox
 
-PARADOX = [sys.executable, "-m", "experiments.cli"]
 SMALL = ["steps=6", "model.n_labs=5", "model.n_adversaries=80"]
 
 
-def paradox(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*PARADOX, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
-    )
 
 
 def test_run_writes_a_tidy_results_folder(tmp_path):

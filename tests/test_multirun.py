@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +15,8 @@ from experiments.sweep import PRIMARY, register, to_design
 from sim.experiment import OUTCOME_COLUMNS, run_sweep
 from sim.outcomes import OUTCOMES
 
-from .conftest import CONF, REPO
+from .conftest import CONF, paradox
 
-PARADOX = [sys.executable, "-m", "experiments.cli"]
 #: 2 couplings x 2 seeds of a tiny run
 DESIGN = [
     "model.coupling=0,0.5",
@@ -35,15 +32,6 @@ LAUNCHERS = {
 }
 
 
-def paradox(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*PARADOX, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
-    )
 
 
 @pytest.fixture(scope="module")

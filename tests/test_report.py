@@ -4,8 +4,6 @@ readings that follow the numbers."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,16 +12,11 @@ import pytest
 from experiments import report as R
 from experiments.plot import Panel
 
-from .conftest import REPO
+from .conftest import paradox
 
-PARADOX = [sys.executable, "-m", "experiments.cli"]
 TINY = ["steps=3", "model.n_labs=3", "model.n_adversaries=30", "sweep.replicates=2"]
 
 
-def paradox(*args: str, cwd, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*PARADOX, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
-                                                "HOME": str(cwd)})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
