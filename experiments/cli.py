@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "an experiment design (grid, LHS, Sobol', Morris) with replicates, in parallel; resumable",
         "paradox sweep sweep=paradox_curve steps=100 sweep.workers=4",
     ),
+    "sensitivity": (
+        "experiments.sensitivity",
+        "Sobol' indices or Morris screening of every outcome, and PRIM scenario discovery",
+        "paradox sensitivity sweep=sobol_screen sweep.samples=64 sweep.workers=2",
+    ),
     "collect": (
         "experiments.collect",
         "merge sweep shards or a Hydra multirun folder into one runs.parquet",

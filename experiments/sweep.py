@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from sim.experiment import (
     Design,
     SweepAborted,
     SweepMismatch,
+    SweepResult,
     SweepSpec,
     check_manifest,
     format_result,
@@ -116,11 +117,12 @@ def base_config(job: SweepJob) -> Config:
     return Config(**{f.name: getattr(job, f.name) for f in fields(Config)})
 
 
-def to_design(cfg: DictConfig, overrides: Sequence[str] = ()) -> Design:
+def to_design(cfg: DictConfig, overrides: Sequence[str] = (), primary: str = PRIMARY) -> Design:
     """A composed sweep configuration → its validated :class:`Design`.
 
     ``overrides`` are the command-line overrides the configuration was composed with. When
-    ``scenario`` is a factor, each of its levels is composed again with those overrides and
+    ``scenario`` is a factor, each of its levels is composed again from the primary config
+    ``primary`` (the app's: ``paradox sweep``'s by default) with those overrides and
     ``scenario=<level>`` (Hydra must be initialised, as it is inside :func:`main`), so each
     level's base is exactly what ``paradox run scenario=<level> <overrides>`` would run.
     Raises ``ParameterError`` naming the offending key.
@@ -136,11 +138,13 @@ def to_design(cfg: DictConfig, overrides: Sequence[str] = ()) -> Design:
         for i, factor in enumerate(factors):
             if factor.key == "scenario" and factor.levels:
                 where = f"sweep.{group}[{i}].levels"
-                scenarios = {lv: _compose_scenario(lv, overrides, where) for lv in factor.levels}
+                scenarios = {
+                    lv: _compose_scenario(lv, overrides, where, primary) for lv in factor.levels
+                }
     return Design(spec, base, scenarios)
 
 
-def _compose_scenario(level: Any, overrides: Sequence[str], where: str) -> Config:
+def _compose_scenario(level: Any, overrides: Sequence[str], where: str, primary: str) -> Config:
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
 
@@ -149,7 +153,7 @@ def _compose_scenario(level: Any, overrides: Sequence[str], where: str) -> Confi
         raise ParameterError(where, level, "a scenario: " + ", ".join(names))
     parser = OverridesParser.create()
     kept = [o for o in overrides if parser.parse_override(o).key_or_group != "scenario"]
-    composed = compose(config_name=PRIMARY, overrides=[*kept, f"scenario={level}"])
+    composed = compose(config_name=primary, overrides=[*kept, f"scenario={level}"])
     job = OmegaConf.to_object(composed)
     assert isinstance(job, SweepJob)
     return base_config(job)
@@ -158,47 +162,83 @@ def _compose_scenario(level: Any, overrides: Sequence[str], where: str) -> Confi
 register()
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF), config_name=PRIMARY)
-def main(cfg: DictConfig) -> None:
+@dataclass
+class Job:
+    """A sweep job about to run: its validated design and where it writes."""
+
+    design: Design
+    out_dir: Path
+    overrides: list[str]
+    started: str
+    t0: float
+
+
+def start_job(
+    cfg: DictConfig,
+    app: str = "paradox sweep",
+    primary: str = PRIMARY,
+    check: Callable[[Design], None] | None = None,
+) -> Job:
+    """Validate a composed sweep configuration inside a Hydra app, or exit 2 naming the key.
+
+    ``check`` adds the app's own checks of the design (raising ``ParameterError``). A rejected
+    job leaves no folder behind (unless the folder already held a sweep).
+    """
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     fresh = not (out_dir / "sweep.json").exists()
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     try:
-        design = to_design(cfg, overrides)
+        design = to_design(cfg, overrides, primary)
+        if check is not None:
+            check(design)
     except ParameterError as err:
         if fresh:
             outputs.discard_run_dir(out_dir, hc.job.name)
-        print(f"paradox sweep: {err}", file=sys.stderr)
+        print(f"{app}: {err}", file=sys.stderr)
         sys.exit(2)
     if design.spec.name == "sweep" and hc.runtime.choices.get("sweep"):
         design.spec.name = str(hc.runtime.choices["sweep"])
+    return Job(design, out_dir, overrides, started, t0)
+
+
+def run_job[T](job: Job, cfg: DictConfig, body: Callable[[], T], app: str = "paradox sweep") -> T:
+    """Run ``body`` (the sweep, and whatever follows it) in the job's folder.
+
+    Refuses a folder that holds a different sweep (exit 2), writes the resolved configuration
+    first (so a folder stopped midway still documents itself), and turns a dead worker (exit 1)
+    or Ctrl-C (exit 130) into one line saying how to resume.
+    """
+    design, out_dir = job.design, job.out_dir
     print(f"sweep {design.spec.name}: {design.describe()} -> {out_dir}", file=sys.stderr)
     try:
         check_manifest(out_dir, design)
-        # the resolved configuration first, so a folder stopped midway still documents itself
         outputs.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        result = run_sweep(design, out_dir)
+        return body()
     except SweepMismatch as err:
-        print(f"paradox sweep: {err}", file=sys.stderr)
+        print(f"{app}: {err}", file=sys.stderr)
         sys.exit(2)
     except SweepAborted as err:
-        print(f"paradox sweep: {err}", file=sys.stderr)
+        print(f"{app}: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print(
-            "paradox sweep: interrupted; the finished runs are saved: rerun the same command "
+            f"{app}: interrupted; the finished runs are saved: rerun the same command "
             f"with hydra.run.dir={out_dir} to resume",
             file=sys.stderr,
         )
         sys.exit(130)
+
+
+def job_provenance(job: Job, result: SweepResult) -> dict[str, Any]:
+    """``provenance.json`` of a sweep job: versions, command, wall time, runs done and failed."""
     prov = outputs.provenance(
-        seed=design.base.seed,
-        overrides=overrides,
-        started=started,
+        seed=job.design.base.seed,
+        overrides=job.overrides,
+        started=job.started,
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
-        wall_seconds=round(time.perf_counter() - t0, 4),
+        wall_seconds=round(time.perf_counter() - job.t0, 4),
     )
     prov["sweep"] = {
         "runs": result.runs,
@@ -208,12 +248,19 @@ def main(cfg: DictConfig) -> None:
         "missing": result.missing,
         "workers": result.workers,
     }
-    outputs.write_json(out_dir / "provenance.json", prov)
-    print(format_result(design, result))
-    print(out_dir)
+    return prov
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name=PRIMARY)
+def main(cfg: DictConfig) -> None:
+    job = start_job(cfg)
+    result = run_job(job, cfg, lambda: run_sweep(job.design, job.out_dir))
+    outputs.write_json(job.out_dir / "provenance.json", job_provenance(job, result))
+    print(format_result(job.design, result))
+    print(job.out_dir)
     # In a multirun (e.g. shards) a non-zero exit would stop the remaining jobs; there the
     # summary and `paradox collect` report the failures instead.
-    if not result.ok and hc.mode != RunMode.MULTIRUN:
+    if not result.ok and HydraConfig.get().mode != RunMode.MULTIRUN:
         sys.exit(1)
 
 

@@ -316,7 +316,7 @@ def _set(cfg: Any, key: str, value: Any) -> None:
     setattr(cfg, leaf, value)
 
 
-def _seed_from(seq: np.random.SeedSequence) -> int:
+def seed_from(seq: np.random.SeedSequence) -> int:
     """A 63-bit integer seed drawn from a SeedSequence (valid for ``seed=`` of ``paradox run``)."""
     return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
@@ -360,28 +360,37 @@ class Design:
         root = np.random.SeedSequence(base.seed)
         self._seed_root = (root.entropy, (*root.spawn_key, 1))
         self._common = [
-            _seed_from(np.random.SeedSequence(root.entropy, spawn_key=(*self._seed_root[1], r)))
+            seed_from(np.random.SeedSequence(root.entropy, spawn_key=(*self._seed_root[1], r)))
             for r in range(spec.replicates)
         ]
 
     # -- sampling --------------------------------------------------------------------------
 
-    def _sample(self) -> np.ndarray:
-        """The SALib sample over the range factors, mapped to their types (n x k floats)."""
-        import warnings
-
-        from SALib.sample import latin, morris, sobol
-
+    def salib_problem(self) -> dict[str, Any]:
+        """SALib's problem over the range factors (integers span ``[lo, hi + 1)``, see below)."""
         bounds = []
         for f in self.range_factors:
             lo, hi = f.bounds or (0.0, 1.0)
             # Integers: sample [lo, hi + 1) and floor, so each integer is equally likely.
             bounds.append([float(lo), float(hi) + 1.0] if f.kind == "int" else [lo, hi])
-        problem = {
+        return {
             "num_vars": len(bounds),
             "names": [f.key for f in self.range_factors],
             "bounds": bounds,
         }
+
+    def salib_sample(self) -> np.ndarray:
+        """SALib's sample over the range factors as drawn, in SALib's order (n x k floats).
+
+        Integer factors are still continuous on ``[lo, hi + 1)`` here (the runs use their
+        floors); this is the matrix SALib's analysers expect (``SALib.analyze.morris`` reads the
+        direction of each step from it). Redrawn on every call: the same seed, the same matrix.
+        """
+        import warnings
+
+        from SALib.sample import latin, morris, sobol
+
+        problem = self.salib_problem()
         rng = np.random.default_rng(np.random.SeedSequence(self.base.seed).spawn(2)[0])
         n, spec = self.spec.samples, self.spec
         with warnings.catch_warnings():
@@ -392,7 +401,11 @@ class Design:
                 matrix = sobol.sample(problem, n, calc_second_order=spec.second_order, seed=rng)
             else:
                 matrix = morris.sample(problem, n, num_levels=spec.morris_levels, seed=rng)
-        matrix = np.asarray(matrix, dtype=float)
+        return np.asarray(matrix, dtype=float)
+
+    def _sample(self) -> np.ndarray:
+        """The SALib sample over the range factors, mapped to their types (n x k floats)."""
+        matrix = self.salib_sample()
         for j, f in enumerate(self.range_factors):
             if f.kind == "int":
                 lo, hi = f.bounds or (0, 0)
@@ -425,7 +438,7 @@ class Design:
         if self.spec.seeding == "common":
             return self._common[replicate]
         entropy, key = self._seed_root
-        return _seed_from(np.random.SeedSequence(entropy, spawn_key=(*key, point_id, replicate)))
+        return seed_from(np.random.SeedSequence(entropy, spawn_key=(*key, point_id, replicate)))
 
     def config(self, run_id: int) -> Config:
         """The configuration of one run: base (or scenario base), factor values, seed.

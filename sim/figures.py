@@ -346,3 +346,116 @@ def sensitivity_bars(indices: pd.DataFrame, outcome: str) -> Figure:
         ax.set_xlabel(f"Sobol index of {label(outcome)}")
         ax.legend(frameon=False)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Morris screening and scenario discovery (PRIM boxes)
+# ---------------------------------------------------------------------------------------------
+
+#: σ/μ* ratios separating linear (below 0.1), monotonic (0.1-0.5), almost monotonic (0.5-1) and
+#: non-linear, non-monotonic or interacting effects (above 1): Garcia Sanchez et al. (2014).
+MORRIS_RATIOS: tuple[float, ...] = (0.1, 0.5, 1.0)
+
+
+def outcome_label(column: str) -> str:
+    """Axis text for a ``runs.parquet`` outcome column: ``mean_x`` is x's time average."""
+    for prefix, what in (("mean_", "time average"), ("final_", "final step")):
+        if column.startswith(prefix):
+            return f"{label(column.removeprefix(prefix))} ({what})"
+    return label(column)
+
+
+def morris_screen(indices: pd.DataFrame, outcome: str) -> Figure:
+    """Morris screening of one outcome: σ against μ* per parameter, μ* with its interval.
+
+    ``indices`` has columns ``outcome``, ``parameter``, ``mu_star``, ``mu_star_conf`` and
+    ``sigma``. Parameters near the origin are inert; far right, influential; above the dotted
+    σ/μ* lines, their effect is non-linear or interacts with other parameters.
+    """
+    sub = indices[indices["outcome"] == outcome].dropna(subset=["mu_star", "sigma"])
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+        right = float(np.nanmax((sub["mu_star"] + sub["mu_star_conf"].fillna(0)).to_numpy(float),
+                                initial=0.0)) * 1.12 or 1.0  # fmt: skip
+        top = float(np.nanmax(sub["sigma"].to_numpy(float), initial=0.0)) * 1.15 or right
+        for ratio in MORRIS_RATIOS:
+            end = min(right, top / ratio)
+            ax.plot([0, end], [0, ratio * end], ls=":", color=PALETTE[8], lw=0.8)
+            ax.annotate(f"σ/μ* = {ratio:g}", (end, ratio * end), xytext=(-2, 2),
+                        textcoords="offset points", ha="right", fontsize=6,
+                        color=PALETTE[8])  # fmt: skip
+        ax.errorbar(sub["mu_star"], sub["sigma"], xerr=sub["mu_star_conf"], fmt="o", ms=4,
+                    capsize=2, color=PALETTE[5], ecolor=PALETTE[5])  # fmt: skip
+        for _, row in sub.iterrows():
+            ax.annotate(str(row["parameter"]), (row["mu_star"], row["sigma"]), xytext=(3, 3),
+                        textcoords="offset points", fontsize=6)  # fmt: skip
+        ax.set_xlim(0, right)
+        ax.set_ylim(0, top)
+        ax.set_xlabel(f"μ*: mean |elementary effect| on {outcome_label(outcome)}")
+        ax.set_ylabel("σ: standard deviation of the elementary effects")
+    return fig
+
+
+def prim_boxes(boxes: pd.DataFrame, bounds: dict[str, Sequence[float]] | None = None) -> Figure:
+    """Each PRIM box: where its limits sit within every restricted parameter's declared range.
+
+    ``boxes`` has the columns of ``prim_boxes.csv`` (``box``, ``parameter``, ``lower``,
+    ``upper``, ``levels``, ``coverage``, ``density``, ``n``); ``bounds`` maps a numeric
+    parameter to its declared range. One panel per box: a grey bar spans the range (scaled to
+    0-1), a blue bar the box's limits, with their values; categorical parameters list the
+    levels kept. The panel title gives the box's coverage, density and number of points.
+    """
+    bounds = bounds or {}
+    ids = list(dict.fromkeys(boxes["box"]))
+    heights = [int((boxes["box"] == b).sum()) for b in ids]
+    with plt.rc_context(STYLE):
+        size = (5.2, sum(0.38 * h + 0.9 for h in heights))
+        fig, axes = plt.subplots(len(ids), 1, figsize=size, squeeze=False,
+                                 height_ratios=[h + 1.5 for h in heights])  # fmt: skip
+        for ax, b in zip(axes[:, 0], ids, strict=True):
+            sub = boxes[boxes["box"] == b].reset_index(drop=True)
+            ypos = np.arange(len(sub))[::-1]  # the first parameter on top
+            for y, (_, row) in zip(ypos, sub.iterrows(), strict=True):
+                ax.plot([0, 1], [y, y], color="#DDDDDD", lw=6, solid_capstyle="butt")
+                if isinstance(row["levels"], str) and row["levels"]:
+                    ax.text(0.5, y, row["levels"], ha="center", va="center", fontsize=6)
+                    continue
+                lo, hi = bounds.get(row["parameter"], (row["lower"], row["upper"]))
+                span = (hi - lo) or 1.0
+                a, c = (row["lower"] - lo) / span, (row["upper"] - lo) / span
+                ax.plot([a, c], [y, y], color=PALETTE[5], lw=6, solid_capstyle="butt")
+                for x, value, ha in ((a, row["lower"], "right"), (c, row["upper"], "left")):
+                    ax.annotate(f"{value:.3g}", (x, y), xytext=(-3 if ha == "right" else 3, 5),
+                                textcoords="offset points", ha=ha, fontsize=6)  # fmt: skip
+            ax.set_yticks(ypos, sub["parameter"])
+            ax.set_xlim(-0.12, 1.12)
+            ax.set_ylim(-0.8, len(sub) - 0.2)
+            first = sub.iloc[0]
+            title = f"box {b}: coverage {first['coverage']:.2f}, density {first['density']:.2f}"
+            ax.set_title(f"{title}, {int(first['n'])} points", loc="left")
+            ax.set_xlabel("position in the declared range (0: lower bound, 1: upper bound)")
+    return fig
+
+
+def prim_tradeoff(trajectory: pd.DataFrame) -> Figure:
+    """Coverage against density along each PRIM peeling trajectory; chosen boxes as stars.
+
+    ``trajectory`` has the columns of ``prim_trajectory.csv`` (``box``, ``coverage``,
+    ``density``, ``selected``). Peeling moves right to left: each step trades coverage for
+    density.
+    """
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.2, 3.2))
+        for i, (b, sub) in enumerate(trajectory.groupby("box", sort=True)):
+            colour = PALETTE[(5 + 2 * i) % len(PALETTE)]
+            ax.plot(sub["coverage"], sub["density"], marker="o", ms=2, lw=0.9, color=colour,
+                    label=f"box {b}")  # fmt: skip
+            chosen = sub[sub["selected"].astype(bool)]
+            ax.plot(chosen["coverage"], chosen["density"], marker="*", ms=10, ls="none",
+                    color=colour)  # fmt: skip
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("coverage (share of the points of interest inside the box)")
+        ax.set_ylabel("density (share of the box's points of interest)")
+        ax.legend(frameon=False, loc="lower left")
+    return fig
