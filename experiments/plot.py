@@ -10,7 +10,7 @@ a caption ``.txt`` each), then prints that folder last:
 - one varying ``model.coupling``, an adversary-strength key and ``model.fixed_alignment`` at two
   levels (``sweep=regime_map``): the regime map of the slope dN/dq with the mean-field κ*;
 - one varying two-level ``policy.*`` levers (``sweep=policy_grid``): the policy forest plot;
-- a ``sobol_indices.csv`` (``paradox sensitivity``): Sobol' index bars per outcome.
+- a ``sobol_indices.csv`` (``paradox sensitivity``): Sobol' index bars for the headline outcomes.
 
 A folder holding such folders (a ``paradox report`` folder) is plotted part by part. The
 mean-field overlays are written beside the runs as ``meanfield_curve.csv`` and
@@ -33,6 +33,7 @@ import pandas as pd
 from sim import analysis as A
 from sim import figures as F
 from sim.config import Config, ParameterError, flat_keys
+from sim.sensitivity import FIGURE_OUTCOMES
 
 #: Parameters read as "adversary strength" on a regime map, in order of preference.
 STRENGTH_KEYS = ("model.adversary_budget_mean", "model.attacker_value")
@@ -95,11 +96,15 @@ def base_config(runs: pd.DataFrame) -> Config:
 
 
 def design_keys(folder: Path) -> set[str] | None:
-    """The factors a sweep folder's design varies (None without a ``sweep.json``)."""
+    """The factors a grid sweep's design varies (None without a ``sweep.json``; empty for a
+    sampled design, whose factors vary together and are read by ``paradox sensitivity``)."""
     manifest = folder / "sweep.json"
     if not manifest.exists():
         return None
-    return {f["key"] for f in json.loads(manifest.read_text()).get("factors", [])}
+    spec = json.loads(manifest.read_text())
+    if spec.get("design", "grid") != "grid":
+        return set()
+    return {f["key"] for f in spec.get("factors", [])}
 
 
 def varies(
@@ -261,8 +266,12 @@ def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Pane
 
 
 def plot_sensitivity(indices: pd.DataFrame, out: Path) -> list[Panel]:
+    """Sobol' bars for the headline outcomes (``paradox sensitivity`` draws its own, for the
+    outcomes it is asked for)."""
     panels = []
-    for outcome in dict.fromkeys(indices["outcome"]):
+    present = list(dict.fromkeys(indices["outcome"]))
+    chosen = [o for o in FIGURE_OUTCOMES if o in present] or present[:3]
+    for outcome in chosen:
         caption = (
             f"Sobol' indices of {outcome.replace('_', ' ')}: first order S1 (the share of "
             "output variance due to the parameter alone) and total ST (including its "
