@@ -9,7 +9,6 @@ under such per-input affine maps, so the analytic values apply unchanged.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,9 +36,8 @@ from sim.sensitivity import (
     sobol_indices,
 )
 
-from .conftest import CONF, REPO
+from .conftest import CONF, REPO, paradox
 
-PARADOX = [sys.executable, "-m", "experiments.cli"]
 TINY = ["steps=3", "model.n_adversaries=40", "model.n_labs=3", "sweep.workers=1"]
 
 #: Ishigami-Homma (a = 7, b = 0.1): analytic first-order and total indices (Saltelli et al. 2008).
@@ -456,15 +454,6 @@ def test_morris_and_prim_figures_render(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def paradox(*args: str, cwd: Path, pythonpath: str = str(REPO)) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*PARADOX, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": pythonpath, "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
-    )
 
 
 def test_sensitivity_command_end_to_end(tmp_path):
