@@ -386,9 +386,18 @@ def morris_screen(indices: pd.DataFrame, outcome: str) -> Figure:
                         color=PALETTE[8])  # fmt: skip
         ax.errorbar(sub["mu_star"], sub["sigma"], xerr=sub["mu_star_conf"], fmt="o", ms=4,
                     capsize=2, color=PALETTE[5], ecolor=PALETTE[5])  # fmt: skip
-        for _, row in sub.iterrows():
-            ax.annotate(str(row["parameter"]), (row["mu_star"], row["sigma"]), xytext=(3, 3),
-                        textcoords="offset points", fontsize=6)  # fmt: skip
+        # Labels in order of σ, each pushed up to clear the one below (points of similar σ
+        # would otherwise print their names on top of each other); a hairline joins a moved
+        # label to its point.
+        gap, last = 0.045 * top, -np.inf
+        for _, row in sub.sort_values("sigma").iterrows():
+            y = max(float(row["sigma"]), last + gap)
+            last = y
+            ax.annotate(str(row["parameter"]), (row["mu_star"], row["sigma"]),
+                        xytext=(row["mu_star"], y), textcoords="data", fontsize=6,
+                        ha="left", va="bottom",
+                        arrowprops=None if y == row["sigma"] else
+                        {"arrowstyle": "-", "lw": 0.4, "color": PALETTE[8]})  # fmt: skip
         ax.set_xlim(0, right)
         ax.set_ylim(0, top)
         ax.set_xlabel(f"μ*: mean |elementary effect| on {outcome_label(outcome)}")
