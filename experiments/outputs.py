@@ -134,3 +134,22 @@ def discard_run_dir(path: Path, job_name: str, stop_at: Path | None = None) -> N
         except OSError:
             break
         current = current.parent
+
+
+def validated_or_exit(cfg: Any, app: str) -> tuple[Any, Path]:
+    """Inside a Hydra app: the composed ``cfg`` as a validated :class:`sim.config.Config` and
+    the run folder; on a ``ParameterError`` print one line naming the key, remove what Hydra
+    put into the folder, and exit 2 (bad input leaves nothing behind)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from experiments.schema import to_config
+    from sim.config import ParameterError
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    try:
+        return to_config(cfg), out_dir
+    except ParameterError as err:
+        discard_run_dir(out_dir, hc.job.name)
+        print(f"{app}: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from experiments import outputs
-from experiments.schema import register, to_config
-from sim.config import Config, ParameterError
+from experiments.schema import register
+from sim.config import Config
 from sim.outcomes import summarize
 from sim.run import simulate, timeseries
 
@@ -135,13 +135,7 @@ register()
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    try:
-        config = to_config(cfg)
-    except ParameterError as err:
-        outputs.discard_run_dir(out_dir, hc.job.name)
-        print(f"paradox run: {err}", file=sys.stderr)
-        sys.exit(2)
+    config, out_dir = outputs.validated_or_exit(cfg, "paradox run")
     try:
         summary = run(
             config,

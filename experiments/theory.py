@@ -12,7 +12,6 @@ import sys
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 
 import hydra
 import pandas as pd
@@ -21,9 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import outputs
 from experiments.run import CONF_DIR
-from experiments.schema import register, to_config
+from experiments.schema import register
 from sim import theory as th
-from sim.config import CHANNELS, Config, ParameterError
+from sim.config import CHANNELS, Config
 from sim.meanfield import MeanField
 
 DEFAULT_DIR = "results/theory/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}_${scenario}"
@@ -89,13 +88,7 @@ register()
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    try:
-        config = to_config(cfg)
-    except ParameterError as err:
-        outputs.discard_run_dir(out_dir, hc.job.name)
-        print(f"paradox theory: {err}", file=sys.stderr)
-        sys.exit(2)
+    config, out_dir = outputs.validated_or_exit(cfg, "paradox theory")
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     summary, curves = theory(config)
     trajectory = MeanField(config).solve(config.steps)
