@@ -12,14 +12,16 @@ a caption ``.txt`` each), then prints that folder last:
 - one varying two-level ``policy.*`` levers (``sweep=policy_grid``): the policy forest plot;
 - a ``sobol_indices.csv`` (``paradox sensitivity``): Sobol' index bars for the headline outcomes.
 
-A folder holding such folders (a ``paradox report`` folder) is plotted part by part. The
-mean-field overlays are written beside the runs as ``meanfield_curve.csv`` and
-``meanfield_threshold.csv`` and reused on the next call.
+A folder holding such folders at any depth (a ``paradox report`` folder, whose runs are in
+``sweeps/<part>/``) is plotted part by part. The mean-field overlays are written beside the runs
+as ``meanfield_curve.csv`` and ``meanfield_threshold.csv``, each with a ``.key`` fingerprint of
+the configuration and grid, and reused on the next call only when that still matches.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -32,7 +34,7 @@ import pandas as pd
 
 from sim import analysis as A
 from sim import figures as F
-from sim.config import Config, ParameterError, flat_keys
+from sim.config import Config, ParameterError, flat_keys, to_flat
 from sim.sensitivity import FIGURE_OUTCOMES
 
 #: Parameters read as "adversary strength" on a regime map, in order of preference.
@@ -117,13 +119,19 @@ def varies(
     return key in runs and runs[key].nunique() >= at_least
 
 
-def _cached(path: Path, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    if path.exists():
+def _cached(path: Path, key: dict, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``make()``, kept in ``path`` with a fingerprint of ``key`` (the configuration and grid it
+    was computed for) beside it in ``<path>.key``; reused only when the fingerprint matches, so
+    a folder whose runs changed gets a fresh overlay."""
+    fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    stamp = path.with_suffix(".key")
+    if path.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint:
         return pd.read_csv(path)
     table = make()
     tmp = path.with_suffix(".csv.tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(path)
+    stamp.write_text(fingerprint + "\n")
     return table
 
 
@@ -132,9 +140,17 @@ def _steps(runs: pd.DataFrame) -> int:
 
 
 def _reps(runs: pd.DataFrame, by: list[str]) -> str:
+    """Replicates per point: "means over 10 replicates with 95% t-intervals", or "9–10" when
+    points differ, or "one replicate (no intervals)"."""
     counts = runs.groupby(by).size()
-    lo, hi = int(counts.min()), int(counts.max())
-    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+    return _over(int(counts.min()), int(counts.max()))
+
+
+def _over(lo: int, hi: int) -> str:
+    if hi <= 1:
+        return "one replicate (no intervals)"
+    n = f"{lo}" if lo == hi else f"{lo}–{hi}"
+    return f"{n} replicates with 95% t-intervals"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,24 +161,29 @@ def _reps(runs: pd.DataFrame, by: list[str]) -> str:
 def plot_scenarios(ts: pd.DataFrame, out: Path) -> list[Panel]:
     scen = sorted(ts["scenario"].unique())
     rep_col = "run_id" if "run_id" in ts else None
-    n_rep = ts.groupby("scenario")[rep_col].nunique().min() if rep_col else 1
+    counts = ts.groupby("scenario")[rep_col].nunique() if rep_col else pd.Series([1])
+    n_rep, n_max = int(counts.min()), int(counts.max())
+    n_text = f"{n_rep}" if n_rep == n_max else f"{n_rep}–{n_max}"
+    over = ("one replicate per scenario (lines; no intervals)" if n_max <= 1 else
+            f"mean over {n_text} replicates (lines) with 95% t-intervals (bands)")  # fmt: skip
     steps = int(ts["step"].max())
     caption = (
-        f"Key outcomes over time in {len(scen)} scenario(s): mean over {n_rep} replicate(s) "
-        f"(lines) with 95% t-intervals (bands), steps 0–{steps}. Net alignment is the "
-        "reach-weighted mean of q(1 − φ(1 + c)); total harm adds exploitation harm to the "
-        "residual harm of unaligned use; the paradox index is the reach share of labs whose "
-        "marginal return on alignment is negative; attack spending is summed over adversaries."
+        f"Key outcomes over time in {len(scen)} scenario(s): {over}, steps 0–{steps}. Net "
+        "alignment is the reach-weighted mean of q(1 − φ(1 + c)); total harm adds exploitation "
+        "harm to the residual harm of unaligned use; the paradox index is the reach share of "
+        "labs whose marginal return on alignment is negative; attack spending is summed over "
+        "adversaries."
     )
     panels = [Panel("scenario_dynamics", F.save(F.scenario_dynamics(ts), out /
                     "scenario_dynamics", caption), caption, {"timeseries": ts})]  # fmt: skip
     first = "baseline" if "baseline" in scen else scen[0]
     order = [first, *[s for s in scen if s != first]]
     caption = (
-        "The arms race. Left: defence spending against attack spending per step (mean over "
-        f"{n_rep} replicate(s)), from step 1 (circle) to step {steps} (square), one path per "
-        f"scenario. Right: the share of attack attempts through each channel (weights, prompt, "
-        f"output) over time in the {first.replace('_', ' ')} scenario."
+        "The arms race. Left: defence spending against attack spending per step ("
+        + ("one replicate" if n_max <= 1 else f"mean over {n_text} replicates")
+        + f"), from step 1 (circle) to step {steps} (square), one path per scenario. Right: the "
+        "share of attack attempts through each channel (weights, prompt, output) over time in "
+        f"the {first.replace('_', ' ')} scenario."
     )
     fig = F.arms_race(ts, scenarios=order)
     panels.append(Panel("arms_race", F.save(fig, out / "arms_race", caption), caption,
@@ -178,14 +199,15 @@ def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> Panel:
     qs = sorted(runs[x].unique().tolist())
     theory = _cached(
         folder / "meanfield_curve.csv",
+        {"config": to_flat(base), "couplings": couplings, "qs": qs, "steps": steps},
         lambda: A.meanfield_curves(base, couplings, qs, steps, progress=note),
     )
     m = base.model
     caption = (
         "The paradox curve: net alignment (left) and exploitation harm (right), each averaged "
         f"over steps 1–{steps}, against the exogenous alignment level q, one colour per "
-        f"coupling κ; points are means over {_reps(runs, [group, x])} replicates with 95% "
-        "t-intervals. Dashed: the mean-field prediction for the same configuration (the "
+        f"coupling κ; points are means over {_reps(runs, [group, x])}. Dashed: the mean-field "
+        "prediction for the same configuration (the "
         "expected step map, docs/theory.md §2); triangles: its optimum q* where it is interior. "
         f"{m.n_labs} labs, {m.n_adversaries} adversaries, v_a = {m.attacker_value:g}, "
         f"mean adversary budget {m.adversary_budget_mean:g}."
@@ -207,14 +229,16 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
     q_lo, q_hi = float(slopes["q_lo"].iloc[0]), float(slopes["q_hi"].iloc[0])
     base = base_config(runs)
     levels = sorted(runs[strength].unique().tolist())
+    key = {"config": to_flat(base), "y": strength, "levels": levels, "q": [q_lo, q_hi]}
     boundary = _cached(
         folder / "meanfield_threshold.csv",
+        {**key, "steps": steps},
         lambda: A.meanfield_threshold(base, strength, levels, q_lo, q_hi, steps, progress=note),
     )
     caption = (
         f"Regime map: the slope of net alignment in alignment, (N(q = {q_hi:g}) − "
         f"N(q = {q_lo:g})) / {q_hi - q_lo:g}, with N averaged over steps 1–{steps} and over "
-        f"{_reps(runs, [x, strength, q])} replicates, over the paradox coupling κ and "
+        f"{_reps(runs, [x, strength, q])}, over the paradox coupling κ and "
         f"{F.label(strength)}. Orange cells: more alignment lowers net alignment (the paradox); "
         "purple: it raises it. Line: the mean-field κ*, the smallest κ at which the same "
         "mean-field slope turns negative (no point where it stays positive up to κ = 1)."
@@ -232,7 +256,7 @@ def plot_paradox_index_map(runs: pd.DataFrame, strength: str, out: Path) -> Pane
     caption = (
         "Regime map: the paradox index (reach share of labs whose marginal return on alignment "
         f"is negative), averaged over steps 1–{_steps(runs)} and over "
-        f"{_reps(runs, [x, strength])} replicates, over the paradox coupling κ and "
+        f"{_reps(runs, [x, strength])}, over the paradox coupling κ and "
         f"{F.label(strength)}. No theory boundary: the map does not vary the alignment level."
     )
     fig = F.regime_map(runs, x=x, y=strength, value="mean_paradox_index")
@@ -253,6 +277,15 @@ def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Pane
     by = "scenario"
     effects = A.lever_effects(runs, levers, POLICY_OUTCOMES, by=by)
     matched = int(effects["cells"].max())
+    seeds = ""
+    if "seed" in runs:
+        n_seeds = runs["seed"].nunique()
+        per_cell = int(runs.groupby([*levers, by]).size().max())
+        if n_seeds == per_cell:  # common random numbers: every cell ran the same seeds
+            same = "the same seed" if n_seeds == 1 else f"the same {n_seeds} seeds"
+            seeds = (f" Every cell ran {same} "
+                     "(common random numbers), so the intervals measure variation across the "
+                     "other levers' settings at those seeds.")  # fmt: skip
     caption = (
         "Policy comparison: each lever's effect (lever on minus off) on total harm and net "
         f"alignment, each averaged over steps 1–{_steps(runs)}, in each world. Runs are "
@@ -260,6 +293,7 @@ def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Pane
         "points are the mean difference over cells with a 95% t-interval across cells "
         "(a main effect; a Welch interval over replicates when only one cell exists). Off "
         "values: " + ", ".join(f"{k.split('.')[-1]} = {v:g}" for k, v in levers.items()) + "."
+        + seeds
     )
     return Panel("policy_forest", F.save(F.policy_forest(effects), out / "policy_forest",
                                          caption), caption, {"effects": effects})  # fmt: skip
@@ -316,9 +350,9 @@ def plot_folder(folder: Path, out: Path | None = None) -> list[Panel]:
     if sobol.exists():
         panels += plot_sensitivity(pd.read_csv(sobol), out)
     if not panels and runs is None and ts is None:
+        # A folder of folders (a report's ``sweeps/``, a multirun): plot each, at any depth.
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "figures"):
-            if (sub / "runs.parquet").exists() or (sub / "timeseries.parquet").exists():
-                panels += plot_folder(sub, out)
+            panels += plot_folder(sub, out)
     return panels
 
 

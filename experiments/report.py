@@ -20,6 +20,7 @@ Hydra-style overrides (``key=value``) apply to every sweep, e.g. ``steps=50`` or
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import sys
@@ -36,7 +37,16 @@ from experiments import outputs
 from experiments.plot import Panel, note, plot_folder
 from sim import analysis as A
 from sim.config import ParameterError
-from sim.experiment import Design, SweepMismatch, check_manifest, format_result, run_sweep
+from sim.experiment import (
+    Design,
+    SweepAborted,
+    SweepMismatch,
+    SweepResult,
+    check_manifest,
+    describe_manifest,
+    format_result,
+    run_sweep,
+)
 
 #: The default experiment set, in the order it runs.
 PARTS: tuple[str, ...] = ("scenarios", "paradox_curve", "regime_map", "policy_grid")
@@ -87,42 +97,62 @@ def compose_designs(
     return designs, yamls
 
 
-def run_parts(designs: dict[str, Design], yamls: dict[str, str], out: Path) -> dict[str, Path]:
-    folders = {}
+def run_parts(
+    designs: dict[str, Design], yamls: dict[str, str], out: Path
+) -> dict[str, SweepResult]:
+    """Run (or resume) each part into ``out/sweeps/<part>/``; check every folder first, so a
+    mismatch stops the report before anything runs."""
+    for part, design in designs.items():
+        check_manifest(out / "sweeps" / part, design, new_folder="give a new --out")
+    results = {}
     for i, (part, design) in enumerate(designs.items(), start=1):
         folder = out / "sweeps" / part
         print(f"[{i}/{len(designs)}] {part}: {design.describe()}", file=sys.stderr, flush=True)
-        check_manifest(folder, design)
         folder.mkdir(parents=True, exist_ok=True)
         outputs.write_text(folder / "config.yaml", yamls[part])
-        result = run_sweep(design, folder)
+        results[part] = result = run_sweep(design, folder)
         for line in format_result(design, result).splitlines()[1:]:
             note(line)
-        folders[part] = folder
-    return folders
+    return results
 
 
-# ---------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------
 
 
+def _has_interval(lo: float, hi: float) -> bool:
+    return bool(np.isfinite(lo) and np.isfinite(hi))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _fmt(mean: float, lo: float, hi: float, digits: int = 3) -> str:
-    half = (hi - lo) / 2
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+    if not _has_interval(lo, hi):
+        return f"{mean:.{digits}f} (no interval)"
+    return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
 
 
-def scenario_latex(table: pd.DataFrame, reps: int, steps: int) -> str:
-    """The scenario comparison as a booktabs table: mean ± 95% half-width per cell."""
+def replicate_text(counts: pd.Series) -> str:
+    """Replicates per group: "10", or "9–10" when groups differ (e.g. after failed runs)."""
+    lo, hi = int(counts.min()), int(counts.max())
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+
+def scenario_latex(table: pd.DataFrame, reps: str, steps: int) -> str:
+    """The scenario comparison as a booktabs table: mean ± 95% half-width per cell (the mean
+    alone, marked n/a, where one replicate gives no interval)."""
     wide = table.set_index(["scenario", "outcome"])
     cols = [c for c in TABLE_COLUMNS if c in set(table["outcome"])]
+    over = ("one replicate (no intervals: n/a)" if reps == "1" else
+            f"{reps} replicates $\\pm$ the half-width of its 95\\% $t$-interval")  # fmt: skip
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         r"\small",
         r"\caption{Scenario comparison: each outcome averaged over steps 1--"
-        + f"{steps} of a run, mean over {reps} replicates $\\pm$ the half-width of its 95\\% "
-        r"$t$-interval.}",
+        + f"{steps} of a run, mean over {over}.}}",
         r"\label{tab:scenarios}",
         r"\begin{tabular}{l" + "r" * len(cols) + "}",
         r"\toprule",
@@ -132,9 +162,9 @@ def scenario_latex(table: pd.DataFrame, reps: int, steps: int) -> str:
     for scen in dict.fromkeys(table["scenario"]):
         cells = []
         for c in cols:
-            row = wide.loc[(scen, c)]
-            m, half = row["mean"], (row["hi"] - row["lo"]) / 2
-            cells.append(f"${m:.3f} \\pm {half:.3f}$")
+            m, lo, hi = wide.loc[(scen, c), ["mean", "lo", "hi"]]
+            cells.append(f"${m:.3f} \\pm {(hi - lo) / 2:.3f}$" if _has_interval(lo, hi)
+                         else f"${m:.3f}$ (n/a)")  # fmt: skip
         lines.append(scen.replace("_", " ") + " & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
@@ -157,7 +187,16 @@ def scenario_markdown(table: pd.DataFrame) -> str:
 
 
 def _interval(d: float, lo: float, hi: float) -> str:
+    if not _has_interval(lo, hi):
+        return f"{d:+.3f} (no interval)"
     return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _sign_counts(lo: pd.Series, hi: pd.Series) -> dict[str, pd.Series]:
+    """Masks: interval below zero, above zero, straddling zero, and no interval at all."""
+    known = lo.notna() & hi.notna()
+    below, above = known & (hi < 0), known & (lo > 0)
+    return {"below": below, "above": above, "noise": known & ~below & ~above, "none": ~known}
 
 
 def read_scenarios(table: pd.DataFrame) -> str:
@@ -174,10 +213,10 @@ def read_scenarios(table: pd.DataFrame) -> str:
         clauses = []
         for outcome, frame in (("total harm", harm), ("net alignment", net)):
             others = frame.drop(index="baseline")
-            lower, higher = others[others["diff_hi"] < 0], others[others["diff_lo"] > 0]
-            unclear = len(others) - len(lower) - len(higher)
+            masks = _sign_counts(others["diff_lo"], others["diff_hi"])
             parts = []
-            for word, sub in (("lower", lower), ("higher", higher)):
+            for word, key in (("lower", "below"), ("higher", "above")):
+                sub = others[masks[key]]
                 if len(sub):
                     items = ", ".join(
                         f"{s.replace('_', ' ')} "
@@ -185,11 +224,20 @@ def read_scenarios(table: pd.DataFrame) -> str:
                         for s, r in sub.sort_values("diff_baseline").iterrows()
                     )
                     parts.append(f"{word} in {len(sub)} ({items})")
-            parts.append(f"within noise in {unclear}")
+            if masks["noise"].any():
+                parts.append(f"within noise in {int(masks['noise'].sum())}")
+            if masks["none"].any():
+                parts.append(f"without an interval in {int(masks['none'].sum())} (one replicate)")
             clauses.append(f"{outcome} is " + ", ".join(parts))
+        others = net.drop(index="baseline")
+        method = ", Welch 95% interval"
+        if "paired" in others and others["paired"].all():
+            method = ", 95% t-interval of the differences paired by seed (common random numbers)"
+        elif others["diff_lo"].isna().all():
+            method = ""
         text.append(
-            f"Against the baseline (difference of means, Welch 95% interval, out of "
-            f"{len(net) - 1} scenarios): " + "; ".join(clauses) + "."
+            f"Against the baseline (difference of means{method}, out of "
+            f"{_plural(len(net) - 1, 'scenario')}): " + "; ".join(clauses) + "."
         )
     return " ".join(text)
 
@@ -219,6 +267,30 @@ def read_arms_race(ts: pd.DataFrame) -> str:
     return " ".join(text)
 
 
+def _curve_shape(p: dict, means: np.ndarray, q_max: float) -> str:
+    """How one simulated curve runs, from :func:`sim.analysis.peak`."""
+    drop = (f"{p['drop']:.3f} [{p['drop_lo']:.3f}, {p['drop_hi']:.3f}]"
+            if _has_interval(p["drop_lo"], p["drop_hi"]) else f"{p['drop']:.3f}")  # fmt: skip
+    if p["interior"]:
+        return (f"peaks at q = {p['x']:g} (N = {p['value']:.3f}) and falls by {drop} "
+                f"to q = {q_max:g}")  # fmt: skip
+    if np.all(np.diff(means) > 0):
+        return "rises at every level"
+    if p["position"] == "last":
+        return (f"is highest at the top of the range, q = {q_max:g}, though it does not rise "
+                "at every level")  # fmt: skip
+    if not _has_interval(p["drop_lo"], p["drop_hi"]):
+        where = "at the lowest level, " if p["position"] == "first" else "at "
+        return (f"is highest {where}q = {p['x']:g} and {drop} lower at q = {q_max:g} "
+                "(one replicate: no interval)")  # fmt: skip
+    if p["position"] == "first":
+        fall = "a fall clearly above zero" if p["drop_lo"] > 0 else "not clearly above zero"
+        return (f"is highest at the lowest level, q = {p['x']:g}, and lower by {drop} at "
+                f"q = {q_max:g} ({fall})")  # fmt: skip
+    return (f"is highest at q = {p['x']:g}, but its fall to q = {q_max:g}, {drop}, is not "
+            "clearly above zero")  # fmt: skip
+
+
 def read_paradox_curve(panel: Panel) -> str:
     runs, theory = panel.data["runs"], panel.data["theory"]
     x = "model.fixed_alignment"
@@ -227,18 +299,13 @@ def read_paradox_curve(panel: Panel) -> str:
         p = A.peak(sub, x)
         means = sub.groupby(x)["mean_net_alignment"].mean().sort_index().to_numpy()
         mf = theory[np.isclose(theory["kappa"], kappa)]
-        q_star = float(mf["q_star"].iloc[0]) if len(mf) else float("nan")
-        mf_text = (f"the mean field puts q* at {q_star:.2f}" if np.isfinite(q_star)
-                   else "the mean field has no interior optimum")  # fmt: skip
-        drop = f"{p['drop']:.3f} [{p['drop_lo']:.3f}, {p['drop_hi']:.3f}]"
-        if p["interior"]:
-            shape = (f"peaks at q = {p['x']:g} (N = {p['value']:.3f}) and falls by {drop} "
-                     f"to q = {sub[x].max():g}")  # fmt: skip
-        elif np.all(np.diff(means) > 0):
-            shape = "rises at every level"
+        if not len(mf):
+            mf_text = "the mean field was not computed for this coupling"
+        elif np.isfinite(q_star := float(mf["q_star"].iloc[0])):
+            mf_text = f"the mean field puts q* at {q_star:.2f}"
         else:
-            shape = (f"is highest at q = {p['x']:g}, but its fall to q = {sub[x].max():g}, "
-                     f"{drop}, is not clearly above zero")  # fmt: skip
+            mf_text = "the mean field has no interior optimum on this grid"
+        shape = _curve_shape(p, means, float(sub[x].max()))
         text.append(f"At κ = {kappa:g} simulated net alignment {shape}; {mf_text}.")
     lo_q, hi_q = runs[x].min(), runs[x].max()
     if all(A.paired(sub[sub[x] == lo_q], sub[sub[x] == hi_q])
@@ -251,19 +318,26 @@ def read_paradox_curve(panel: Panel) -> str:
 def read_regime_map(panel: Panel) -> str:
     slopes, boundary = panel.data["slopes"], panel.data["boundary"]
     y = panel.data["strength"]["key"].item()
-    neg = int((slopes["hi"] < 0).sum())
-    pos = int((slopes["lo"] > 0).sum())
-    text = [
-        f"Of {len(slopes)} cells, the slope is clearly below zero (the paradox: 95% interval "
-        f"below 0) in {neg}, clearly above zero in {pos}, and within noise in "
-        f"{len(slopes) - neg - pos}."
-    ]
+    estimated = slopes["slope"].notna()
+    masks = _sign_counts(slopes["lo"].where(estimated), slopes["hi"].where(estimated))
+    counts = {k: int(v.sum()) for k, v in masks.items()}
+    no_interval = int((estimated & masks["none"]).sum())
+    missing = int((~estimated).sum())
+    clauses = [f"clearly below zero (the paradox: 95% interval below 0) in {counts['below']}",
+               f"clearly above zero in {counts['above']}", f"within noise in {counts['noise']}"]
+    if no_interval:
+        clauses.append(f"without an interval (one replicate) in {no_interval}")
+    if missing:
+        clauses.append(f"not estimated (a level of q missing, e.g. failed runs) in {missing}")
+    text = [f"Of {_plural(len(slopes), 'cell')}, the slope is " + ", ".join(clauses[:-1])
+            + f", and {clauses[-1]}."]  # fmt: skip
     rows = []
     for level, sub in slopes.groupby(y):
         negative = sub[sub["slope"] < 0]["model.coupling"]
         sim_k = f"{negative.min():g}" if len(negative) else "none up to 1"
         b = boundary[np.isclose(boundary["y"], level)]["kappa_star"]
-        mf_k = f"{b.item():.2f}" if len(b) and np.isfinite(b.item()) else "none up to 1"
+        mf_k = ("not computed" if not len(b) else
+                f"{b.item():.2f}" if np.isfinite(b.item()) else "none up to 1")  # fmt: skip
         rows.append(f"{level:g}: {sim_k} (mean field {mf_k})")
     text.append(
         "Smallest coupling on the grid with a negative mean slope, per "
@@ -277,8 +351,9 @@ def read_policy(panel: Panel) -> str:
     text = []
     for world, sub in effects.groupby("scenario", sort=False):
         harm = sub[sub["outcome"] == "harm_total"]
-        down = harm[harm["hi"] < 0].sort_values("effect")
-        up = harm[harm["lo"] > 0].sort_values("effect", ascending=False)
+        masks = _sign_counts(harm["lo"], harm["hi"])
+        down = harm[masks["below"]].sort_values("effect")
+        up = harm[masks["above"]].sort_values("effect", ascending=False)
 
         def names(frame: pd.DataFrame) -> str:
             return ", ".join(f"{r['lever'].split('.')[-1].replace('_', ' ')} "
@@ -297,6 +372,9 @@ def read_policy(panel: Panel) -> str:
             tail = (f"; the largest gain in net alignment comes from "
                     f"{best['lever'].split('.')[-1].replace('_', ' ')} "
                     f"{_interval(best['effect'], best['lo'], best['hi'])}")  # fmt: skip
+        if masks["none"].any():
+            tail += (f"; {_plural(int(masks['none'].sum()), 'lever')} without an interval "
+                     "(one cell with one replicate)")  # fmt: skip
         text.append(f"In *{world.replace('_', ' ')}*, levers that "
                     + ("; that ".join(parts) if parts else "change total harm: none clearly")
                     + tail + ".")  # fmt: skip
@@ -306,6 +384,14 @@ def read_policy(panel: Panel) -> str:
 # ---------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------
+
+#: The figures each part should give; a part that gives none of them is reported as not drawn.
+PART_FIGURES: dict[str, tuple[str, ...]] = {
+    "scenarios": ("scenario_dynamics", "arms_race"),
+    "paradox_curve": ("paradox_curve",),
+    "regime_map": ("regime_map",),
+    "policy_grid": ("policy_forest",),
+}
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -319,16 +405,38 @@ def _figure_md(panel: Panel, out: Path) -> str:
             f"*{panel.caption}* ([PDF]({pdf.relative_to(out).as_posix()}))")  # fmt: skip
 
 
-def write_report(
-    out: Path, folders: dict[str, Path], designs: dict[str, Design], command: str
-) -> Path:
+def found_parts(out: Path) -> dict[str, Path]:
+    """The parts of the default set whose runs are in ``out/sweeps/`` (from this call or an
+    earlier one with the same ``--out``), in report order."""
+    return {part: out / "sweeps" / part for part in PARTS
+            if (out / "sweeps" / part / "runs.parquet").exists()}  # fmt: skip
+
+
+def failed_runs(folder: Path) -> tuple[int, int]:
+    """(failed, total) runs in a sweep folder's ``runs.parquet``."""
+    status = pd.read_parquet(folder / "runs.parquet", columns=["status"])["status"]
+    return int((status != "ok").sum()), len(status)
+
+
+def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
+    """Figures, tables and ``report.md`` from every part found under ``out/sweeps/``. Returns
+    the report's path and one warning per problem (failed runs, a part with no figure)."""
+    folders = found_parts(out)
     figures, tables = out / "figures", out / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     panels: dict[str, Panel] = {}
+    warnings: list[str] = []
     for part, folder in folders.items():
         print(f"figures: {part}", file=sys.stderr, flush=True)
-        for panel in plot_folder(folder, figures):
-            panels[panel.name] = panel
+        drawn = plot_folder(folder, figures)
+        panels.update((panel.name, panel) for panel in drawn)
+        if not any(panel.name in PART_FIGURES[part] for panel in drawn):
+            warnings.append(f"{part}: no figure drawn (its runs.parquet does not vary the "
+                            "factors the figure needs, or every run failed)")  # fmt: skip
+        failed, total = failed_runs(folder)
+        if failed:
+            warnings.append(f"{part}: {failed} of {total} runs failed (status 'failed', error "
+                            f"in sweeps/{part}/runs.parquet); they are left out")  # fmt: skip
     sections = ["# Report: the AI alignment paradox simulation", ""]
     sections.append(
         f"Made by `paradox report` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Each sweep's runs "
@@ -336,15 +444,20 @@ def write_report(
         "figures in `figures/` (PDF and 300-dpi PNG, caption in the `.txt` beside each). "
         "All outcomes are averages over the steps of a run unless said otherwise."
     )
+    if warnings:
+        sections += ["", "**Warnings**", "", *[f"- {w}" for w in warnings]]
     if "scenarios" in folders:
         runs = A.ok_runs(pd.read_parquet(folders["scenarios"] / "runs.parquet"))
-        table = A.scenario_table(runs)
-        write_csv(tables / "scenarios.csv", table)
-        reps, steps = int(runs.groupby("scenario").size().min()), int(runs["steps"].iloc[0])
-        outputs.write_text(tables / "scenarios.tex", scenario_latex(table, reps, steps))
-        sections += ["", "## Scenarios", "", scenario_markdown(table), "",
-                     f"Mean over {reps} replicates ± half-width of the 95% t-interval; "
-                     "LaTeX: `tables/scenarios.tex`.", "", read_scenarios(table)]  # fmt: skip
+        if len(runs):
+            table = A.scenario_table(runs)
+            write_csv(tables / "scenarios.csv", table)
+            reps, steps = replicate_text(runs.groupby("scenario").size()), int(runs["steps"].max())
+            outputs.write_text(tables / "scenarios.tex", scenario_latex(table, reps, steps))
+            over = ("One replicate per scenario: no intervals" if reps == "1" else
+                    f"Mean over {reps} replicates ± half-width of the 95% t-interval")  # fmt: skip
+            sections += ["", "## Scenarios", "", scenario_markdown(table), "",
+                         f"{over}; LaTeX: `tables/scenarios.tex`.", "",
+                         read_scenarios(table)]  # fmt: skip
         if "scenario_dynamics" in panels:
             sections += ["", _figure_md(panels["scenario_dynamics"], out)]
         if "arms_race" in panels:
@@ -367,12 +480,14 @@ def write_report(
         write_csv(tables / "policy_effects.csv", p.data["effects"])
         sections += ["", "## Policy levers", "", read_policy(p), "", _figure_md(p, out)]
     sections += ["", "## Settings", "", "| Sweep | Design |", "|---|---|"]
-    sections += [f"| `{part}` | {design.describe()} |" for part, design in designs.items()]
-    sections += ["", f"Reproduce: `{command}` "
-                 "(provenance: `provenance.json`).", ""]  # fmt: skip
+    for part, folder in folders.items():
+        manifest = json.loads((folder / "sweep.json").read_text())
+        sections.append(f"| `{part}` | {describe_manifest(manifest)} |")
+    sections += ["", f"Reproduce: `{command}` (this call; each sweep's composed settings are "
+                 "in `sweeps/<name>/config.yaml`; provenance: `provenance.json`).", ""]  # fmt: skip
     path = out / "report.md"
     outputs.write_text(path, "\n".join(sections))
-    return path
+    return path, warnings
 
 
 def default_out() -> Path:
@@ -384,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="paradox report",
         description="Run the default experiment set and write figures, tables and report.md.",
         epilog="Overrides (key=value) apply to every sweep, e.g. steps=100 sweep.replicates=5 "
-        "sweep.workers=2 model.n_adversaries=500. Rerun with the same --out to resume.",
+        "sweep.workers=2 model.n_adversaries=500. Rerun with the same --out to resume; the "
+        "report covers every part found in --out, including ones run by earlier calls. Exit "
+        "status: 0 done, 1 runs failed or the sweep stopped, 2 bad input.",
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every sweep")
     parser.add_argument("--out", type=Path, default=None,
@@ -409,26 +526,32 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"paradox report -> {out}", file=sys.stderr)
     try:
-        folders = run_parts(designs, yamls, out)
+        results = run_parts(designs, yamls, out)
     except SweepMismatch as err:
         print(f"paradox report: {err}", file=sys.stderr)
         if fresh:
             shutil.rmtree(out, ignore_errors=True)
         return 2
+    except SweepAborted as err:
+        print(f"paradox report: {err} (with --out {out})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"paradox report: interrupted; finished runs are saved: rerun with --out {out} "
               "to resume", file=sys.stderr)  # fmt: skip
         return 130
     base = next(iter(designs.values())).base
     argv_used = sys.argv[1:] if argv is None else list(argv)
-    report = write_report(out, folders, designs, shlex.join(["paradox", "report", *argv_used]))
+    report, warnings = write_report(out, shlex.join(["paradox", "report", *argv_used]))
     outputs.write_json(out / "provenance.json", outputs.provenance(
         seed=base.seed, overrides=list(args.overrides), started=started,
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
         wall_seconds=round(time.perf_counter() - t0, 2)))  # fmt: skip
+    for warning in warnings:
+        print(f"paradox report: warning: {warning}", file=sys.stderr)
     note(f"{report.name} written in {time.perf_counter() - t0:.0f} s")
     print(out)
-    return 0
+    incomplete = any(r.failed or r.missing for r in results.values())
+    return 1 if incomplete or any("runs failed" in w for w in warnings) else 0
 
 
 if __name__ == "__main__":

@@ -36,14 +36,17 @@ def ok_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def mean_ci(values: pd.Series | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and a t-based confidence interval over replicates (half-width 0 for one value)."""
+    """Mean and a t-based confidence interval over replicates.
+
+    With one finite value there is no interval: the bounds are NaN (not a zero-width interval,
+    which every reading would take for certainty)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return float("nan"), float("nan"), float("nan")
     m = float(v.mean())
     if v.size < 2:
-        return m, m, m
+        return m, float("nan"), float("nan")
     half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return m, m - half, m + half
 
@@ -60,13 +63,14 @@ def grouped_ci(frame: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFra
 
 
 def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Difference of means ``a − b`` with a Welch 95% interval (degenerate for < 2 values)."""
+    """Difference of means ``a − b`` with a Welch 95% interval (NaN bounds when either side has
+    fewer than two values; zero width only when both sides are constant)."""
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if a.size == 0 or b.size == 0:
         return float("nan"), float("nan"), float("nan")
     d = float(a.mean() - b.mean())
     if a.size < 2 or b.size < 2:
-        return d, d, d
+        return d, float("nan"), float("nan")
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = np.sqrt(va + vb)
     if se == 0:
@@ -85,7 +89,9 @@ def scenario_table(
     runs: pd.DataFrame, outcomes: Sequence[str] = SCENARIO_OUTCOMES, statistic: str = "mean"
 ) -> pd.DataFrame:
     """One row per (scenario, outcome): mean over replicates, 95% interval, replicates, and the
-    difference from ``baseline`` with a Welch interval (NaN when there is no baseline)."""
+    difference from ``baseline`` with a 95% interval (:func:`compare`: paired by seed when the
+    scenario and the baseline share their seeds, Welch otherwise; ``paired`` says which; NaN
+    when there is no baseline)."""
     runs = ok_runs(runs)
     base = runs[runs["scenario"] == "baseline"]
     rows = []
@@ -93,13 +99,15 @@ def scenario_table(
         for outcome in outcomes:
             col = f"{statistic}_{outcome}"
             m, lo, hi = mean_ci(sub[col])
+            pair = False
             if len(base) and scen != "baseline":
-                d, dlo, dhi = welch(sub[col].to_numpy(float), base[col].to_numpy(float))
+                d, dlo, dhi = compare(sub, base, col)
+                pair = paired(sub, base)
             else:
                 d = dlo = dhi = float("nan")
             rows.append({"scenario": scen, "outcome": outcome, "mean": m, "lo": lo, "hi": hi,
                          "n": int(sub[col].notna().sum()), "diff_baseline": d,
-                         "diff_lo": dlo, "diff_hi": dhi})  # fmt: skip
+                         "diff_lo": dlo, "diff_hi": dhi, "paired": pair})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -191,20 +199,29 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, value: str) -> tuple[float, float,
     return welch(a[value].to_numpy(float), b[value].to_numpy(float))
 
 
-def peak(runs: pd.DataFrame, x: str, value: str = "mean_net_alignment") -> dict[str, float | bool]:
-    """Where one curve (the runs of one coupling) peaks, and whether the peak is interior: the
-    highest mean sits before the last level of ``x`` and the last level is lower than it by a
-    difference whose 95% interval (:func:`compare`: paired by seed under common random numbers)
-    lies below zero. ``drop`` is peak minus last, with ``drop_lo`` / ``drop_hi``."""
+def peak(
+    runs: pd.DataFrame, x: str, value: str = "mean_net_alignment"
+) -> dict[str, float | bool | str]:
+    """Where one curve (the runs of one coupling) is highest, and whether that is an interior
+    peak: the highest mean sits strictly between the first and the last level of ``x`` and the
+    last level is lower than it by a difference whose 95% interval (:func:`compare`: paired by
+    seed under common random numbers) lies below zero.
+
+    Keys: ``x`` and ``value`` of the best level, ``position`` ("first", "interior" or "last"),
+    ``interior``, and ``drop`` = best minus last with ``drop_lo`` / ``drop_hi`` (0 when the best
+    level is the last; NaN bounds when there is no interval, e.g. one replicate).
+    """
     runs = ok_runs(runs)
     means = runs.groupby(x)[value].mean().sort_index()
-    best, last = means.idxmax(), means.index[-1]
-    out: dict[str, float | bool] = {"x": float(best), "value": float(means[best]),
-                                    "interior": False, "drop": 0.0, "drop_lo": 0.0,
-                                    "drop_hi": 0.0}  # fmt: skip
+    best, first, last = means.idxmax(), means.index[0], means.index[-1]
+    position = "last" if best == last else "first" if best == first else "interior"
+    out: dict[str, float | bool | str] = {"x": float(best), "value": float(means[best]),
+                                          "position": position, "interior": False, "drop": 0.0,
+                                          "drop_lo": 0.0, "drop_hi": 0.0}  # fmt: skip
     if best != last:
         d, lo, hi = compare(runs[runs[x] == last], runs[runs[x] == best], value)
-        out.update(interior=bool(hi < 0), drop=-d, drop_lo=-hi, drop_hi=-lo)
+        out.update(interior=bool(position == "interior" and hi < 0), drop=-d, drop_lo=-hi,
+                   drop_hi=-lo)  # fmt: skip
     return out
 
 
@@ -217,9 +234,12 @@ def slope_table(
     value: str = "mean_net_alignment",
 ) -> pd.DataFrame:
     """Finite-difference slope dN/dq between the lowest and highest level of ``q``, per (x, y)
-    cell, with a 95% interval (:func:`compare`: paired by seed under common random numbers)."""
+    cell, with a 95% interval (:func:`compare`: paired by seed under common random numbers).
+    A cell missing either level has NaN slope (no estimate)."""
     runs = ok_runs(runs)
     q_lo, q_hi = float(runs[q].min()), float(runs[q].max())
+    if not q_hi > q_lo:
+        raise ValueError(f"slope_table: {q} takes one value ({q_lo:g}); a slope needs two levels")
     step = q_hi - q_lo
     rows = []
     for (xv, yv), cell in runs.groupby([x, y], sort=True):

@@ -510,12 +510,22 @@ class Design:
         }
 
     def describe(self) -> str:
-        kinds = {"grid": "full grid", "lhs": "Latin hypercube", "sobol": "Sobol'"}
-        text = kinds.get(self.spec.design, self.spec.design)
-        return (
-            f"{text} over {len(self.factors)} factors: {self.n_points} points x "
-            f"{self.spec.replicates} replicates = {self.n_runs} runs"
-        )
+        return describe_manifest({"design": self.spec.design, "factors": self.factors,
+                                  "n_points": self.n_points, "replicates": self.spec.replicates,
+                                  "n_runs": self.n_runs})  # fmt: skip
+
+
+def describe_manifest(manifest: dict[str, Any]) -> str:
+    """One line saying what a design is, from its ``sweep.json`` (or the same keys)."""
+    kinds = {"grid": "full grid", "lhs": "Latin hypercube", "sobol": "Sobol'"}
+    text = kinds.get(manifest["design"], manifest["design"])
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}" + ("" if count == 1 else "s")
+
+    return (
+        f"{text} over {n(len(manifest['factors']), 'factor')}: {n(manifest['n_points'], 'point')}"
+        f" x {n(manifest['replicates'], 'replicate')} = {n(manifest['n_runs'], 'run')}"
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -887,8 +897,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def check_manifest(folder: Path, design: Design) -> bool:
-    """True if ``folder`` already holds this sweep; raise :class:`SweepMismatch` if another."""
+def check_manifest(
+    folder: Path, design: Design, new_folder: str = "give a new hydra.run.dir"
+) -> bool:
+    """True if ``folder`` already holds this sweep; raise :class:`SweepMismatch` if another
+    (its message ends with ``new_folder``, how the caller's user picks another folder)."""
     path = folder / MANIFEST_FILE
     if not path.exists():
         return False
@@ -904,7 +917,7 @@ def check_manifest(folder: Path, design: Design) -> bool:
     listed = ", ".join(diffs[:6]) + (", ..." if len(diffs) > 6 else "")
     raise SweepMismatch(
         f"{folder} already holds a different sweep (differs in: {listed or 'its design'}); "
-        "rerun with the same settings to resume it, or give a new hydra.run.dir"
+        f"rerun with the same settings to resume it, or {new_folder}"
     )
 
 

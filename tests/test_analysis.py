@@ -16,8 +16,16 @@ def test_mean_ci_is_the_t_interval():
     m, lo, hi = A.mean_ci(np.array([1.0, 2.0, 3.0]))
     half = 4.302653 / np.sqrt(3)  # t(0.975, 2) · s / √n with s = 1
     assert m == 2.0 and lo == pytest.approx(2 - half, rel=1e-5) and hi == pytest.approx(2 + half)
-    assert A.mean_ci([5.0]) == (5.0, 5.0, 5.0)
     assert all(np.isnan(A.mean_ci([])))
+
+
+def test_one_value_gives_no_interval_not_a_zero_width_one():
+    m, lo, hi = A.mean_ci([5.0])
+    assert m == 5.0 and np.isnan(lo) and np.isnan(hi)
+    d, lo, hi = A.welch(np.array([2.0]), np.array([1.0, 1.2]))
+    assert d == pytest.approx(0.9) and np.isnan(lo) and np.isnan(hi)
+    # constant samples on both sides are exact: a zero-width interval is the truth there
+    assert A.welch(np.array([2.0, 2.0]), np.array([1.0, 1.0])) == (1.0, 1.0, 1.0)
 
 
 def test_welch_interval_matches_scipy():
@@ -77,6 +85,17 @@ def test_scenario_table_differences_from_baseline():
     assert np.isnan(table.loc["baseline", "diff_baseline"])
     assert table.loc["other", "diff_baseline"] == pytest.approx(1.0)
     assert table.loc["other", "diff_lo"] > 0
+    assert not table.loc["other", "paired"]  # no seed column: Welch
+
+
+def test_scenario_table_pairs_scenarios_by_seed():
+    rng = np.random.default_rng(5)
+    offsets = rng.normal(0, 0.5, 6)  # a seed effect much larger than the scenario difference
+    runs = pd.DataFrame({"scenario": ["baseline"] * 6 + ["other"] * 6, "seed": [*range(6)] * 2,
+                         "mean_harm_total": [*(1.0 + offsets), *(1.05 + offsets
+                                                                 + rng.normal(0, 0.001, 6))]})
+    row = A.scenario_table(runs, outcomes=["harm_total"]).set_index("scenario").loc["other"]
+    assert row["paired"] and 0 < row["diff_lo"] < 0.05 < row["diff_hi"]
 
 
 def _curve_runs(values: list[float], noise: float, seeds_shared: bool) -> pd.DataFrame:
@@ -100,7 +119,13 @@ def test_peak_is_interior_only_when_the_end_is_clearly_lower():
     unpaired = A.peak(_curve_runs([0.1, 0.3, 0.27], 0.005, seeds_shared=False), "q")
     assert not unpaired["interior"]  # the same fall is lost in the between-seed variance
     rising = A.peak(_curve_runs([0.1, 0.2, 0.3], 0.005, seeds_shared=True), "q")
-    assert rising["x"] == 0.8 and not rising["interior"]
+    assert rising["x"] == 0.8 and not rising["interior"] and rising["position"] == "last"
+
+
+def test_peak_at_the_first_level_is_not_interior():
+    falling = A.peak(_curve_runs([0.3, 0.2, 0.1], 0.005, seeds_shared=True), "q")
+    assert falling["x"] == 0.2 and falling["position"] == "first" and not falling["interior"]
+    assert falling["drop_lo"] < 0.2 < falling["drop_hi"]  # the fall is still measured
 
 
 def test_compare_pairs_only_matching_seeds():
@@ -119,6 +144,18 @@ def test_slope_table_finite_difference():
     slopes = A.slope_table(pd.DataFrame(rows)).set_index("model.coupling")["slope"]
     # N(q) = q - k q²: the secant slope between 0.5 and 0.9 is 1 - k (0.5 + 0.9)
     assert slopes.loc[0.0] == pytest.approx(1.0) and slopes.loc[1.0] == pytest.approx(-0.4)
+
+
+def test_slope_table_needs_two_levels_and_marks_missing_cells():
+    rows = [{"model.coupling": k, "model.attacker_value": 10.0, "model.fixed_alignment": q,
+             "mean_net_alignment": q, "seed": r} for k in (0.0, 1.0) for q in (0.5, 0.9)
+            for r in range(2) if not (k == 1.0 and q == 0.9)]  # fmt: skip
+    slopes = A.slope_table(pd.DataFrame(rows)).set_index("model.coupling")
+    assert slopes.loc[0.0, "slope"] == pytest.approx(1.0)
+    assert np.isnan(slopes.loc[1.0, "slope"])  # the q = 0.9 runs of this cell are missing
+    one_level = pd.DataFrame(rows)[lambda f: f["model.fixed_alignment"] == 0.5]
+    with pytest.raises(ValueError, match=r"model\.fixed_alignment takes one value"):
+        A.slope_table(one_level)
 
 
 def _small() -> Config:

@@ -4,6 +4,7 @@ readings that follow the numbers."""
 from __future__ import annotations
 
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,6 @@ from experiments.plot import Panel
 from .conftest import paradox
 
 TINY = ["steps=3", "model.n_labs=3", "model.n_adversaries=30", "sweep.replicates=2"]
-
-
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +66,48 @@ def test_report_resumes_and_plot_redraws(tiny_report):
     again = paradox("report", "--out", str(out), *TINY, "--parts", "paradox_curve", cwd=cwd)
     assert again.returncode == 0, again.stderr
     assert re.search(r"0 run now, \d+ already done", again.stderr)
+    md = (out / "report.md").read_text()  # rebuilt from every part in --out, not just this one
+    for section in ("## Scenarios", "## The paradox curve", "## The regime map", "## Policy"):
+        assert section in md
+    assert "Warnings" not in md
     plot = paradox("plot", str(out / "sweeps" / "regime_map"), cwd=cwd)
     assert plot.returncode == 0, plot.stderr
     assert plot.stdout.strip().splitlines()[-1] == str(out / "sweeps" / "regime_map" / "figures")
     assert (out / "sweeps" / "regime_map" / "figures" / "regime_map.png").exists()
+
+
+def test_plot_a_whole_report_folder(tiny_report, tmp_path):
+    cwd, out, _ = tiny_report
+    plot = paradox("plot", str(out), "--out", str(tmp_path / "figs"), cwd=cwd)
+    assert plot.returncode == 0, plot.stderr
+    for name in ("scenario_dynamics", "arms_race", "paradox_curve", "regime_map", "policy_forest"):
+        assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 0
+
+
+def test_report_with_failed_runs_warns_and_exits_1(tiny_report, tmp_path):
+    cwd, out, _ = tiny_report
+    copy = tmp_path / "rep"
+    shutil.copytree(out, copy)
+    path = copy / "sweeps" / "regime_map" / "runs.parquet"
+    runs = pd.read_parquet(path)
+    runs.loc[runs.index[:3], "status"] = "failed"
+    runs.to_parquet(path)
+    proc = paradox("report", "--out", str(copy), *TINY, "--parts", "scenarios", cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    assert f"warning: regime_map: 3 of {len(runs)} runs failed" in proc.stderr
+    md = (copy / "report.md").read_text()
+    assert "**Warnings**" in md and "regime_map: 3 of" in md
+    assert "## The regime map" in md  # drawn from the runs that finished
+
+
+def test_report_refuses_a_folder_of_a_different_report(tiny_report, tmp_path):
+    cwd, out, _ = tiny_report
+    before = sorted(p.name for p in (out / "sweeps").iterdir())
+    proc = paradox("report", "--out", str(out), *TINY, "steps=4", cwd=cwd)
+    assert proc.returncode == 2, proc.stderr
+    assert "already holds a different sweep" in proc.stderr and "give a new --out" in proc.stderr
+    assert "hydra.run.dir" not in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in (out / "sweeps").iterdir()) == before  # nothing touched
 
 
 @pytest.mark.parametrize(
@@ -137,6 +174,46 @@ def test_paradox_curve_reading_reports_the_peak():
     assert "peaks" not in R.read_paradox_curve(_curve_panel(None))
 
 
+def test_paradox_curve_reading_edge_shapes():
+    panel = _curve_panel(None)
+    runs = panel.data["runs"]
+    # κ = 1: highest at the top but dipping in the middle (not monotone, not a peak)
+    dip = (runs["model.coupling"] == 1.0) & (runs["model.fixed_alignment"] == 0.5)
+    runs.loc[dip, "mean_net_alignment"] -= 0.4
+    text = R.read_paradox_curve(panel)
+    assert "At κ = 1 simulated net alignment is highest at the top of the range, q = 0.8" in text
+    # κ = 1 falling from the first level: reported as such, never as an interior peak
+    top = runs["model.coupling"] == 1.0
+    runs.loc[top, "mean_net_alignment"] = 1 - runs.loc[top, "model.fixed_alignment"] + 0.01 * (
+        runs.loc[top, "seed"])
+    text = R.read_paradox_curve(panel)
+    assert "is highest at the lowest level, q = 0.2, and lower by 0.600" in text
+    assert "peaks" not in text
+    # no mean-field row for a coupling: said, not read as "no interior optimum"
+    panel.data["theory"] = panel.data["theory"][lambda t: t["kappa"] == 0.0]
+    assert "the mean field was not computed for this coupling" in R.read_paradox_curve(panel)
+
+
+def test_readings_with_one_replicate_claim_no_interval():
+    runs = _curve_panel(0.5).data["runs"]
+    one = Panel("paradox_curve", [], "", {"runs": runs[runs["seed"] == 0],
+                                          "theory": _curve_panel(0.5).data["theory"]})
+    text = R.read_paradox_curve(one)
+    assert "(one replicate: no interval)" in text and "peaks" not in text
+    table = pd.DataFrame([
+        {"scenario": s, "outcome": o, "mean": m, "lo": np.nan, "hi": np.nan, "n": 1,
+         "diff_baseline": m - 1.0 if s != "baseline" else np.nan, "diff_lo": np.nan,
+         "diff_hi": np.nan, "paired": False}
+        for s, m in (("baseline", 1.0), ("other", 1.5)) for o in ("net_alignment", "harm_total")
+    ])  # fmt: skip
+    text = R.read_scenarios(table)
+    assert "without an interval in 1 (one replicate)" in text
+    assert "higher in" not in text and "out of 1 scenario)" in text
+    assert "1.500 (no interval)" in R.scenario_markdown(table)
+    tex = R.scenario_latex(table, "1", 50)
+    assert "$1.500$ (n/a)" in tex and "one replicate" in tex
+
+
 def test_policy_reading_names_the_levers_with_clear_effects():
     effects = pd.DataFrame([
         {"lever": "policy.defence_mandate", "scenario": "baseline", "outcome": "harm_total",
@@ -167,3 +244,39 @@ def test_regime_reading_counts_cells():
     assert "Of 4 cells, the slope is clearly below zero" in text
     assert "below 0) in 1, clearly above zero in 2, and within noise in 1." in text
     assert "0.1: none up to 1 (mean field none up to 1); 1: 1 (mean field 0.70)" in text
+
+
+def test_regime_reading_counts_missing_cells_apart():
+    slopes = pd.DataFrame({"model.coupling": [0.0, 1.0, 0.0, 1.0],
+                           "model.adversary_budget_mean": [0.1, 0.1, 1.0, 1.0],
+                           "slope": [0.5, np.nan, 0.4, -0.2], "lo": [0.4, np.nan, np.nan, -0.3],
+                           "hi": [0.6, np.nan, np.nan, -0.1]})  # fmt: skip
+    panel = Panel("regime_map", [], "", {
+        "slopes": slopes, "boundary": pd.DataFrame({"y": [0.1], "kappa_star": [0.5]}),
+        "strength": pd.DataFrame({"key": ["model.adversary_budget_mean"]})})  # fmt: skip
+    text = R.read_regime_map(panel)
+    assert "in 1, clearly above zero in 1, within noise in 0, without an interval" in text
+    assert "(one replicate) in 1, and not estimated" in text and "failed runs) in 1." in text
+    assert "1: 1 (mean field not computed)" in text
+
+
+def test_meanfield_overlay_cache_is_reused_only_for_the_same_key(tmp_path):
+    from experiments.plot import _cached
+
+    calls = []
+
+    def make(value):
+        def inner():
+            calls.append(value)
+            return pd.DataFrame({"kappa": [value]})
+
+        return inner
+
+    path = tmp_path / "meanfield_curve.csv"
+    key = {"config": {"n_labs": 8}, "couplings": [0.0, 1.0], "steps": 50}
+    assert _cached(path, key, make(1.0))["kappa"].item() == 1.0
+    assert _cached(path, key, make(2.0))["kappa"].item() == 1.0 and calls == [1.0]
+    changed = {**key, "couplings": [0.0, 0.5, 1.0]}
+    assert _cached(path, changed, make(3.0))["kappa"].item() == 3.0 and calls == [1.0, 3.0]
+    path.with_suffix(".key").unlink()  # an overlay without its fingerprint is not trusted
+    assert _cached(path, changed, make(4.0))["kappa"].item() == 4.0

@@ -47,7 +47,7 @@ NAMED = {
     "regime_map": 360,
     "scenarios": 90,
     "alignment_share_curve": 132,
-    "policy_grid": 384,
+    "policy_grid": 768,
     "sobol_screen": 416,
 }
 
