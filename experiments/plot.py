@@ -123,6 +123,7 @@ def _cached(path: Path, key: dict, make: Callable[[], pd.DataFrame]) -> pd.DataF
     """``make()``, kept in ``path`` with a fingerprint of ``key`` (the configuration and grid it
     was computed for) beside it in ``<path>.key``; reused only when the fingerprint matches, so
     a folder whose runs changed gets a fresh overlay."""
+    key = {**key, "version": A.MEANFIELD_OVERLAY_VERSION}
     fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     stamp = path.with_suffix(".key")
     if path.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint:

@@ -256,6 +256,10 @@ def slope_table(
 
 Progress = Callable[[str], None]
 
+#: Bumped whenever the mean-field overlays below change how they are computed, so that cached
+#: overlays (``paradox plot`` keeps them beside the runs) are recomputed.
+MEANFIELD_OVERLAY_VERSION = 2
+
 
 def with_values(cfg: Config, values: Mapping[str, float]) -> Config:
     """A copy of ``cfg`` with dotted keys (``model.coupling``) set, validated."""
@@ -318,12 +322,16 @@ def meanfield_threshold(
     steps: int,
     *,
     tol: float = 1 / 64,
+    scan: int = 8,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Per level of ``y``: the smallest κ in [0, 1] at which the mean-field slope
-    (N(q_hi) − N(q_lo)) / (q_hi − q_lo) turns negative, by bisection to ``tol``.
+    (N(q_hi) − N(q_lo)) / (q_hi − q_lo) is negative.
 
-    NaN when the slope stays positive up to κ = 1. Columns ``y``, ``kappa_star``.
+    The slope need not change sign only once in κ, so κ is first scanned in ``scan`` equal steps
+    from 0 to 1; the first scanned κ with a negative slope and the one before it are then
+    bisected to ``tol``. A negative stretch narrower than 1/``scan`` between two scanned points
+    can be missed. NaN when no scanned κ has a negative slope. Columns ``y``, ``kappa_star``.
     """
 
     def slope(kappa: float, level: float) -> float:
@@ -332,13 +340,17 @@ def meanfield_threshold(
                   for q in (q_lo, q_hi)]  # fmt: skip
         return (values[1] - values[0]) / (q_hi - q_lo)
 
+    grid = np.linspace(0.0, 1.0, scan + 1)
     rows = []
     for level in levels:
         if progress:
             progress(f"mean-field threshold κ*, {y} = {level:g}")
         kappa_star = float("nan")
-        if slope(1.0, level) < 0:
-            lo, hi = 0.0, 1.0
+        first = next((i for i, k in enumerate(grid) if slope(float(k), level) < 0), None)
+        if first == 0:
+            kappa_star = 0.0
+        elif first is not None:
+            lo, hi = float(grid[first - 1]), float(grid[first])
             while hi - lo > tol:
                 mid = (lo + hi) / 2
                 lo, hi = (lo, mid) if slope(mid, level) < 0 else (mid, hi)

@@ -187,3 +187,19 @@ def test_meanfield_threshold_brackets_the_sign_change():
         return n[1] - n[0]
 
     assert slope(kappa_star - 0.03) > 0 > slope(kappa_star + 0.03)
+
+
+def test_meanfield_threshold_finds_the_first_negative_stretch(monkeypatch):
+    """A slope negative only for 0.3 < κ < 0.5 and positive again at κ = 1: the scan finds it
+    (bisection from [0, 1] alone would have reported no threshold)."""
+
+    def fake_level(cfg, steps, outcome="net_alignment"):
+        kappa, q = cfg.model.coupling, cfg.model.fixed_alignment
+        return q * (-1.0 if 0.3 < kappa < 0.5 else 1.0)
+
+    monkeypatch.setattr(A, "meanfield_level", fake_level)
+    out = A.meanfield_threshold(Config(), "model.attacker_value", [10.0], 0.5, 0.9, steps=5)
+    assert out["kappa_star"].item() == pytest.approx(0.3, abs=1 / 64)
+    monkeypatch.setattr(A, "meanfield_level", lambda cfg, *_: -cfg.model.fixed_alignment)
+    out = A.meanfield_threshold(Config(), "model.attacker_value", [10.0], 0.5, 0.9, steps=5)
+    assert out["kappa_star"].item() == 0.0  # negative everywhere: the threshold is κ = 0
