@@ -74,8 +74,12 @@ def read_timeseries(folder: Path, runs: pd.DataFrame | None) -> pd.DataFrame | N
     if not path.exists():
         return None
     ts = pd.read_parquet(path)
+    if ts.empty:  # every run of the sweep failed: nothing to draw (the report warns)
+        return None
     if "scenario" not in ts and runs is not None and "run_id" in ts:
         ts = ts.merge(runs[["run_id", "scenario"]], on="run_id")
+        if ts.empty:
+            return None
     if "scenario" not in ts:
         summary = folder / "summary.json"
         scenario = json.loads(summary.read_text()).get("scenario") if summary.exists() else None
@@ -140,18 +144,19 @@ def _steps(runs: pd.DataFrame) -> int:
     return int(runs["steps"].iloc[0])
 
 
-def _reps(runs: pd.DataFrame, by: list[str]) -> str:
-    """Replicates per point: "means over 10 replicates with 95% t-intervals", or "9–10" when
-    points differ, or "one replicate (no intervals)"."""
+def _reps(runs: pd.DataFrame, by: list[str], intervals: bool = True) -> str:
+    """Replicates per point: "10 replicates with 95% t-intervals", or "9–10" when points
+    differ, or "one replicate (no intervals)"; without ``intervals`` (a heatmap, which shows
+    means only) just "10 replicates"."""
     counts = runs.groupby(by).size()
-    return _over(int(counts.min()), int(counts.max()))
+    return _over(int(counts.min()), int(counts.max()), intervals)
 
 
-def _over(lo: int, hi: int) -> str:
+def _over(lo: int, hi: int, intervals: bool = True) -> str:
     if hi <= 1:
-        return "one replicate (no intervals)"
+        return "one replicate (no intervals)" if intervals else "one replicate"
     n = f"{lo}" if lo == hi else f"{lo}–{hi}"
-    return f"{n} replicates with 95% t-intervals"
+    return f"{n} replicates with 95% t-intervals" if intervals else f"{n} replicates"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,14 +244,14 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
     caption = (
         f"Regime map: the slope of net alignment in alignment, (N(q = {q_hi:g}) − "
         f"N(q = {q_lo:g})) / {q_hi - q_lo:g}, with N averaged over steps 1–{steps} and over "
-        f"{_reps(runs, [x, strength, q])}, over the paradox coupling κ and "
+        f"{_reps(runs, [x, strength, q], intervals=False)}, over the paradox coupling κ and "
         f"{F.label(strength)}. Orange cells: more alignment lowers net alignment (the paradox); "
         "purple: it raises it. Line: the mean-field κ*, the smallest κ at which the same "
         "mean-field slope turns negative (no point where it stays positive up to κ = 1)."
     )
     fig = F.regime_map(slopes, x=x, y=strength, value="slope", boundary=boundary,
                        boundary_label="mean-field κ*",
-                       value_label=f"slope dN/dq, q = {q_lo:g}–{q_hi:g}")  # fmt: skip
+                       value_label=f"slope dN/dq, q = {q_lo:g}–{q_hi:g}", signed=True)
     return Panel("regime_map", F.save(fig, out / "regime_map", caption), caption,
                  {"slopes": slopes, "boundary": boundary, "strength": pd.DataFrame(
                      {"key": [strength]})})  # fmt: skip
@@ -257,7 +262,7 @@ def plot_paradox_index_map(runs: pd.DataFrame, strength: str, out: Path) -> Pane
     caption = (
         "Regime map: the paradox index (reach share of labs whose marginal return on alignment "
         f"is negative), averaged over steps 1–{_steps(runs)} and over "
-        f"{_reps(runs, [x, strength])}, over the paradox coupling κ and "
+        f"{_reps(runs, [x, strength], intervals=False)}, over the paradox coupling κ and "
         f"{F.label(strength)}. No theory boundary: the map does not vary the alignment level."
     )
     fig = F.regime_map(runs, x=x, y=strength, value="mean_paradox_index")
@@ -280,9 +285,11 @@ def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Pane
     matched = int(effects["cells"].max())
     seeds = ""
     if "seed" in runs:
-        n_seeds = runs["seed"].nunique()
-        per_cell = int(runs.groupby([*levers, by]).size().max())
-        if n_seeds == per_cell:  # common random numbers: every cell ran the same seeds
+        seed_set = set(runs["seed"])
+        n_seeds = len(seed_set)
+        same_seeds = runs.groupby([*levers, by])["seed"].agg(
+            lambda s: s.is_unique and set(s) == seed_set)  # fmt: skip
+        if same_seeds.all():  # common random numbers: every cell ran the same seeds
             same = "the same seed" if n_seeds == 1 else f"the same {n_seeds} seeds"
             seeds = (f" Every cell ran {same} "
                      "(common random numbers), so the intervals measure variation across the "
@@ -352,7 +359,10 @@ def plot_folder(folder: Path, out: Path | None = None) -> list[Panel]:
         panels += plot_sensitivity(pd.read_csv(sobol), out)
     if not panels and runs is None and ts is None:
         # A folder of folders (a report's ``sweeps/``, a multirun): plot each, at any depth.
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "figures"):
+        # Symlinked folders are skipped: a link back up the tree would recurse forever.
+        subs = (p for p in folder.iterdir()
+                if p.is_dir() and not p.is_symlink() and p.name != "figures")  # fmt: skip
+        for sub in sorted(subs):
             panels += plot_folder(sub, out)
     return panels
 

@@ -128,10 +128,15 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _r(x: float, digits: int = 3) -> float:
+    """``x`` rounded for printing, without the sign of a negative zero ("-0.000")."""
+    return round(float(x), digits) + 0.0
+
+
 def _fmt(mean: float, lo: float, hi: float, digits: int = 3) -> str:
     if not _has_interval(lo, hi):
-        return f"{mean:.{digits}f} (no interval)"
-    return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
+        return f"{_r(mean, digits):.{digits}f} (no interval)"
+    return f"{_r(mean, digits):.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
 
 
 def replicate_text(counts: pd.Series) -> str:
@@ -188,8 +193,8 @@ def scenario_markdown(table: pd.DataFrame) -> str:
 
 def _interval(d: float, lo: float, hi: float) -> str:
     if not _has_interval(lo, hi):
-        return f"{d:+.3f} (no interval)"
-    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        return f"{_r(d):+.3f} (no interval)"
+    return f"{_r(d):+.3f} [{_r(lo):+.3f}, {_r(hi):+.3f}]"
 
 
 def _sign_counts(lo: pd.Series, hi: pd.Series) -> dict[str, pd.Series]:
@@ -226,15 +231,24 @@ def read_scenarios(table: pd.DataFrame) -> str:
                     parts.append(f"{word} in {len(sub)} ({items})")
             if masks["noise"].any():
                 parts.append(f"within noise in {int(masks['noise'].sum())}")
-            if masks["none"].any():
-                parts.append(f"without an interval in {int(masks['none'].sum())} (one replicate)")
+            none = masks["none"] & others["diff_baseline"].notna()
+            if none.any():
+                parts.append(f"without an interval in {int(none.sum())} (too few runs)")
+            if others["diff_baseline"].isna().any():
+                parts.append(f"not estimated in {int(others['diff_baseline'].isna().sum())} "
+                             "(no finite values)")
             clauses.append(f"{outcome} is " + ", ".join(parts))
         others = net.drop(index="baseline")
-        method = ", Welch 95% interval"
-        if "paired" in others and others["paired"].all():
-            method = ", 95% t-interval of the differences paired by seed (common random numbers)"
-        elif others["diff_lo"].isna().all():
+        n_paired = int(others["paired"].sum()) if "paired" in others else 0
+        if others["diff_lo"].isna().all():
             method = ""
+        elif n_paired == len(others):
+            method = ", 95% t-interval of the differences paired by seed (common random numbers)"
+        elif n_paired:
+            method = (f", 95% interval paired by seed for the {n_paired} of {len(others)} "
+                      "scenarios that share the baseline's seeds, Welch for the rest")
+        else:
+            method = ", Welch 95% interval"
         text.append(
             f"Against the baseline (difference of means{method}, out of "
             f"{_plural(len(net) - 1, 'scenario')}): " + "; ".join(clauses) + "."
@@ -269,8 +283,8 @@ def read_arms_race(ts: pd.DataFrame) -> str:
 
 def _curve_shape(p: dict, means: np.ndarray, q_max: float) -> str:
     """How one simulated curve runs, from :func:`sim.analysis.peak`."""
-    drop = (f"{p['drop']:.3f} [{p['drop_lo']:.3f}, {p['drop_hi']:.3f}]"
-            if _has_interval(p["drop_lo"], p["drop_hi"]) else f"{p['drop']:.3f}")  # fmt: skip
+    drop = (f"{_r(p['drop']):.3f} [{_r(p['drop_lo']):.3f}, {_r(p['drop_hi']):.3f}]"
+            if _has_interval(p["drop_lo"], p["drop_hi"]) else f"{_r(p['drop']):.3f}")  # fmt: skip
     if p["interior"]:
         return (f"peaks at q = {p['x']:g} (N = {p['value']:.3f}) and falls by {drop} "
                 f"to q = {q_max:g}")  # fmt: skip
@@ -280,9 +294,10 @@ def _curve_shape(p: dict, means: np.ndarray, q_max: float) -> str:
         return (f"is highest at the top of the range, q = {q_max:g}, though it does not rise "
                 "at every level")  # fmt: skip
     if not _has_interval(p["drop_lo"], p["drop_hi"]):
-        where = "at the lowest level, " if p["position"] == "first" else "at "
-        return (f"is highest {where}q = {p['x']:g} and {drop} lower at q = {q_max:g} "
-                "(one replicate: no interval)")  # fmt: skip
+        where = (f"at the lowest level, q = {p['x']:g}," if p["position"] == "first" else
+                 f"at q = {p['x']:g}")  # fmt: skip
+        return (f"is highest {where} and {drop} lower at q = {q_max:g} "
+                "(too few runs for an interval)")  # fmt: skip
     if p["position"] == "first":
         fall = "a fall clearly above zero" if p["drop_lo"] > 0 else "not clearly above zero"
         return (f"is highest at the lowest level, q = {p['x']:g}, and lower by {drop} at "
@@ -326,7 +341,7 @@ def read_regime_map(panel: Panel) -> str:
     clauses = [f"clearly below zero (the paradox: 95% interval below 0) in {counts['below']}",
                f"clearly above zero in {counts['above']}", f"within noise in {counts['noise']}"]
     if no_interval:
-        clauses.append(f"without an interval (one replicate) in {no_interval}")
+        clauses.append(f"without an interval (too few runs) in {no_interval}")
     if missing:
         clauses.append(f"not estimated (a level of q missing, e.g. failed runs) in {missing}")
     text = [f"Of {_plural(len(slopes), 'cell')}, the slope is " + ", ".join(clauses[:-1])
@@ -372,9 +387,13 @@ def read_policy(panel: Panel) -> str:
             tail = (f"; the largest gain in net alignment comes from "
                     f"{best['lever'].split('.')[-1].replace('_', ' ')} "
                     f"{_interval(best['effect'], best['lo'], best['hi'])}")  # fmt: skip
-        if masks["none"].any():
-            tail += (f"; {_plural(int(masks['none'].sum()), 'lever')} without an interval "
-                     "(one cell with one replicate)")  # fmt: skip
+        none = masks["none"] & (harm["cells"] > 0)
+        if none.any():
+            tail += (f"; {_plural(int(none.sum()), 'lever')} without an interval "
+                     "(too few runs in its only matched cell)")  # fmt: skip
+        if (harm["cells"] == 0).any():
+            tail += (f"; {_plural(int((harm['cells'] == 0).sum()), 'lever')} not estimated "
+                     "(no cell with both on and off runs)")  # fmt: skip
         text.append(f"In *{world.replace('_', ' ')}*, levers that "
                     + ("; that ".join(parts) if parts else "change total harm: none clearly")
                     + tail + ".")  # fmt: skip
@@ -431,8 +450,11 @@ def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
         drawn = plot_folder(folder, figures)
         panels.update((panel.name, panel) for panel in drawn)
         if not any(panel.name in PART_FIGURES[part] for panel in drawn):
-            warnings.append(f"{part}: no figure drawn (its runs.parquet does not vary the "
-                            "factors the figure needs, or every run failed)")  # fmt: skip
+            why = ("no per-step rows in its timeseries.parquet: sweep.save_timeseries=false, "
+                   "or every run failed" if part == "scenarios" else
+                   "its runs.parquet does not vary the factors the figure needs, or every run "
+                   "failed")  # fmt: skip
+            warnings.append(f"{part}: no figure drawn ({why})")
         failed, total = failed_runs(folder)
         if failed:
             warnings.append(f"{part}: {failed} of {total} runs failed (status 'failed', error "
@@ -479,10 +501,13 @@ def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
         p = panels["policy_forest"]
         write_csv(tables / "policy_effects.csv", p.data["effects"])
         sections += ["", "## Policy levers", "", read_policy(p), "", _figure_md(p, out)]
-    sections += ["", "## Settings", "", "| Sweep | Design |", "|---|---|"]
-    for part, folder in folders.items():
+    sections += ["", "## Settings", "", "| Sweep | Design | Steps | Seeds |", "|---|---|---:|---|"]
+    for part, folder in folders.items():  # parts may come from different calls: each its own
         manifest = json.loads((folder / "sweep.json").read_text())
-        sections.append(f"| `{part}` | {describe_manifest(manifest)} |")
+        seeds = f"{manifest.get('seeding', '?')}, base seed {manifest.get('base_seed', '?')}"
+        steps, top = manifest.get("steps", "?"), manifest.get("max_steps")
+        steps = f"{steps} (up to {top})" if top not in (None, steps) else f"{steps}"
+        sections.append(f"| `{part}` | {describe_manifest(manifest)} | {steps} | {seeds} |")
     sections += ["", f"Reproduce: `{command}` (this call; each sweep's composed settings are "
                  "in `sweeps/<name>/config.yaml`; provenance: `provenance.json`).", ""]  # fmt: skip
     path = out / "report.md"

@@ -199,18 +199,21 @@ def regime_map(
     boundary: pd.DataFrame | None = None,
     boundary_label: str = "theory κ*",
     value_label: str | None = None,
+    signed: bool | None = None,
 ) -> Figure:
     """Heatmap of ``value`` (mean over rows) over two parameters, with a boundary curve.
 
     A non-negative ``value`` (a paradox index) is drawn on a sequential scale from 0; a signed
-    one (a slope dN/dq) on a diverging scale centred on 0, so that the sign reads at a glance.
+    one (a slope dN/dq) on a diverging scale centred on 0 (orange below, purple above), so that
+    the sign reads at a glance. ``signed`` forces the diverging scale (a slope that happens to be
+    positive everywhere) or the sequential one; by default negative values choose it.
     ``boundary`` has columns ``y`` and ``kappa_star`` (drawn as a line of κ* against y);
     ``boundary_label`` names it in the legend.
     """
     grid = runs.groupby([y, x])[value].mean().unstack(x).sort_index()
     values = grid.to_numpy(float)
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-    if lo < 0:
+    if (lo < 0) if signed is None else signed:
         bound = max(abs(lo), abs(hi), 1e-9)
         scale = {"cmap": "PuOr", "norm": TwoSlopeNorm(0.0, -bound, bound)}
     else:

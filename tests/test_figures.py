@@ -90,6 +90,10 @@ def test_regime_map_of_a_signed_value_is_centred_on_zero(tmp_path):
     mesh = fig.axes[0].collections[0]
     assert mesh.norm.vcenter == 0.0 and mesh.norm.vmin == -mesh.norm.vmax
     _check_saved(fig, tmp_path, "regime_signed")
+    runs["slope"] = 1.5 - runs["model.coupling"]  # positive everywhere: still a signed quantity
+    mesh = F.regime_map(runs, value="slope", signed=True).axes[0].collections[0]
+    assert mesh.get_cmap().name == "PuOr" and mesh.norm.vcenter == 0.0
+    assert F.regime_map(runs, value="slope").axes[0].collections[0].get_cmap().name == "cividis"
 
 
 def test_policy_forest(tmp_path):

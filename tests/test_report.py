@@ -3,6 +3,7 @@ readings that follow the numbers."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -12,6 +13,7 @@ import pytest
 
 from experiments import report as R
 from experiments.plot import Panel
+from sim import analysis as A
 
 from .conftest import paradox
 
@@ -98,6 +100,46 @@ def test_report_with_failed_runs_warns_and_exits_1(tiny_report, tmp_path):
     md = (copy / "report.md").read_text()
     assert "**Warnings**" in md and "regime_map: 3 of" in md
     assert "## The regime map" in md  # drawn from the runs that finished
+
+
+def test_report_with_a_part_whose_runs_all_failed(tiny_report, tmp_path):
+    cwd, out, _ = tiny_report
+    copy = tmp_path / "rep"
+    shutil.copytree(out, copy)
+    folder = copy / "sweeps" / "scenarios"
+    runs = pd.read_parquet(folder / "runs.parquet")
+    runs["status"] = "failed"
+    outcome_columns = [c for c in runs if c.startswith(("mean_", "final_"))]
+    runs[outcome_columns] = np.nan  # as a failed run's row is written
+    runs.to_parquet(folder / "runs.parquet")
+    ts = pd.read_parquet(folder / "timeseries.parquet")
+    ts.iloc[:0].to_parquet(folder / "timeseries.parquet")  # failed runs leave no per-step rows
+    shutil.rmtree(copy / "figures")
+    proc = paradox("report", "--out", str(copy), *TINY, "--parts", "paradox_curve", cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"scenarios: {len(runs)} of {len(runs)} runs failed" in proc.stderr
+    assert "scenarios: no figure drawn (no per-step rows" in proc.stderr
+    md = (copy / "report.md").read_text()
+    assert "## Scenarios" not in md and "## The paradox curve" in md
+    assert not (copy / "figures" / "scenario_dynamics.png").exists()
+    plot = paradox("plot", str(folder), cwd=cwd)
+    assert plot.returncode == 1 and "nothing to draw" in plot.stderr, plot.stderr
+
+
+def test_report_checks_every_part_before_running_any(tiny_report, tmp_path):
+    cwd, out, _ = tiny_report
+    copy = tmp_path / "rep"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "sweeps" / "scenarios")  # the first part would run...
+    manifest = copy / "sweeps" / "policy_grid" / "sweep.json"  # ...but the last one mismatches
+    spec = json.loads(manifest.read_text())
+    spec["fingerprint"] = "0" * 16
+    manifest.write_text(json.dumps(spec))
+    proc = paradox("report", "--out", str(copy), *TINY, cwd=cwd)
+    assert proc.returncode == 2, proc.stderr
+    assert "policy_grid already holds a different sweep" in proc.stderr
+    assert not (copy / "sweeps" / "scenarios").exists()  # nothing ran
 
 
 def test_report_refuses_a_folder_of_a_different_report(tiny_report, tmp_path):
@@ -199,7 +241,7 @@ def test_readings_with_one_replicate_claim_no_interval():
     one = Panel("paradox_curve", [], "", {"runs": runs[runs["seed"] == 0],
                                           "theory": _curve_panel(0.5).data["theory"]})
     text = R.read_paradox_curve(one)
-    assert "(one replicate: no interval)" in text and "peaks" not in text
+    assert "(too few runs for an interval)" in text and "peaks" not in text
     table = pd.DataFrame([
         {"scenario": s, "outcome": o, "mean": m, "lo": np.nan, "hi": np.nan, "n": 1,
          "diff_baseline": m - 1.0 if s != "baseline" else np.nan, "diff_lo": np.nan,
@@ -207,7 +249,7 @@ def test_readings_with_one_replicate_claim_no_interval():
         for s, m in (("baseline", 1.0), ("other", 1.5)) for o in ("net_alignment", "harm_total")
     ])  # fmt: skip
     text = R.read_scenarios(table)
-    assert "without an interval in 1 (one replicate)" in text
+    assert "without an interval in 1 (too few runs)" in text
     assert "higher in" not in text and "out of 1 scenario)" in text
     assert "1.500 (no interval)" in R.scenario_markdown(table)
     tex = R.scenario_latex(table, "1", 50)
@@ -224,7 +266,7 @@ def test_policy_reading_names_the_levers_with_clear_effects():
          "effect": 0.02, "lo": 0.01, "hi": 0.03},
         {"lever": "policy.liability", "scenario": "baseline", "outcome": "net_alignment",
          "effect": 0.0, "lo": -0.01, "hi": 0.01},
-    ])  # fmt: skip
+    ]).assign(cells=4)  # fmt: skip
     text = R.read_policy(Panel("policy_forest", [], "", {"effects": effects}))
     assert "lower total harm: defence mandate -0.050 [-0.060, -0.040]" in text
     assert "liability" not in text  # its interval covers 0
@@ -256,11 +298,11 @@ def test_regime_reading_counts_missing_cells_apart():
         "strength": pd.DataFrame({"key": ["model.adversary_budget_mean"]})})  # fmt: skip
     text = R.read_regime_map(panel)
     assert "in 1, clearly above zero in 1, within noise in 0, without an interval" in text
-    assert "(one replicate) in 1, and not estimated" in text and "failed runs) in 1." in text
+    assert "(too few runs) in 1, and not estimated" in text and "failed runs) in 1." in text
     assert "1: 1 (mean field not computed)" in text
 
 
-def test_meanfield_overlay_cache_is_reused_only_for_the_same_key(tmp_path):
+def test_meanfield_overlay_cache_is_reused_only_for_the_same_key(tmp_path, monkeypatch):
     from experiments.plot import _cached
 
     calls = []
@@ -280,3 +322,45 @@ def test_meanfield_overlay_cache_is_reused_only_for_the_same_key(tmp_path):
     assert _cached(path, changed, make(3.0))["kappa"].item() == 3.0 and calls == [1.0, 3.0]
     path.with_suffix(".key").unlink()  # an overlay without its fingerprint is not trusted
     assert _cached(path, changed, make(4.0))["kappa"].item() == 4.0
+    monkeypatch.setattr(A, "MEANFIELD_OVERLAY_VERSION", A.MEANFIELD_OVERLAY_VERSION + 1)
+    assert _cached(path, changed, make(5.0))["kappa"].item() == 5.0  # the method changed
+
+
+def test_scenario_reading_says_which_differences_are_paired():
+    rows = []
+    for s, m, lo, paired in (("baseline", 1.0, 0.9, False), ("crn", 1.5, 1.4, True),
+                             ("indep", 0.5, 0.4, False)):  # fmt: skip
+        for o in ("net_alignment", "harm_total"):
+            d = m - 1.0 if s != "baseline" else np.nan
+            rows.append({"scenario": s, "outcome": o, "mean": m, "lo": lo, "hi": 2 * m - lo,
+                         "n": 3, "diff_baseline": d, "diff_lo": d - 0.1, "diff_hi": d + 0.1,
+                         "paired": paired})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.loc[table["scenario"] == "baseline", ["diff_lo", "diff_hi"]] = np.nan
+    text = R.read_scenarios(table)
+    assert "paired by seed for the 1 of 2 scenarios that share the baseline's seeds" in text
+    table["paired"] = table["scenario"] != "baseline"
+    assert "differences paired by seed (common random numbers)" in R.read_scenarios(table)
+    table["paired"] = False
+    assert "Welch 95% interval, out of 2 scenarios" in R.read_scenarios(table)
+
+
+def test_policy_reading_tells_no_estimate_from_no_interval():
+    effects = pd.DataFrame([
+        {"lever": "policy.liability", "scenario": "baseline", "outcome": o, "effect": e,
+         "lo": np.nan, "hi": np.nan, "cells": c}
+        for o in ("harm_total", "net_alignment")
+        for e, c in ((np.nan, 0),)
+    ] + [
+        {"lever": "policy.defence_mandate", "scenario": "baseline", "outcome": o,
+         "effect": 0.01, "lo": np.nan, "hi": np.nan, "cells": 1}
+        for o in ("harm_total", "net_alignment")
+    ])  # fmt: skip
+    text = R.read_policy(Panel("policy_forest", [], "", {"effects": effects}))
+    assert "1 lever without an interval (too few runs in its only matched cell)" in text
+    assert "1 lever not estimated (no cell with both on and off runs)" in text
+
+
+def test_readings_print_no_negative_zero():
+    assert R._interval(-1e-6, -0.01, 0.01) == "+0.000 [-0.010, +0.010]"
+    assert R._fmt(-1e-6, np.nan, np.nan) == "0.000 (no interval)"
