@@ -37,7 +37,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # Engine against the plain-Mesa reference (issue 6): writes benchmarks/results.json and the
-# table in benchmarks/README.md. Takes about 18 minutes; `.venv/bin/python -m benchmarks.bench
+# table in benchmarks/README.md. Takes 6 to 20 minutes, with the machine's load; `.venv/bin/python -m benchmarks.bench
 # --quick` is a one-minute smoke run.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench
