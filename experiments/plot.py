@@ -249,9 +249,16 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
         "purple: it raises it. Line: the mean-field κ*, the smallest κ at which the same "
         "mean-field slope turns negative (no point where it stays positive up to κ = 1)."
     )
-    fig = F.regime_map(slopes, x=x, y=strength, value="slope", boundary=boundary,
-                       boundary_label="mean-field κ*",
-                       value_label=f"slope dN/dq, q = {q_lo:g}–{q_hi:g}", signed=True)
+    fig = F.regime_map(
+        slopes,
+        x=x,
+        y=strength,
+        value="slope",
+        boundary=boundary,
+        boundary_label="mean-field κ*",
+        value_label=f"slope dN/dq, q = {q_lo:g}–{q_hi:g}",
+        signed=True,
+    )
     return Panel("regime_map", F.save(fig, out / "regime_map", caption), caption,
                  {"slopes": slopes, "boundary": boundary, "strength": pd.DataFrame(
                      {"key": [strength]})})  # fmt: skip
@@ -300,7 +307,9 @@ def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Pane
         f"matched on the other levers' settings ({matched} matched cells per lever and world); "
         "points are the mean difference over cells with a 95% t-interval across cells "
         "(a main effect; a Welch interval over replicates when only one cell exists). Off "
-        "values: " + ", ".join(f"{k.split('.')[-1]} = {v:g}" for k, v in levers.items()) + "."
+        "values: "
+        + ", ".join(f"{k.split('.')[-1]} = {v:g}" for k, v in levers.items())
+        + "."
         + seeds
     )
     return Panel("policy_forest", F.save(F.policy_forest(effects), out / "policy_forest",

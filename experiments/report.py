@@ -235,8 +235,10 @@ def read_scenarios(table: pd.DataFrame) -> str:
             if none.any():
                 parts.append(f"without an interval in {int(none.sum())} (too few runs)")
             if others["diff_baseline"].isna().any():
-                parts.append(f"not estimated in {int(others['diff_baseline'].isna().sum())} "
-                             "(no finite values)")
+                parts.append(
+                    f"not estimated in {int(others['diff_baseline'].isna().sum())} "
+                    "(no finite values)"
+                )
             clauses.append(f"{outcome} is " + ", ".join(parts))
         others = net.drop(index="baseline")
         n_paired = int(others["paired"].sum()) if "paired" in others else 0
@@ -245,8 +247,10 @@ def read_scenarios(table: pd.DataFrame) -> str:
         elif n_paired == len(others):
             method = ", 95% t-interval of the differences paired by seed (common random numbers)"
         elif n_paired:
-            method = (f", 95% interval paired by seed for the {n_paired} of {len(others)} "
-                      "scenarios that share the baseline's seeds, Welch for the rest")
+            method = (
+                f", 95% interval paired by seed for the {n_paired} of {len(others)} "
+                "scenarios that share the baseline's seeds, Welch for the rest"
+            )
         else:
             method = ", Welch 95% interval"
         text.append(
@@ -338,8 +342,11 @@ def read_regime_map(panel: Panel) -> str:
     counts = {k: int(v.sum()) for k, v in masks.items()}
     no_interval = int((estimated & masks["none"]).sum())
     missing = int((~estimated).sum())
-    clauses = [f"clearly below zero (the paradox: 95% interval below 0) in {counts['below']}",
-               f"clearly above zero in {counts['above']}", f"within noise in {counts['noise']}"]
+    clauses = [
+        f"clearly below zero (the paradox: 95% interval below 0) in {counts['below']}",
+        f"clearly above zero in {counts['above']}",
+        f"within noise in {counts['noise']}",
+    ]
     if no_interval:
         clauses.append(f"without an interval (too few runs) in {no_interval}")
     if missing:
@@ -529,8 +536,12 @@ def main(argv: list[str] | None = None) -> int:
         "status: 0 done, 1 runs failed or the sweep stopped, 2 bad input.",
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every sweep")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: results/reports/<date>/<time>)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: results/reports/<date>/<time>)",
+    )
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {', '.join(PARTS)}")  # fmt: skip
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

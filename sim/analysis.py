@@ -301,8 +301,10 @@ def meanfield_curves(
         q_star = float("nan")
         if 0 < best < len(qs) - 1:
             res = optimize.minimize_scalar(
-                lambda q, k=kappa: -meanfield_level(
-                    with_values(cfg, {"model.coupling": k, "model.fixed_alignment": q}), steps
+                lambda q, k=kappa: (
+                    -meanfield_level(
+                        with_values(cfg, {"model.coupling": k, "model.fixed_alignment": q}), steps
+                    )
                 ),
                 bounds=(qs[best - 1], qs[best + 1]),
                 method="bounded",

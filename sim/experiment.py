@@ -519,6 +519,7 @@ def describe_manifest(manifest: dict[str, Any]) -> str:
     """One line saying what a design is, from its ``sweep.json`` (or the same keys)."""
     kinds = {"grid": "full grid", "lhs": "Latin hypercube", "sobol": "Sobol'"}
     text = kinds.get(manifest["design"], manifest["design"])
+
     def n(count: int, word: str) -> str:
         return f"{count} {word}" + ("" if count == 1 else "s")
 

@@ -178,8 +178,10 @@ def paradox_curve(
         right.set_ylabel(label("harm_exploitation"))
         handles, labels = left.get_legend_handles_labels()
         if theory is not None and len(theory):
-            handles += [Line2D([], [], ls="--", color="#555555", lw=1.0),
-                        Line2D([], [], marker="v", color="#555555", ls="none", ms=6)]
+            handles += [
+                Line2D([], [], ls="--", color="#555555", lw=1.0),
+                Line2D([], [], marker="v", color="#555555", ls="none", ms=6),
+            ]
             labels += ["mean field", "mean-field $q^*$"]
         left.legend(handles, labels, frameon=False)
     return fig

@@ -91,9 +91,13 @@ def test_scenario_table_differences_from_baseline():
 def test_scenario_table_pairs_scenarios_by_seed():
     rng = np.random.default_rng(5)
     offsets = rng.normal(0, 0.5, 6)  # a seed effect much larger than the scenario difference
-    runs = pd.DataFrame({"scenario": ["baseline"] * 6 + ["other"] * 6, "seed": [*range(6)] * 2,
-                         "mean_harm_total": [*(1.0 + offsets), *(1.05 + offsets
-                                                                 + rng.normal(0, 0.001, 6))]})
+    runs = pd.DataFrame(
+        {
+            "scenario": ["baseline"] * 6 + ["other"] * 6,
+            "seed": [*range(6)] * 2,
+            "mean_harm_total": [*(1.0 + offsets), *(1.05 + offsets + rng.normal(0, 0.001, 6))],
+        }
+    )
     row = A.scenario_table(runs, outcomes=["harm_total"]).set_index("scenario").loc["other"]
     assert row["paired"] and 0 < row["diff_lo"] < 0.05 < row["diff_hi"]
 

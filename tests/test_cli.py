@@ -15,8 +15,6 @@ from .conftest import paradox
 SMALL = ["steps=6", "model.n_labs=5", "model.n_adversaries=80"]
 
 
-
-
 def test_run_writes_a_tidy_results_folder(tmp_path):
     out = tmp_path / "one"
     proc = paradox(

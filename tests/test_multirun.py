@@ -32,8 +32,6 @@ LAUNCHERS = {
 }
 
 
-
-
 @pytest.fixture(scope="module")
 def multiruns(tmp_path_factory) -> dict[str, Path]:
     """The same tiny multirun under each launcher; each prints its folder last."""

@@ -198,8 +198,14 @@ def _curve_panel(peak_at: float | None) -> Panel:
         for q in (0.2, 0.5, 0.8):
             value = q if (kappa == 0 or peak_at is None) else 0.5 - abs(q - peak_at)
             for seed in range(5):
-                rows.append({"model.coupling": kappa, "model.fixed_alignment": q, "seed": seed,
-                             "mean_net_alignment": value + 0.1 * seed + 0.001 * (q == 0.2)})
+                rows.append(
+                    {
+                        "model.coupling": kappa,
+                        "model.fixed_alignment": q,
+                        "seed": seed,
+                        "mean_net_alignment": value + 0.1 * seed + 0.001 * (q == 0.2),
+                    }
+                )
             theory.append({"kappa": kappa, "q": q, "N": value,
                            "q_star": peak_at if kappa and peak_at else np.nan})  # fmt: skip
     return Panel("paradox_curve", [], "", {"runs": pd.DataFrame(rows),
@@ -226,8 +232,9 @@ def test_paradox_curve_reading_edge_shapes():
     assert "At κ = 1 simulated net alignment is highest at the top of the range, q = 0.8" in text
     # κ = 1 falling from the first level: reported as such, never as an interior peak
     top = runs["model.coupling"] == 1.0
-    runs.loc[top, "mean_net_alignment"] = 1 - runs.loc[top, "model.fixed_alignment"] + 0.01 * (
-        runs.loc[top, "seed"])
+    runs.loc[top, "mean_net_alignment"] = (
+        1 - runs.loc[top, "model.fixed_alignment"] + 0.01 * (runs.loc[top, "seed"])
+    )
     text = R.read_paradox_curve(panel)
     assert "is highest at the lowest level, q = 0.2, and lower by 0.600" in text
     assert "peaks" not in text
@@ -238,8 +245,12 @@ def test_paradox_curve_reading_edge_shapes():
 
 def test_readings_with_one_replicate_claim_no_interval():
     runs = _curve_panel(0.5).data["runs"]
-    one = Panel("paradox_curve", [], "", {"runs": runs[runs["seed"] == 0],
-                                          "theory": _curve_panel(0.5).data["theory"]})
+    one = Panel(
+        "paradox_curve",
+        [],
+        "",
+        {"runs": runs[runs["seed"] == 0], "theory": _curve_panel(0.5).data["theory"]},
+    )
     text = R.read_paradox_curve(one)
     assert "(too few runs for an interval)" in text and "peaks" not in text
     table = pd.DataFrame([

@@ -454,8 +454,6 @@ def test_morris_and_prim_figures_render(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-
-
 def test_sensitivity_command_end_to_end(tmp_path):
     out = tmp_path / "screen"
     proc = paradox(

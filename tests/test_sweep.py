@@ -58,8 +58,6 @@ def tiny_base(steps: int = 2, seed: int = 0) -> Config:
     return cfg
 
 
-
-
 def failing_runner(config: Config) -> pd.DataFrame:
     """A runner that raises for one factor value (module level, so worker processes load it)."""
     if config.model.coupling == 0.5:
