@@ -326,7 +326,8 @@ def bench_sweep(replicates: int, steps: int, subset_shares: list[float], rounds:
     """The design with 2 workers and with 1, in ``rounds`` rounds of alternating order (2, 1,
     then 1, 2, ...: an ABBA order, so that a machine growing slower or faster during the
     benchmark biases neither side); the efficiency is total 1-worker time over twice the total
-    2-worker time. The slower round of each is kept as its representative."""
+    2-worker time (the efficiency of the mean times; each round's own is kept too, and their
+    spread shows the machine's noise). The throughput ratio uses the mean 2-worker time."""
     work = Path(tempfile.mkdtemp(prefix="paradox-bench-"))
     twos, ones = [], []
     try:
@@ -338,11 +339,10 @@ def bench_sweep(replicates: int, steps: int, subset_shares: list[float], rounds:
                 shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    # The slower round of each stands for it (the throughput ratio is then a lower bound).
-    two = max(twos, key=lambda run: run["wall_seconds"])
-    one = max(ones, key=lambda run: run["wall_seconds"])
-    total_two = sum(r["wall_seconds"] for r in twos)
-    total_one = sum(r["wall_seconds"] for r in ones)
+    wall_two = [r["wall_seconds"] for r in twos]
+    wall_one = [r["wall_seconds"] for r in ones]
+    mean_two, mean_one = float(np.mean(wall_two)), float(np.mean(wall_one))
+    runs = twos[0]["runs"]
     points = [{"coupling": c, "lab_alignment_share": s} for c in COUPLINGS for s in subset_shares]
     batch = _batch_run(points, seeds=[1], steps=steps, processes=2)
     return {
@@ -351,27 +351,36 @@ def bench_sweep(replicates: int, steps: int, subset_shares: list[float], rounds:
             "shares": SHARES,
             "couplings": COUPLINGS,
             "replicates": replicates,
-            "runs": two["runs"],
+            "runs": runs,
             "steps": steps,
             "sizes": "defaults: 20 labs, 1,000 adversaries",
         },
         "rounds": rounds,
-        "paradox_sweep_2_workers": two,
-        "paradox_sweep_1_worker": one,
-        "wall_seconds_2_workers": [r["wall_seconds"] for r in twos],
-        "wall_seconds_1_worker": [r["wall_seconds"] for r in ones],
-        "parallel_efficiency": total_one / (2.0 * total_two),
+        "paradox_sweep_2_workers": twos,
+        "paradox_sweep_1_worker": ones,
+        "wall_seconds_2_workers": wall_two,
+        "wall_seconds_1_worker": wall_one,
+        "mean_wall_seconds_2_workers": mean_two,
+        "mean_wall_seconds_1_worker": mean_one,
+        "runs_per_second_2_workers": runs / mean_two,
+        # the efficiency of the mean times, and of each round's pair (the spread is the noise)
+        "parallel_efficiency": mean_one / (2.0 * mean_two),
+        "parallel_efficiency_per_round": [
+            o / (2.0 * t) for o, t in zip(wall_one, wall_two, strict=True)
+        ],
         "batch_run_reference_subset": batch,
-        "batch_run_extrapolated_seconds": two["runs"] / batch["runs_per_second"],
-        "ratio": two["runs_per_second"] / batch["runs_per_second"],
+        "batch_run_extrapolated_seconds": runs / batch["runs_per_second"],
+        "ratio": (runs / mean_two) / batch["runs_per_second"],
     }
 
 
 def _child_burn(seconds_hint: float) -> dict:
-    """A pure-Python loop, timed inside the process (interpreter start-up left out)."""
+    """A pure-Python loop, timed inside the process (interpreter start-up left out). It starts
+    when a line arrives on stdin, so that the parent can start two at the same moment."""
+    sys.stdin.readline()
     t = time.perf_counter()
     s = 0
-    for i in range(int(1.2e7 * seconds_hint)):
+    for i in range(int(2.4e7 * seconds_hint)):
         s += i * i
     return {"seconds": time.perf_counter() - t}
 
@@ -385,16 +394,22 @@ def bench_machine(seconds_hint: float = 2.0, repeats: int = 3) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.bench", "_child", "burn"]
     arg = json.dumps({"seconds_hint": seconds_hint})
 
-    def seconds(proc: subprocess.Popen) -> float:
-        out, _ = proc.communicate()
-        return float(json.loads(out)["seconds"])
+    def start(n: int) -> list[float]:
+        """Start ``n`` children, let them import, then release them together; their times."""
+        procs = [subprocess.Popen([*cmd, arg], cwd=ROOT, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True) for _ in range(n)]  # fmt: skip
+        time.sleep(1.0)  # start-up and imports, before the go signal
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        return [float(json.loads(p.communicate()[0])["seconds"]) for p in procs]
 
     for _ in range(repeats):
-        solo.append(seconds(subprocess.Popen([*cmd, arg], cwd=ROOT, stdout=subprocess.PIPE)))
-        procs = [subprocess.Popen([*cmd, arg], cwd=ROOT, stdout=subprocess.PIPE) for _ in "ab"]
-        pair.append(max(seconds(p) for p in procs))
+        solo.append(start(1)[0])
+        pair.append(max(start(2)))
     s, p = float(np.median(solo)), float(np.median(pair))
-    return {"one_process_seconds": s, "two_processes_seconds": p, "efficiency": s / p}
+    return {"one_process_seconds": s, "two_processes_seconds": p, "efficiency": s / p,
+            "repeats": repeats}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,14 +418,21 @@ def bench_machine(seconds_hint: float = 2.0, repeats: int = 3) -> dict:
 
 
 def _rounds_text(sweep: dict) -> str:
-    """How the sweep was timed: the wall times of each round, in the order they ran."""
-    rounds = sweep.get("rounds", 1)
-    if rounds <= 1:
-        return "once with 2 workers and once with 1"
-    two = ", ".join(f"{t:.1f}" for t in sweep["wall_seconds_2_workers"])
-    one = ", ".join(f"{t:.1f}" for t in sweep["wall_seconds_1_worker"])
-    return (f"{rounds} times with 2 workers ({two} s) and {rounds} times with 1 ({one} s), "
-            "alternating in ABBA order")  # fmt: skip
+    """How the sweep was timed: each round's wall time, their means and efficiencies."""
+    two, one = sweep["wall_seconds_2_workers"], sweep["wall_seconds_1_worker"]
+    mean_two, mean_one = sweep["mean_wall_seconds_2_workers"], sweep["mean_wall_seconds_1_worker"]
+    if len(two) == 1:
+        return (f"once with 2 workers, {two[0]:.1f} s ({sweep['runs_per_second_2_workers']:.2f} "
+                f"runs/s), and once with 1, {one[0]:.1f} s")  # fmt: skip
+    per_round = ", ".join(f"{e:.0%}" for e in sweep["parallel_efficiency_per_round"])
+    return (
+        f"{len(two)} times each way, alternating in ABBA order (2, 1, 1, 2 workers): with 2 "
+        f"workers {' and '.join(f'{t:.1f}' for t in two)} s (mean {mean_two:.1f} s, "
+        f"{sweep['runs_per_second_2_workers']:.2f} runs/s), with 1 "
+        f"{' and '.join(f'{t:.1f}' for t in one)} s (mean {mean_one:.1f} s). The efficiency in "
+        f"the table is that of the means; round by round it was {per_round}, a spread that is "
+        "this shared machine's noise"
+    )
 
 
 def machine_info() -> dict:
@@ -531,7 +553,8 @@ def render(res: dict) -> str:
         lines += [
             "",
             f"This machine's own ceiling on parallel efficiency (a pure-Python loop in two "
-            f"processes against one, each timing its own loop; median of 3): "
+            f"processes started together against one, each timing its own loop; median of "
+            f"{machine.get('repeats', 3)}): "
             f"{machine['efficiency']:.0%} "
             f"({machine['one_process_seconds']:.2f} s alone, "
             f"{machine['two_processes_seconds']:.2f} s for two at once).",
@@ -555,16 +578,13 @@ def render(res: dict) -> str:
             )
     if sweep:
         d, b = sweep["design"], sweep["batch_run_reference_subset"]
-        two, one = sweep["paradox_sweep_2_workers"], sweep["paradox_sweep_1_worker"]
         lines += [
             "",
             f"Sweep design: `{d['sweep']}` with {len(d['shares'])} alignment shares × "
             f"{len(d['couplings'])} couplings × {d['replicates']} replicates = {d['runs']:,} runs "
             f"of {d['steps']} steps at {d['sizes']}. `paradox sweep` ran all of them "
             + _rounds_text(sweep)
-            + f": {two['wall_seconds']:.1f} s with 2 workers ({two['runs_per_second']:.2f} "
-            f"runs/s), {one['wall_seconds']:.1f} s with 1 (the slower round of each; wall time "
-            "of the whole command, start-up included; the efficiency compares the totals). "
+            + " (wall times of the whole command, start-up included). "
             "`mesa.batch_run` over the reference (2 processes) ran a subset of the "
             f"same design, {b['runs']} runs (couplings {b['couplings']} × shares {b['shares']}, "
             f"seed {b['seeds']}), in {b['wall_seconds']:.1f} s ({b['runs_per_second']:.3f} "

@@ -289,14 +289,15 @@ def policy_levers(folder: Path) -> dict[str, float]:
 def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Panel:
     by = "scenario"
     effects = A.lever_effects(runs, levers, POLICY_OUTCOMES, by=by)
-    matched = int(effects["cells"].max())
+    lo, hi = int(effects["cells"].min()), int(effects["cells"].max())
+    matched = f"{hi} matched cells" if lo == hi else f"{lo}–{hi} matched cells"
     seeds = ""
     if "seed" in runs:
         seed_set = set(runs["seed"])
         n_seeds = len(seed_set)
         same_seeds = runs.groupby([*levers, by])["seed"].agg(
             lambda s: s.is_unique and set(s) == seed_set)  # fmt: skip
-        if same_seeds.all():  # common random numbers: every cell ran the same seeds
+        if same_seeds.all() and lo >= 2:  # common random numbers, intervals across cells
             same = "the same seed" if n_seeds == 1 else f"the same {n_seeds} seeds"
             seeds = (f" Every cell ran {same} "
                      "(common random numbers), so the intervals measure variation across the "
@@ -304,7 +305,7 @@ def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Pane
     caption = (
         "Policy comparison: each lever's effect (lever on minus off) on total harm and net "
         f"alignment, each averaged over steps 1–{_steps(runs)}, in each world. Runs are "
-        f"matched on the other levers' settings ({matched} matched cells per lever and world); "
+        f"matched on the other levers' settings ({matched} per lever and world); "
         "points are the mean difference over cells with a 95% t-interval across cells "
         "(a main effect; a Welch interval over replicates when only one cell exists). Off "
         "values: "
@@ -340,7 +341,9 @@ def plot_sensitivity(indices: pd.DataFrame, out: Path) -> list[Panel]:
 # ---------------------------------------------------------------------------------------------
 
 
-def plot_folder(folder: Path, out: Path | None = None) -> list[Panel]:
+def plot_folder(
+    folder: Path, out: Path | None = None, _seen: set[Path] | None = None
+) -> list[Panel]:
     """Draw every figure the folder's tables support (its subfolders' too when it has none)."""
     out = out or folder / "figures"
     panels: list[Panel] = []
@@ -368,11 +371,16 @@ def plot_folder(folder: Path, out: Path | None = None) -> list[Panel]:
         panels += plot_sensitivity(pd.read_csv(sobol), out)
     if not panels and runs is None and ts is None:
         # A folder of folders (a report's ``sweeps/``, a multirun): plot each, at any depth.
-        # Symlinked folders are skipped: a link back up the tree would recurse forever.
-        subs = (p for p in folder.iterdir()
-                if p.is_dir() and not p.is_symlink() and p.name != "figures")  # fmt: skip
-        for sub in sorted(subs):
-            panels += plot_folder(sub, out)
+        # Each real folder once: a symbolic link back up the tree would otherwise recurse
+        # forever (links to folders elsewhere are followed).
+        seen = _seen if _seen is not None else set()
+        seen.add(folder.resolve())
+        subs = [p for p in sorted(folder.iterdir()) if p.is_dir() and p.name != "figures"]
+        for sub in subs:
+            if sub.resolve() in seen:
+                continue
+            seen.add(sub.resolve())
+            panels += plot_folder(sub, out, seen)
     return panels
 
 

@@ -128,15 +128,23 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _r(x: float, digits: int = 3) -> float:
-    """``x`` rounded for printing, without the sign of a negative zero ("-0.000")."""
-    return round(float(x), digits) + 0.0
+def _f(x: float, spec: str = ".3f") -> str:
+    """``x`` formatted by ``spec``, "n/a" when it is not finite, and never a negative zero
+    ("-0.000" for a value that rounds to zero prints as "0.000", or "+0.000" with a sign)."""
+    if not np.isfinite(x):
+        return "n/a"
+    text = format(float(x), spec)
+    if not text.strip("+-0.,"):  # only zeros: drop the minus of a tiny negative value
+        text = format(0.0, spec)
+    return text
 
 
-def _fmt(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+def _fmt(mean: float, lo: float, hi: float) -> str:
+    if not np.isfinite(mean):
+        return "n/a (not estimated)"
     if not _has_interval(lo, hi):
-        return f"{_r(mean, digits):.{digits}f} (no interval)"
-    return f"{_r(mean, digits):.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
+        return f"{_f(mean)} (no interval)"
+    return f"{_f(mean)} ± {_f((hi - lo) / 2)}"
 
 
 def replicate_text(counts: pd.Series) -> str:
@@ -168,8 +176,9 @@ def scenario_latex(table: pd.DataFrame, reps: str, steps: int) -> str:
         cells = []
         for c in cols:
             m, lo, hi = wide.loc[(scen, c), ["mean", "lo", "hi"]]
-            cells.append(f"${m:.3f} \\pm {(hi - lo) / 2:.3f}$" if _has_interval(lo, hi)
-                         else f"${m:.3f}$ (n/a)")  # fmt: skip
+            cells.append("n/a" if not np.isfinite(m) else
+                         f"${_f(m)} \\pm {_f((hi - lo) / 2)}$" if _has_interval(lo, hi)
+                         else f"${_f(m)}$ (n/a)")  # fmt: skip
         lines.append(scen.replace("_", " ") + " & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
@@ -193,8 +202,8 @@ def scenario_markdown(table: pd.DataFrame) -> str:
 
 def _interval(d: float, lo: float, hi: float) -> str:
     if not _has_interval(lo, hi):
-        return f"{_r(d):+.3f} (no interval)"
-    return f"{_r(d):+.3f} [{_r(lo):+.3f}, {_r(hi):+.3f}]"
+        return f"{_f(d, '+.3f')} (no interval)"
+    return f"{_f(d, '+.3f')} [{_f(lo, '+.3f')}, {_f(hi, '+.3f')}]"
 
 
 def _sign_counts(lo: pd.Series, hi: pd.Series) -> dict[str, pd.Series]:
@@ -209,10 +218,10 @@ def read_scenarios(table: pd.DataFrame) -> str:
     harm = table[table["outcome"] == "harm_total"].set_index("scenario")
     best, worst = net["mean"].idxmax(), net["mean"].idxmin()
     text = [
-        f"Net alignment is highest in *{best.replace('_', ' ')}* ({net.loc[best, 'mean']:.3f}) "
-        f"and lowest in *{worst.replace('_', ' ')}* ({net.loc[worst, 'mean']:.3f}); total harm "
-        f"ranges from {harm['mean'].min():.3f} (*{harm['mean'].idxmin().replace('_', ' ')}*) "
-        f"to {harm['mean'].max():.3f} (*{harm['mean'].idxmax().replace('_', ' ')}*)."
+        f"Net alignment is highest in *{best.replace('_', ' ')}* ({_f(net.loc[best, 'mean'])}) "
+        f"and lowest in *{worst.replace('_', ' ')}* ({_f(net.loc[worst, 'mean'])}); total harm "
+        f"ranges from {_f(harm['mean'].min())} (*{harm['mean'].idxmin().replace('_', ' ')}*) "
+        f"to {_f(harm['mean'].max())} (*{harm['mean'].idxmax().replace('_', ' ')}*)."
     ]
     if "baseline" in net.index and len(net) > 1:
         clauses = []
@@ -241,15 +250,17 @@ def read_scenarios(table: pd.DataFrame) -> str:
                 )
             clauses.append(f"{outcome} is " + ", ".join(parts))
         others = net.drop(index="baseline")
-        n_paired = int(others["paired"].sum()) if "paired" in others else 0
-        if others["diff_lo"].isna().all():
+        with_interval = others[others["diff_lo"].notna() & others["diff_hi"].notna()]
+        n_paired = int(with_interval["paired"].sum()) if "paired" in others else 0
+        n_welch = len(with_interval) - n_paired
+        if not len(with_interval):
             method = ""
-        elif n_paired == len(others):
+        elif not n_welch:
             method = ", 95% t-interval of the differences paired by seed (common random numbers)"
         elif n_paired:
             method = (
-                f", 95% interval paired by seed for the {n_paired} of {len(others)} "
-                "scenarios that share the baseline's seeds, Welch for the rest"
+                f", 95% interval paired by seed for {n_paired} (the seeds match the baseline's), "
+                f"Welch for {n_welch}"
             )
         else:
             method = ", Welch 95% interval"
@@ -287,10 +298,10 @@ def read_arms_race(ts: pd.DataFrame) -> str:
 
 def _curve_shape(p: dict, means: np.ndarray, q_max: float) -> str:
     """How one simulated curve runs, from :func:`sim.analysis.peak`."""
-    drop = (f"{_r(p['drop']):.3f} [{_r(p['drop_lo']):.3f}, {_r(p['drop_hi']):.3f}]"
-            if _has_interval(p["drop_lo"], p["drop_hi"]) else f"{_r(p['drop']):.3f}")  # fmt: skip
+    drop = (f"{_f(p['drop'])} [{_f(p['drop_lo'])}, {_f(p['drop_hi'])}]"
+            if _has_interval(p["drop_lo"], p["drop_hi"]) else _f(p["drop"]))  # fmt: skip
     if p["interior"]:
-        return (f"peaks at q = {p['x']:g} (N = {p['value']:.3f}) and falls by {drop} "
+        return (f"peaks at q = {p['x']:g} (N = {_f(p['value'])}) and falls by {drop} "
                 f"to q = {q_max:g}")  # fmt: skip
     if np.all(np.diff(means) > 0):
         return "rises at every level"
@@ -314,8 +325,12 @@ def read_paradox_curve(panel: Panel) -> str:
     runs, theory = panel.data["runs"], panel.data["theory"]
     x = "model.fixed_alignment"
     text = []
+    falls = []  # (κ, paired) for each curve whose fall is reported with an interval
     for kappa, sub in runs.groupby("model.coupling"):
         p = A.peak(sub, x)
+        if p["position"] != "last" and _has_interval(p["drop_lo"], p["drop_hi"]):
+            best, last = sub[np.isclose(sub[x], p["x"])], sub[sub[x] == sub[x].max()]
+            falls.append((kappa, A.paired(best, last)))
         means = sub.groupby(x)["mean_net_alignment"].mean().sort_index().to_numpy()
         mf = theory[np.isclose(theory["kappa"], kappa)]
         if not len(mf):
@@ -326,11 +341,16 @@ def read_paradox_curve(panel: Panel) -> str:
             mf_text = "the mean field has no interior optimum on this grid"
         shape = _curve_shape(p, means, float(sub[x].max()))
         text.append(f"At κ = {kappa:g} simulated net alignment {shape}; {mf_text}.")
-    lo_q, hi_q = runs[x].min(), runs[x].max()
-    if all(A.paired(sub[sub[x] == lo_q], sub[sub[x] == hi_q])
-           for _, sub in runs.groupby("model.coupling")):  # fmt: skip
+    paired = [k for k, is_paired in falls if is_paired]
+    if falls and len(paired) == len(falls):
         text.append("Falls are paired by seed (replicates share seeds across levels), with "
                     "95% t-intervals.")  # fmt: skip
+    elif paired:
+        text.append("Falls are paired by seed at κ = " + ", ".join(f"{k:g}" for k in paired)
+                    + " (95% t-intervals) and compared by Welch's interval elsewhere.")  # fmt: skip
+    elif falls:
+        text.append("Falls are compared by Welch's 95% interval (the levels do not share "
+                    "seeds).")  # fmt: skip
     return " ".join(t for t in text if t)
 
 
@@ -394,10 +414,15 @@ def read_policy(panel: Panel) -> str:
             tail = (f"; the largest gain in net alignment comes from "
                     f"{best['lever'].split('.')[-1].replace('_', ' ')} "
                     f"{_interval(best['effect'], best['lo'], best['hi'])}")  # fmt: skip
-        none = masks["none"] & (harm["cells"] > 0)
-        if none.any():
-            tail += (f"; {_plural(int(none.sum()), 'lever')} without an interval "
-                     "(too few runs in its only matched cell)")  # fmt: skip
+        one_cell = masks["none"] & (harm["cells"] == 1)
+        if one_cell.any():
+            n = int(one_cell.sum())
+            tail += (f"; {_plural(n, 'lever')} without an interval (too few runs in "
+                     f"{'its' if n == 1 else 'their'} only matched cell)")  # fmt: skip
+        many = masks["none"] & (harm["cells"] >= 2)
+        if many.any():
+            tail += (f"; {_plural(int(many.sum()), 'lever')} without an interval (fewer than two "
+                     "finite differences across cells)")  # fmt: skip
         if (harm["cells"] == 0).any():
             tail += (f"; {_plural(int((harm['cells'] == 0).sum()), 'lever')} not estimated "
                      "(no cell with both on and off runs)")  # fmt: skip

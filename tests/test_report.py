@@ -45,6 +45,15 @@ def test_report_writes_one_folder_with_everything(tiny_report):
                   "regime_map_meanfield", "policy_effects"):  # fmt: skip
         assert len(pd.read_csv(out / "tables" / f"{table}.csv")) > 0
     assert (out / "provenance.json").exists()
+    assert "| Sweep | Design | Steps | Seeds |" in md
+    assert (
+        "| `scenarios` | full grid over 1 factor: 9 points x 2 replicates = 18 runs | 3 | "
+        "common, base seed 0 |" in md
+    )
+    regime = (out / "figures" / "regime_map.txt").read_text()
+    assert "over 2 replicates, over the paradox coupling" in regime and "interval" not in regime
+    policy = (out / "figures" / "policy_forest.txt").read_text()
+    assert "Every cell ran the same 2 seeds (common random numbers)" in policy
 
 
 def test_report_scenario_table_and_latex_agree(tiny_report):
@@ -218,8 +227,13 @@ def test_paradox_curve_reading_reports_the_peak():
     assert "At κ = 1 simulated net alignment peaks at q = 0.5 (N = 0.700) and falls by 0.300" in (
         text
     )
-    assert "q* at 0.50" in text and "paired by seed" in text
-    assert "peaks" not in R.read_paradox_curve(_curve_panel(None))
+    assert "q* at 0.50" in text and "Falls are paired by seed" in text
+    rising = R.read_paradox_curve(_curve_panel(None))
+    assert "peaks" not in rising and "Falls" not in rising  # no fall reported: no method note
+    panel = _curve_panel(0.5)
+    runs = panel.data["runs"]
+    runs.loc[runs["model.fixed_alignment"] == 0.8, "seed"] += 100  # levels no longer share seeds
+    assert "Falls are compared by Welch's 95% interval" in R.read_paradox_curve(panel)
 
 
 def test_paradox_curve_reading_edge_shapes():
@@ -349,7 +363,7 @@ def test_scenario_reading_says_which_differences_are_paired():
     table = pd.DataFrame(rows)
     table.loc[table["scenario"] == "baseline", ["diff_lo", "diff_hi"]] = np.nan
     text = R.read_scenarios(table)
-    assert "paired by seed for the 1 of 2 scenarios that share the baseline's seeds" in text
+    assert "paired by seed for 1 (the seeds match the baseline's), Welch for 1" in text
     table["paired"] = table["scenario"] != "baseline"
     assert "differences paired by seed (common random numbers)" in R.read_scenarios(table)
     table["paired"] = False
@@ -372,6 +386,67 @@ def test_policy_reading_tells_no_estimate_from_no_interval():
     assert "1 lever not estimated (no cell with both on and off runs)" in text
 
 
-def test_readings_print_no_negative_zero():
+def test_readings_print_no_negative_zero_and_no_nan():
     assert R._interval(-1e-6, -0.01, 0.01) == "+0.000 [-0.010, +0.010]"
     assert R._fmt(-1e-6, np.nan, np.nan) == "0.000 (no interval)"
+    table = pd.DataFrame([
+        {"scenario": s, "outcome": o, "mean": m, "lo": m - 0.01, "hi": m + 0.01, "n": 3,
+         "diff_baseline": np.nan, "diff_lo": np.nan, "diff_hi": np.nan, "paired": False}
+        for s, m in (("flat", -1e-6), ("up", 0.5)) for o in ("net_alignment", "harm_total")
+    ])  # fmt: skip
+    table.loc[(table["scenario"] == "up") & (table["outcome"] == "harm_total"), "mean"] = np.nan
+    text = R.read_scenarios(table)
+    assert "lowest in *flat* (0.000)" in text and "-0.000" not in text
+    assert "from 0.000 (*flat*)" in text
+    tex = R.scenario_latex(table, "3", 50)
+    assert "-0.000" not in tex and "$0.000 \\pm 0.010$" in tex
+    assert "nan" not in tex and "& n/a" in tex
+    md = R.scenario_markdown(table)
+    assert "n/a (not estimated)" in md and "nan" not in md
+    panel = _curve_panel(0.5)
+    panel.data["runs"]["mean_net_alignment"] -= 0.7  # the peak's mean becomes -1e-16-ish
+    assert "(N = -0.000)" not in R.read_paradox_curve(panel)
+
+
+def test_policy_reading_pluralises_the_missing_intervals():
+    effects = pd.DataFrame([
+        {"lever": f"policy.{name}", "scenario": "baseline", "outcome": o, "effect": 0.01,
+         "lo": np.nan, "hi": np.nan, "cells": cells}
+        for name, cells in (("liability", 1), ("defence_mandate", 1), ("publication_rate", 4))
+        for o in ("harm_total", "net_alignment")
+    ])  # fmt: skip
+    text = R.read_policy(Panel("policy_forest", [], "", {"effects": effects}))
+    assert "2 levers without an interval (too few runs in their only matched cell)" in text
+    assert "1 lever without an interval (fewer than two finite differences" in text
+
+
+def test_plot_follows_links_once_and_survives_a_loop(tiny_report, tmp_path):
+    cwd, out, _ = tiny_report
+    top = tmp_path / "results"
+    top.mkdir()
+    (top / "report").symlink_to(out / "sweeps")  # a link to a folder elsewhere: followed
+    (top / "loop").symlink_to(top)  # a link back up the tree: not followed again
+    plot = paradox("plot", str(top), "--out", str(tmp_path / "figs"), cwd=cwd)
+    assert plot.returncode == 0, plot.stderr
+    assert (tmp_path / "figs" / "regime_map.png").stat().st_size > 0
+    assert plot.stderr.count("regime_map: regime_map.pdf") == 1
+
+
+def test_regime_map_of_slopes_uses_the_diverging_scale(tiny_report, tmp_path, monkeypatch):
+    from experiments import plot as P
+
+    _, out, _ = tiny_report
+    folder = out / "sweeps" / "regime_map"
+    seen = {}
+    real = P.F.regime_map
+
+    def spy(*args, **kwargs):
+        fig = real(*args, **kwargs)
+        seen["cmap"] = fig.axes[0].collections[0].get_cmap().name
+        return fig
+
+    monkeypatch.setattr(P.F, "regime_map", spy)
+    runs = P.read_runs(folder)
+    runs["mean_net_alignment"] += runs["model.fixed_alignment"]  # every slope now positive
+    P.plot_regime_map(folder, runs, "model.adversary_budget_mean", tmp_path)
+    assert seen["cmap"] == "PuOr"  # the caption's orange/purple, even with no negative cell
