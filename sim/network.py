@@ -160,6 +160,16 @@ def _set_find(table, key, mask):  # fmt: skip
 
 
 @njit(cache=True)
+def _empty_set(n_items):  # fmt: skip
+    """An empty open-addressing table (−1 marks an empty slot) for ``n_items`` keys: twice as
+    many slots rounded up to a power of two. Returns the table and its index mask."""
+    cap = 1
+    while cap < 2 * n_items + 2:
+        cap *= 2
+    return np.full(cap, -1, dtype=np.int64), cap - 1
+
+
+@njit(cache=True)
 def _watts_strogatz(n, half, p, rng):  # fmt: skip
     """networkx's watts_strogatz_graph: lattice edges (u, u + j), rewired in networkx's order.
 
@@ -169,11 +179,7 @@ def _watts_strogatz(n, half, p, rng):  # fmt: skip
     m = n * half
     u = np.empty(m, dtype=np.int32)
     v = np.empty(m, dtype=np.int32)
-    cap = 1
-    while cap < 2 * m + 2:
-        cap *= 2
-    mask = cap - 1
-    table = np.full(cap, -1, dtype=np.int64)
+    table, mask = _empty_set(m)
     e = 0
     for j in range(1, half + 1):
         for a in range(n):
@@ -248,11 +254,7 @@ def _gnm_pairs(n, n_edges, rng):  # fmt: skip
     """``n_edges`` distinct uniform pairs: with a binomial count, G(n, p) exactly."""
     u = np.empty(n_edges, dtype=np.int32)
     v = np.empty(n_edges, dtype=np.int32)
-    cap = 1
-    while cap < 2 * n_edges + 2:
-        cap *= 2
-    mask = cap - 1
-    table = np.full(cap, -1, dtype=np.int64)
+    table, mask = _empty_set(n_edges)
     e = 0
     while e < n_edges:
         a, b = rng.integers(0, n), rng.integers(0, n)
