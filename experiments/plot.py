@@ -80,6 +80,14 @@ def read_timeseries(folder: Path, runs: pd.DataFrame | None) -> pd.DataFrame | N
         ts = ts.merge(runs[["run_id", "scenario"]], on="run_id")
         if ts.empty:
             return None
+    if runs is not None and "scenario" in runs:
+        differ = _differ_within_scenario(runs)
+        if differ:
+            listed = ", ".join(differ[:3]) + (", ..." if len(differ) > 3 else "")
+            note(f"scenario figures: not drawn, because runs of one scenario differ in {listed} "
+                 "(they are not replicates; plot one design point's runs, or a sweep over "
+                 "scenarios)")  # fmt: skip
+            return None
     if "scenario" not in ts:
         summary = folder / "summary.json"
         scenario = json.loads(summary.read_text()).get("scenario") if summary.exists() else None
@@ -87,6 +95,14 @@ def read_timeseries(folder: Path, runs: pd.DataFrame | None) -> pd.DataFrame | N
             return None
         ts["scenario"] = scenario
     return ts
+
+
+def _differ_within_scenario(runs: pd.DataFrame) -> list[str]:
+    """Parameters other than the seed that take more than one value among the runs of one
+    scenario: such runs are different design points, not replicates to average."""
+    params = [k for k in flat_keys().values() if k in runs and k not in ("seed", "rng")]
+    spread = runs.groupby("scenario")[params].nunique(dropna=False).max()
+    return sorted(spread[spread > 1].index)
 
 
 def base_config(runs: pd.DataFrame) -> Config:
@@ -182,6 +198,9 @@ def plot_scenarios(ts: pd.DataFrame, out: Path) -> list[Panel]:
     )
     panels = [Panel("scenario_dynamics", F.save(F.scenario_dynamics(ts), out /
                     "scenario_dynamics", caption), caption, {"timeseries": ts})]  # fmt: skip
+    if not (ts["step"] >= 1).any():  # a run of 0 steps: no spending path to draw
+        note("arms_race: not drawn (no steps after step 0)")
+        return panels
     first = "baseline" if "baseline" in scen else scen[0]
     order = [first, *[s for s in scen if s != first]]
     caption = (

@@ -196,6 +196,31 @@ def test_plot_a_single_run_folder(tmp_path):
         assert (tmp_path / "run" / "figures" / f"{name}.png").stat().st_size > 10_000
 
 
+def test_plot_a_run_of_zero_steps_skips_the_arms_race(tmp_path):
+    run = paradox("run", "steps=0", "model.n_labs=3", "model.n_adversaries=30",
+                  f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    plot = paradox("plot", str(tmp_path / "run"), cwd=tmp_path)
+    assert plot.returncode == 0 and "Traceback" not in plot.stderr, plot.stderr
+    assert "arms_race: not drawn (no steps after step 0)" in plot.stderr
+    assert (tmp_path / "run" / "figures" / "scenario_dynamics.png").exists()
+    assert not (tmp_path / "run" / "figures" / "arms_race.png").exists()
+
+
+def test_plot_does_not_pool_design_points_as_replicates(tiny_report, tmp_path):
+    cwd, out, _ = tiny_report
+    folder = tmp_path / "scenarios"
+    shutil.copytree(out / "sweeps" / "scenarios", folder)
+    shutil.rmtree(folder / "figures", ignore_errors=True)
+    runs = pd.read_parquet(folder / "runs.parquet")
+    base = runs["scenario"] == "baseline"
+    runs.loc[base, "model.coupling"] = np.linspace(0.0, 1.0, int(base.sum()))
+    runs.to_parquet(folder / "runs.parquet")
+    plot = paradox("plot", str(folder), cwd=cwd)
+    assert "runs of one scenario differ in model.coupling (they are not replicates" in plot.stderr
+    assert not (folder / "figures" / "scenario_dynamics.png").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Readings follow the numbers (no canned sentences)
 # ---------------------------------------------------------------------------------------------
