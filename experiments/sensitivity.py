@@ -435,8 +435,8 @@ def format_report(design: Design, spec: SensitivitySpec, report: Report) -> str:
             )
             weak = "" if box["dense"] else f", below the target {spec.prim.min_density:g}"
             lines.append(
-                f"  box {box['box']} (coverage {box['coverage']:.2f}, density "
-                f"{box['density']:.2f}{weak}, {box['n']} points): {limits}"
+                f"  box {box['box']} (coverage {box['coverage']:.3f}, density "
+                f"{box['density']:.3f}{weak}, {box['n']} points): {limits}"
             )
     n_figures = sum(1 for p in report.files if p.suffix == ".pdf")
     tables = [p.name for p in report.files if p.suffix in (".csv", ".parquet", ".json")]
