@@ -285,14 +285,18 @@ def _write_figures(
             "range scaled to 0-1 and the blue bar the box's limits. Coverage: share of all points "
             "of interest inside the box; density: share of the box's points that are of interest. "
             "The box chosen on each peeling trajectory maximises coverage x density among those "
-            f"with density >= {spec.prim.min_density:g}."
+            f"with density >= {spec.prim.min_density:g}; restrictions that are not significant "
+            f"(quasi-p value above {spec.prim.max_qp:g}) are then dropped, which widens the box "
+            "and can lower its density below that target (prim_boxes.csv gives the final "
+            "coverage and density)."
         )
         fig = figures.prim_boxes(found.boxes, bounds)
         written += figures.save(fig, out / "prim_boxes", caption)
         caption = (
             f"PRIM peeling trajectories for {found.rule} over the {where}: coverage against "
-            "density at each peeling step (right to left); stars mark the boxes in "
-            "prim_boxes.csv."
+            "density at each peeling step (right to left), followed by the steps that drop "
+            "insignificant restrictions (which turn back towards more coverage and less "
+            "density); stars mark the boxes in prim_boxes.csv."
         )
         fig = figures.prim_tradeoff(found.trajectory)
         written += figures.save(fig, out / "prim_tradeoff", caption)
