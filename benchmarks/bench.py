@@ -339,9 +339,7 @@ def bench_sweep(replicates: int, steps: int, subset_shares: list[float], rounds:
                 shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    wall_two = [r["wall_seconds"] for r in twos]
-    wall_one = [r["wall_seconds"] for r in ones]
-    mean_two, mean_one = float(np.mean(wall_two)), float(np.mean(wall_one))
+    (wall_two, mean_two), (wall_one, mean_one) = _walls(twos), _walls(ones)
     runs = twos[0]["runs"]
     points = [{"coupling": c, "lab_alignment_share": s} for c in COUPLINGS for s in subset_shares]
     batch = _batch_run(points, seeds=[1], steps=steps, processes=2)
@@ -358,11 +356,6 @@ def bench_sweep(replicates: int, steps: int, subset_shares: list[float], rounds:
         "rounds": rounds,
         "paradox_sweep_2_workers": twos,
         "paradox_sweep_1_worker": ones,
-        "wall_seconds_2_workers": wall_two,
-        "wall_seconds_1_worker": wall_one,
-        "mean_wall_seconds_2_workers": mean_two,
-        "mean_wall_seconds_1_worker": mean_one,
-        "runs_per_second_2_workers": runs / mean_two,
         # the efficiency of the mean times, and of each round's pair (the spread is the noise)
         "parallel_efficiency": mean_one / (2.0 * mean_two),
         "parallel_efficiency_per_round": [
@@ -374,9 +367,17 @@ def bench_sweep(replicates: int, steps: int, subset_shares: list[float], rounds:
     }
 
 
+def _walls(runs: list[dict]) -> tuple[list[float], float]:
+    """The wall times of the rounds of one worker count, and their mean."""
+    walls = [r["wall_seconds"] for r in runs]
+    return walls, float(np.mean(walls))
+
+
 def _child_burn(seconds_hint: float) -> dict:
-    """A pure-Python loop, timed inside the process (interpreter start-up left out). It starts
-    when a line arrives on stdin, so that the parent can start two at the same moment."""
+    """A pure-Python loop, timed inside the process (interpreter start-up left out). It says
+    "ready" and starts when a line arrives on stdin, so that the parent can release two at the
+    same moment."""
+    print("ready", flush=True)
     sys.stdin.readline()
     t = time.perf_counter()
     s = 0
@@ -395,10 +396,11 @@ def bench_machine(seconds_hint: float = 2.0, repeats: int = 3) -> dict:
     arg = json.dumps({"seconds_hint": seconds_hint})
 
     def start(n: int) -> list[float]:
-        """Start ``n`` children, let them import, then release them together; their times."""
+        """Start ``n`` children, wait until each is ready, release them together; their times."""
         procs = [subprocess.Popen([*cmd, arg], cwd=ROOT, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True) for _ in range(n)]  # fmt: skip
-        time.sleep(1.0)  # start-up and imports, before the go signal
+        for p in procs:
+            p.stdout.readline()  # "ready": imported
         for p in procs:
             p.stdin.write("go\n")
             p.stdin.flush()
@@ -419,16 +421,17 @@ def bench_machine(seconds_hint: float = 2.0, repeats: int = 3) -> dict:
 
 def _rounds_text(sweep: dict) -> str:
     """How the sweep was timed: each round's wall time, their means and efficiencies."""
-    two, one = sweep["wall_seconds_2_workers"], sweep["wall_seconds_1_worker"]
-    mean_two, mean_one = sweep["mean_wall_seconds_2_workers"], sweep["mean_wall_seconds_1_worker"]
+    (two, mean_two), (one, mean_one) = (_walls(sweep["paradox_sweep_2_workers"]),
+                                        _walls(sweep["paradox_sweep_1_worker"]))  # fmt: skip
+    rate = sweep["design"]["runs"] / mean_two
     if len(two) == 1:
-        return (f"once with 2 workers, {two[0]:.1f} s ({sweep['runs_per_second_2_workers']:.2f} "
-                f"runs/s), and once with 1, {one[0]:.1f} s")  # fmt: skip
+        return (f"once with 2 workers, {two[0]:.1f} s ({rate:.2f} runs/s), and once with 1, "
+                f"{one[0]:.1f} s")  # fmt: skip
     per_round = ", ".join(f"{e:.0%}" for e in sweep["parallel_efficiency_per_round"])
     return (
         f"{len(two)} times each way, alternating in ABBA order (2, 1, 1, 2 workers): with 2 "
         f"workers {' and '.join(f'{t:.1f}' for t in two)} s (mean {mean_two:.1f} s, "
-        f"{sweep['runs_per_second_2_workers']:.2f} runs/s), with 1 "
+        f"{rate:.2f} runs/s), with 1 "
         f"{' and '.join(f'{t:.1f}' for t in one)} s (mean {mean_one:.1f} s). The efficiency in "
         f"the table is that of the means; round by round it was {per_round}, a spread that is "
         "this shared machine's noise"
@@ -498,7 +501,9 @@ def render(res: dict) -> str:
         f"Machine: {mc['cpu']}, {mc['cores']} cores, {mc['memory_gib']} GiB; Python "
         f"{mc['python']}; "
         + ", ".join(f"{k} {v}" for k, v in mc["versions"].items())
-        + f"; commit {mc['git_commit']}; load average at start {mc['load_average_at_start']}.",
+        + f"; commit {mc['git_commit']}; load average at start "
+        + ", ".join(f"{v:.2f}" for v in mc["load_average_at_start"])
+        + " (1, 5, 15 min).",
         "",
         "| target | measured | required | status |",
         "|---|---|---|---|",

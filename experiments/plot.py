@@ -74,12 +74,10 @@ def read_timeseries(folder: Path, runs: pd.DataFrame | None) -> pd.DataFrame | N
     if not path.exists():
         return None
     ts = pd.read_parquet(path)
-    if ts.empty:  # every run of the sweep failed: nothing to draw (the report warns)
-        return None
     if "scenario" not in ts and runs is not None and "run_id" in ts:
         ts = ts.merge(runs[["run_id", "scenario"]], on="run_id")
-        if ts.empty:
-            return None
+    if ts.empty:  # every run failed (no per-step rows): nothing to draw, the report warns
+        return None
     if runs is not None and "scenario" in runs:
         differ = _differ_within_scenario(runs)
         if differ:

@@ -329,8 +329,7 @@ def read_paradox_curve(panel: Panel) -> str:
     for kappa, sub in runs.groupby("model.coupling"):
         p = A.peak(sub, x)
         if p["position"] != "last" and _has_interval(p["drop_lo"], p["drop_hi"]):
-            best, last = sub[np.isclose(sub[x], p["x"])], sub[sub[x] == sub[x].max()]
-            falls.append((kappa, A.paired(best, last)))
+            falls.append((kappa, p["paired"]))
         means = sub.groupby(x)["mean_net_alignment"].mean().sort_index().to_numpy()
         mf = theory[np.isclose(theory["kappa"], kappa)]
         if not len(mf):

@@ -208,8 +208,9 @@ def peak(
     seed under common random numbers) lies below zero.
 
     Keys: ``x`` and ``value`` of the best level, ``position`` ("first", "interior" or "last"),
-    ``interior``, and ``drop`` = best minus last with ``drop_lo`` / ``drop_hi`` (0 when the best
-    level is the last; NaN bounds when there is no interval, e.g. one replicate).
+    ``interior``, ``drop`` = best minus last with ``drop_lo`` / ``drop_hi`` (0 when the best
+    level is the last; NaN bounds when there is no interval, e.g. one replicate), and ``paired``
+    (whether that difference was paired by seed; False when the best level is the last).
     """
     runs = ok_runs(runs)
     means = runs.groupby(x)[value].mean().sort_index()
@@ -217,11 +218,13 @@ def peak(
     position = "last" if best == last else "first" if best == first else "interior"
     out: dict[str, float | bool | str] = {"x": float(best), "value": float(means[best]),
                                           "position": position, "interior": False, "drop": 0.0,
-                                          "drop_lo": 0.0, "drop_hi": 0.0}  # fmt: skip
+                                          "drop_lo": 0.0, "drop_hi": 0.0,
+                                          "paired": False}  # fmt: skip
     if best != last:
-        d, lo, hi = compare(runs[runs[x] == last], runs[runs[x] == best], value)
+        at_last, at_best = runs[runs[x] == last], runs[runs[x] == best]
+        d, lo, hi = compare(at_last, at_best, value)
         out.update(interior=bool(position == "interior" and hi < 0), drop=-d, drop_lo=-hi,
-                   drop_hi=-lo)  # fmt: skip
+                   drop_hi=-lo, paired=paired(at_last, at_best))  # fmt: skip
     return out
 
 

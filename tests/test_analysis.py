@@ -122,8 +122,10 @@ def test_peak_is_interior_only_when_the_end_is_clearly_lower():
     assert p["drop_lo"] < 0.03 < p["drop_hi"]
     unpaired = A.peak(_curve_runs([0.1, 0.3, 0.27], 0.005, seeds_shared=False), "q")
     assert not unpaired["interior"]  # the same fall is lost in the between-seed variance
+    assert p["paired"] and not unpaired["paired"]  # and peak says which comparison it made
     rising = A.peak(_curve_runs([0.1, 0.2, 0.3], 0.005, seeds_shared=True), "q")
     assert rising["x"] == 0.8 and not rising["interior"] and rising["position"] == "last"
+    assert not rising["paired"]  # no fall, no comparison
 
 
 def test_peak_at_the_first_level_is_not_interior():
