@@ -1,0 +1,709 @@
+"""Stationary theory of the heterogeneous market (docs/theory.md §4).
+
+The static game of :mod:`sim.theory` is one lab against one adversary, and the mean field of
+:mod:`sim.meanfield` has one representative lab. Neither sees what decides the simulated market:
+reach concentrated by a Zipf law and targeted almost by argmax, which labs have open weights, and
+adversary budgets whose best responses are capped. This module predicts the market's stationary
+state directly, for alignment held at an exogenous level q (``model.fixed_alignment``), as the
+fixed point of the simulation's own rules evaluated in expectation:
+
+* **labs** i = 1..N keep their own reach w_i, budget b_i, access (open or closed weights) and
+  defence D_ik; labs that best-respond hold the defence at which the myopic objective of
+  :func:`sim.model.lab_objective` is stationary (the observed attack counts and mean strengths
+  are their expectations); labs on the fixed rule spend (1 − s) b ω every step;
+* **adversaries** are types: Gauss–Hermite nodes of the lognormal budget distribution times
+  query access (yes/no), each with its own effort, knowledge per channel and channel
+  propensities. Nothing is simulated: each type is one row of expectations, weighted by its
+  quadrature weight;
+* **targeting** is the simulation's logit (with Roth–Erev channel propensities where that rule
+  is on), **effort** the capped Tullock best response averaged over the targets the type
+  chooses, **knowledge** the stationary point of publication, decay, learning from success and
+  mean-field diffusion, **propensities** the stationary point of Roth–Erev reinforcement;
+* **compromise** is exact in expectation: with independent adversaries the expected surviving
+  share of lab i is Π_types (1 − u σ Σ_k P(i, k) p_ik)^(M ω_type), and with persistence ρ the
+  stationary expected compromised share is φ = F / (1 − ρ + ρ F) where F is the expected fresh
+  compromise.
+
+The fixed point is found by damped iteration with a step that shrinks like 1/n (the averaging
+of fictitious play, which settles the winner-take-all targeting that plain iteration would flip
+back and forth). Every solve reports whether it converged and its last residual.
+
+Net alignment N(q) = Σ_i w_i q (1 − φ_i (1 + c)) = q (1 − Φ (1 + c)) with Φ = Σ_i w_i φ_i,
+since all labs share q. The secant slope between two levels therefore splits exactly into
+1 − *deeper* − *easier* (:func:`decompose`): compromised use inverted more deeply, and attacks
+succeeding more.
+
+What the theory leaves out is listed in docs/theory.md §4.6: endogenous alignment (q is always
+exogenous here), the imitation rules, liability in the labs' objective, the variance of
+propensities and knowledge within a type, and the correlation between a lab's compromised share
+and the attacks it draws.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim import kernels as kn
+from sim.config import CHANNELS, Config
+
+Float = np.ndarray
+
+#: The alignment levels whose secant slope the regime map, the validation and `theory.json`
+#: report: the top of the alignment range, where the paradox shows first.
+SECANT = (0.75, 0.95)
+DEBUG = False
+
+
+class NotCovered(ValueError):
+    """The configuration uses a rule the market theory does not describe."""
+
+
+@dataclass(frozen=True)
+class MarketStructure:
+    """What a seed draws before the first step that the theory conditions on.
+
+    ``open_weights`` and ``budget`` are per lab (index 0 has the largest reach); ``api_share`` is
+    the realised share of adversaries with query access. ``None`` means the configuration's
+    expectation (labs: budgets at their mean; access: the configured share).
+    """
+
+    open_weights: np.ndarray
+    budget: np.ndarray | None = None
+    api_share: float | None = None
+
+
+@dataclass
+class MarketState:
+    """The stationary state the theory predicts for one market at one alignment level."""
+
+    q: float
+    clarity: float
+    reach: Float
+    phi: Float  # expected compromised share per lab
+    defence: Float  # N x 3
+    attempts: Float  # N x 3, expected attempts per step
+    strength: Float  # N x 3, mean K x of the attempts
+    success_prob: Float  # N x 3, attempt-weighted mean success probability
+    effort: Float  # per adversary type
+    knowledge: Float  # types x 3
+    channel_probs: Float  # types x 3
+    type_weights: Float
+    converged: bool
+    iterations: int
+    residual: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def Phi(self) -> float:  # noqa: N802 - the symbol of docs/theory.md
+        """Reach-weighted compromised share Φ."""
+        return float(self.reach @ self.phi)
+
+    @property
+    def net_alignment(self) -> float:
+        """N = q (1 − Φ (1 + c)) (every lab shares q)."""
+        return float(self.q * (1.0 - self.Phi * (1.0 + self.clarity)))
+
+    def lab_table(self) -> pd.DataFrame:
+        total = self.attempts.sum()
+        return pd.DataFrame(
+            {
+                "lab": np.arange(self.reach.size),
+                "reach": self.reach,
+                "compromised_share": self.phi,
+                "attempts": self.attempts.sum(axis=1),
+                "attack_share": self.attempts.sum(axis=1) / total if total > 0 else 0.0,
+                **{f"defence_{k}": self.defence[:, j] for j, k in enumerate(CHANNELS)},
+            }
+        )
+
+
+def coverage(cfg: Config) -> list[str]:
+    """Reasons the market theory does not describe ``cfg`` (empty when it does)."""
+    m, pol, learn = cfg.model, cfg.policy, cfg.learning
+    reasons = []
+    if learn.adversary.rule == "imitation":
+        reasons.append("learning.adversary.rule=imitation (no stationary theory of the Fermi rule)")
+    if learn.lab.rule == "imitation":
+        reasons.append("learning.lab.rule=imitation (no stationary theory of the Fermi rule)")
+    if learn.lab.rule == "best_response" and pol.liability != 0:
+        reasons.append("policy.liability > 0 (the labs' defence path assumes no liability term)")
+    if learn.lab.rule == "fixed" and m.defence_decay == 0:
+        reasons.append("model.defence_decay = 0 with fixed labs (defence grows without bound)")
+    if pol.decoupling_share > 0:
+        reasons.append("policy.decoupling_share > 0 (κ falls over time: no stationary state)")
+    return reasons
+
+
+class MarketTheory:
+    """The stationary market for one configuration; :meth:`solve` gives it at a level q."""
+
+    def __init__(self, config: Config, *, budget_nodes: int = 12) -> None:
+        reasons = coverage(config)
+        if reasons:
+            raise NotCovered("; ".join(reasons))
+        self.cfg = config
+        m = config.model
+        ch = [getattr(m.channels, k) for k in CHANNELS]
+        self.base = np.array([c.base_vulnerability for c in ch])
+        self.gain = np.array([c.clarity_gain for c in ch])
+        self.elasticity = np.array([c.clarity_elasticity for c in ch])
+        self.best_response = kn.BestResponse(m.decisiveness)
+        self.reach = kn.reach_weights(m.n_labs, m.reach_exponent)
+        self.budget_nodes, self.budget_weights = _lognormal_nodes(
+            m.adversary_budget_mean, m.adversary_budget_dispersion, budget_nodes
+        )
+        foresight = float(getattr(config.learning.lab, "foresight", 0.0) or 0.0)
+        self.stake_factor = 1.0 / (
+            (1.0 - foresight * (1.0 - m.defence_decay))
+            * (1.0 - foresight * m.compromise_persistence)
+        )
+        self.congestion = getattr(m, "prize_congestion", "none") == "linear"
+
+    # ------------------------------------------------------------------ structure
+
+    def expected_structure(self) -> MarketStructure:
+        """Open weights by the configured selection (random: the expected share per lab)."""
+        m, pol = self.cfg.model, self.cfg.policy
+        n = m.n_labs
+        n_open = round(pol.open_weights_share * n)
+        open_w = np.zeros(n)
+        if pol.open_weights_selection == "largest":
+            open_w[:n_open] = 1.0
+        elif pol.open_weights_selection == "smallest":
+            open_w[n - n_open :] = 1.0
+        else:
+            open_w[:] = n_open / n
+        return MarketStructure(open_weights=open_w)
+
+    def draw_structures(self, rng: np.random.Generator, draws: int, horizon: int) -> list:
+        """Open-weights sets as a run would have them: the configured selection, then leaks.
+
+        Each draw picks the initial open labs as the model does, and a time t uniform in
+        [1, horizon]; each closed lab has leaked by then with probability 1 − (1 − ℓ)^t. The
+        theory averaged over draws is the quasi-static expectation over the run's window.
+        """
+        m, pol = self.cfg.model, self.cfg.policy
+        n = m.n_labs
+        n_open = round(pol.open_weights_share * n)
+        out = []
+        for _ in range(draws):
+            open_w = np.zeros(n, dtype=bool)
+            if pol.open_weights_selection == "largest":
+                open_w[:n_open] = True
+            elif pol.open_weights_selection == "smallest":
+                open_w[n - n_open :] = True
+            else:
+                open_w[rng.choice(n, size=n_open, replace=False)] = True
+            out.append(MarketStructure(open_weights=self.with_leaks(open_w, rng, horizon)))
+        return out
+
+    def with_leaks(self, open_w: np.ndarray, rng: np.random.Generator, horizon: int) -> np.ndarray:
+        """``open_w`` after leaks by a time drawn uniformly in [1, horizon]."""
+        leak = self.cfg.policy.leak_probability
+        if leak <= 0 or horizon <= 0:
+            return open_w.astype(float)
+        t = rng.integers(1, horizon + 1)
+        leaked = rng.random(open_w.size) < 1.0 - (1.0 - leak) ** t
+        return (open_w.astype(bool) | leaked).astype(float)
+
+    # ------------------------------------------------------------------ solving
+
+    def solve(
+        self,
+        q: float,
+        structure: MarketStructure | None = None,
+        *,
+        coupling: float | None = None,
+        max_iter: int = 3000,
+        tol: float = 1e-5,
+    ) -> MarketState:
+        """The stationary state at alignment level q (every lab's q held there)."""
+        m, pol = self.cfg.model, self.cfg.policy
+        acfg, lcfg = self.cfg.learning.adversary, self.cfg.learning.lab
+        structure = structure or self.expected_structure()
+        kappa = m.coupling if coupling is None else coupling
+        n_labs = m.n_labs
+        w = self.reach
+        c = kappa * q**m.clarity_exponent
+        a_lab = self.base + self.gain * c**self.elasticity  # 3 (all labs share q)
+        damage = q * (1.0 + c)
+        stake = m.defender_value * self.stake_factor * w * damage  # lab's loss scale
+        open_w = np.asarray(structure.open_weights, dtype=float)
+        budget = (
+            np.full(n_labs, m.lab_budget_mean)
+            if structure.budget is None
+            else np.asarray(structure.budget, dtype=float)
+        )
+        investable = budget * (1.0 - pol.decoupling_share)
+        api = pol.api_access_share if structure.api_share is None else structure.api_share
+
+        # Adversary types: budget nodes x query access.
+        e_nodes, e_w = self.budget_nodes, self.budget_weights
+        budgets = np.concatenate([e_nodes, e_nodes])
+        access_api = np.concatenate([np.ones(e_nodes.size), np.zeros(e_nodes.size)])
+        weights = np.concatenate([e_w * api, e_w * (1.0 - api)])
+        keep = weights > 0
+        budgets, access_api, weights = budgets[keep], access_api[keep], weights[keep]
+        n_types = budgets.size
+        # access[t, i, k]: probability type t can reach lab i through channel k
+        access = np.empty((n_types, n_labs, 3))
+        access[:, :, 0] = open_w[None, :]
+        access[:, :, 1] = np.maximum(open_w[None, :], access_api[:, None])
+        access[:, :, 2] = 1.0
+
+        rule = acfg.rule
+        best_respond = rule in ("best_response", "roth_erev")
+        effort = acfg.effort_share * budgets
+        k0 = np.array([getattr(m.channels, k).initial_knowledge for k in CHANNELS])
+        knowledge = np.tile(k0, (n_types, 1))  # end-of-step knowledge
+        probs_ch = np.full((n_types, 3), 1.0 / 3.0)
+        defence = self._initial_defence(investable)
+        phi = np.zeros(n_labs)
+        deterrence = pol.detection_probability * pol.deterrence_steps
+        active = 1.0 / (1.0 + deterrence) if pol.deterrence_steps > 0 else 1.0
+        lam = acfg.rationality
+        converged, residual, it = False, np.inf, 0
+        step, last = 0.5, np.inf
+        lab_target = None
+        for it in range(1, max_iter + 1):
+            k_pub = knowledge + pol.publication_rate * np.maximum(c - knowledge, 0.0)
+            prize = m.attacker_value * w * damage
+            if self.congestion:
+                prize = prize * (1.0 - phi)
+            y = defence + m.defence_floor  # N x 3
+            z = k_pub[:, None, :] * a_lab[None, None, :] * effort[:, None, None]  # T x N x 3
+            p = kn.contest_probability(z, y[None, :, :], m.decisiveness)
+            target = self._targeting(p, prize, effort, access, probs_ch, lam, rule)  # T x N x 3
+            attacking = effort > 0
+            u = np.where(attacking, active, 0.0)
+            # effort: the capped best response, averaged over the targets chosen
+            if best_respond:
+                eff = np.broadcast_to(k_pub[:, None, :] * a_lab[None, None, :], p.shape)
+                br = self.best_response.effort(
+                    np.broadcast_to(prize[None, :, None], eff.shape),
+                    eff,
+                    np.broadcast_to(y[None, :, :], eff.shape),
+                    np.broadcast_to(budgets[:, None, None], p.shape),
+                )
+                new_effort = np.einsum("tik,tik->t", target, br)
+            else:
+                new_effort = effort
+            # knowledge: publication, decay, learning from success, mean-field diffusion
+            success_ch = u[:, None] * np.einsum("tik,tik->tk", target, p)
+            new_knowledge = self._knowledge(k_pub, success_ch, weights)
+            # Roth–Erev channel propensities at their stationary ratio
+            if rule == "roth_erev":
+                reward = np.einsum("tik,tik,i->tk", _within_channel(target), p, prize)
+                new_probs = self._roth_erev(probs_ch, reward, access)
+            else:
+                new_probs = probs_ch
+            # what the labs face
+            flow = self.cfg.model.n_adversaries * weights * u  # attempting mass per type
+            attempts = np.einsum("t,tik->ik", flow, target)
+            strength_sum = np.einsum("t,tik,tk->ik", flow * effort, target, k_pub)
+            strength = np.divide(
+                strength_sum, attempts, out=np.zeros_like(attempts), where=attempts > 0
+            )
+            hit = np.einsum("tik,tik->ti", target, p)  # per-attempt success chance on lab i
+            log_surv = (self.cfg.model.n_adversaries * weights)[:, None] * np.log1p(
+                -np.minimum(u[:, None] * m.compromise_share * hit, 1.0 - 1e-15)
+            )
+            fresh = -np.expm1(log_surv.sum(axis=0))
+            rho = m.compromise_persistence
+            new_phi = fresh / (1.0 - rho + rho * fresh)
+            # The labs' best response is the costly part; between full evaluations the last
+            # target is kept (the fixed point is the same: convergence is only declared on an
+            # iteration that evaluated it).
+            fresh_target = lcfg.rule == "best_response" and (it <= 40 or it % 4 == 0)
+            if fresh_target:
+                lab_target = self._lab_defence(
+                    attempts, strength, a_lab, stake * (1.0 - rho * new_phi), investable
+                )
+            new_defence = defence if lab_target is None else lab_target
+            # damped update (the averaging of fictitious play)
+            changes = [
+                _rel(new_effort, effort),
+                _rel(new_knowledge, knowledge),
+                _rel(new_probs, probs_ch),
+                _rel(new_phi, phi),
+                _rel(new_defence, defence),
+            ]
+            residual = max(changes)
+            if DEBUG and it % 50 == 0:
+                print(it, step, [f'{c:.1e}' for c in changes])
+            # shrink the step when the iteration overshoots, let it grow back when it settles
+            step = max(step * 0.5, 0.01) if residual > 1.3 * last else min(step * 1.1, 0.5)
+            last = residual
+            effort = effort + step * (new_effort - effort)
+            knowledge = knowledge + step * (new_knowledge - knowledge)
+            probs_ch = probs_ch + step * (new_probs - probs_ch)
+            phi = phi + step * (new_phi - phi)
+            defence = defence + step * (new_defence - defence)
+            if residual < tol and (fresh_target or lcfg.rule != "best_response"):
+                converged = True
+                break
+        success = np.divide(
+            np.einsum("t,tik,tik->ik", self.cfg.model.n_adversaries * weights * u, target, p),
+            attempts,
+            out=np.zeros_like(attempts),
+            where=attempts > 0,
+        )
+        return MarketState(
+            q=float(q),
+            clarity=float(c),
+            reach=w,
+            phi=phi,
+            defence=defence,
+            attempts=attempts,
+            strength=strength,
+            success_prob=success,
+            effort=effort,
+            knowledge=knowledge,
+            channel_probs=probs_ch,
+            type_weights=weights,
+            converged=converged,
+            iterations=it,
+            residual=float(residual),
+        )
+
+    def _initial_defence(self, investable: Float) -> Float:
+        """Defence of the labs' initial policy held forever (the fixed rule's stationary D)."""
+        m, pol, lab = self.cfg.model, self.cfg.policy, self.cfg.learning.lab
+        split = np.array(
+            [lab.defence_split.weights, lab.defence_split.prompt, lab.defence_split.output]
+        )
+        split = split / split.sum()
+        s0 = min(lab.alignment_share, 1.0 - pol.defence_mandate)
+        decay = max(m.defence_decay, 1e-12)
+        return ((1.0 - s0) * investable)[:, None] * split[None, :] / decay
+
+    def _targeting(self, p, prize, effort, access, probs_ch, lam, rule) -> Float:
+        """P(lab i, channel k) per type: the simulation's logit, with Roth–Erev's channel stage.
+
+        Access probabilities (a lab open in some draws, closed in others) enter as log-weights,
+        which is exact for a share of identical labs and the expectation of the indicator
+        otherwise.
+        """
+        util = lam * (p * prize[None, :, None] - effort[:, None, None])
+        with np.errstate(divide="ignore"):
+            logits = util + np.log(access)
+        if rule == "roth_erev":
+            top = np.max(logits, axis=1, keepdims=True)
+            ok = np.isfinite(top[:, 0, :])
+            safe = np.where(np.isfinite(top), top, 0.0)
+            within = np.exp(logits - safe)
+            total = within.sum(axis=1, keepdims=True)
+            within = np.divide(within, total, out=np.zeros_like(within), where=total > 0)
+            pk = probs_ch * ok
+            pk = pk / np.maximum(pk.sum(axis=1, keepdims=True), 1e-300)
+            return within * pk[:, None, :]
+        flat = logits.reshape(logits.shape[0], -1)
+        top = flat.max(axis=1, keepdims=True)
+        ex = np.exp(flat - top)
+        return (ex / ex.sum(axis=1, keepdims=True)).reshape(logits.shape)
+
+    def _knowledge(self, k_pub: Float, success_ch: Float, weights: Float) -> Float:
+        """End-of-step knowledge after decay, learning from success and diffusion.
+
+        Diffusion is taken in the mean field of the network: a neighbour is of type t' with
+        probability equal to its weight, and K moves η_diff × E[max(0, K_t' − K_t)] (zero for
+        identical adversaries, positive otherwise).
+        """
+        m = self.cfg.model
+        kept = (1.0 - m.knowledge_decay) * k_pub
+        learned = kept + m.knowledge_gain * (1.0 - kept) * np.minimum(success_ch, 1.0)
+        if m.diffusion_rate == 0 or m.network.topology == "none":
+            return learned
+        gap = np.maximum(learned[None, :, :] - learned[:, None, :], 0.0)  # t, t', k
+        pull = np.einsum("u,tuk->tk", weights, gap)
+        return learned + m.diffusion_rate * pull
+
+    def _roth_erev(self, probs: Float, reward: Float, access: Float) -> Float:
+        """Stationary ratio of Roth–Erev propensities: E[R_k] ∝ E[reinforcement of k]."""
+        acfg = self.cfg.learning.adversary
+        eps = acfg.experimentation
+        g = probs * reward  # expected reward earned through channel k per attempt
+        total = g.sum(axis=1, keepdims=True)
+        r = (1.0 - eps) * g + (eps / 2.0) * (total - g)
+        ok = access.max(axis=1) > 0
+        r = r * ok
+        s = r.sum(axis=1, keepdims=True)
+        return np.where(s > 0, r / np.maximum(s, 1e-300), probs)
+
+    def _lab_defence(self, attempts, strength, a_lab, stake, investable) -> Float:
+        """Each lab's stationary best-response defence (docs/theory.md §4.3).
+
+        The myopic lab picks next step's defence D' to minimise
+        stake·(1 − e^{L(D')}) + Σ_k D'_k with L = Σ_k n_k log(1 − σ p(s̄_k a_k, D'_k + d0)), for
+        the attack counts n and mean strengths s̄ it observes, subject to its budget
+        (δ_D Σ D ≤ b) and the mandate (δ_D Σ D ≥ m b). Every optimum equalises the marginal
+        value across defended channels, so it lies on the one-parameter path D(Λ) on which
+        g_k(D_k) = 1/Λ; the objective is minimised along that path (a grid, then golden
+        section), which finds the global optimum even where the objective is not convex.
+        """
+        m, pol = self.cfg.model, self.cfg.policy
+        sigma, mu, floor = m.compromise_share, m.decisiveness, m.defence_floor
+        n_labs = attempts.shape[0]
+        z = strength * a_lab[None, :]  # N x 3 attack strength the lab expects
+        # Defence grid (per lab and channel): y from d0 to far beyond any sensible level.
+        lo = max(floor, 1e-9)
+        hi = max(1e3 * (z.max() + 1.0), 10.0 * investable.max() / max(m.defence_decay, 1e-3))
+        ys = np.geomspace(lo, hi, 400)
+        pg = kn.contest_probability(z[:, :, None], ys[None, None, :], mu)  # N x 3 x G
+        g = (
+            attempts[:, :, None]
+            * sigma
+            * mu
+            * pg
+            * (1.0 - pg)
+            / (ys[None, None, :] * np.maximum(1.0 - sigma * pg, 1e-15))
+        )
+
+        # On the branch beyond its peak g falls with y; the optimum is there (second-order
+        # condition), so D(Λ) inverts g on that branch: count the grid points past the peak
+        # where g ≥ 1/Λ, then interpolate in logs between that point and the next.
+        with np.errstate(divide="ignore"):
+            log_g = np.log(g)
+        peak = g.argmax(axis=2)
+        past_peak = np.arange(ys.size)[None, None, :] >= peak[:, :, None]
+        log_g = np.where(past_peak, log_g, np.inf)  # before the peak: never the answer
+        log_y = np.log(ys)
+        top = np.take_along_axis(log_g, peak[:, :, None], axis=2)[:, :, 0]  # N x 3
+
+        def path(lam_: Float) -> Float:
+            """D(Λ) per lab (rows of lam_) and channel: the largest y with g(y) ≥ 1/Λ."""
+            need = -np.log(lam_)[:, :, None, None]  # N x L x 1 x 1
+            count = (log_g[:, None, :, :] >= need).sum(axis=3)  # N x L x 3
+            j = np.clip(count - 1, 0, ys.size - 2)
+            lg = log_g[:, None, :, :]
+            g0 = np.take_along_axis(np.broadcast_to(lg, count.shape + (ys.size,)), j[..., None], 3)[
+                ..., 0
+            ]
+            g1 = np.take_along_axis(
+                np.broadcast_to(lg, count.shape + (ys.size,)), (j + 1)[..., None], 3
+            )[..., 0]
+            n = need[..., 0]
+            with np.errstate(invalid="ignore"):
+                frac = np.clip(np.where(g1 < g0, (g0 - n) / (g0 - g1), 0.0), 0.0, 1.0)
+            y = np.exp(log_y[j] + frac * (log_y[j + 1] - log_y[j]))
+            defended = (n <= top[:, None, :]) & np.isfinite(top[:, None, :])
+            return np.where(defended, np.maximum(y - floor, 0.0), 0.0)
+
+        def objective(d: Float) -> Float:
+            pp = kn.contest_probability(z[:, None, :], d + floor, mu)
+            logs = attempts[:, None, :] * np.log1p(-np.minimum(sigma * pp, 1.0 - 1e-15))
+            return stake[:, None] * -np.expm1(logs.sum(axis=2)) + d.sum(axis=2)
+
+        grid = np.geomspace(1e-10, 1.0, 61)[None, :] * np.maximum(stake, 1e-300)[:, None]
+        d = path(grid)  # N x L x 3
+        total = m.defence_decay * d.sum(axis=2)
+        feasible = (total <= investable[:, None] * (1 + 1e-9)) & (
+            total >= pol.defence_mandate * investable[:, None] * (1 - 1e-9)
+        )
+        values = np.where(feasible, objective(d), np.inf)
+        best = np.argmin(values, axis=1)
+        rows = np.arange(n_labs)
+        out = d[rows, best]
+        none_feasible = ~np.isfinite(values[rows, best])
+        if none_feasible.any():
+            # the budget (or mandate) binds along the whole path: spend exactly at the bound
+            for i in np.flatnonzero(none_feasible):
+                out[i] = _at_total(d[i], total[i], investable[i], pol.defence_mandate)
+        else:
+            # refine between the neighbours of the best grid point (golden section in log Λ)
+            lo_i = np.log(grid[rows, np.maximum(best - 1, 0)])
+            hi_i = np.log(grid[rows, np.minimum(best + 1, grid.shape[1] - 1)])
+            for _ in range(12):
+                a1 = hi_i - _GOLDEN * (hi_i - lo_i)
+                a2 = lo_i + _GOLDEN * (hi_i - lo_i)
+                d1, d2 = path(np.exp(a1)[:, None]), path(np.exp(a2)[:, None])
+                v1 = np.where(_feasible(d1, investable, m, pol), objective(d1), np.inf)[:, 0]
+                v2 = np.where(_feasible(d2, investable, m, pol), objective(d2), np.inf)[:, 0]
+                left = v1 <= v2
+                hi_i = np.where(left, a2, hi_i)
+                lo_i = np.where(left, lo_i, a1)
+            cand = path(np.exp(0.5 * (lo_i + hi_i))[:, None])
+            vc = np.where(_feasible(cand, investable, m, pol), objective(cand), np.inf)[:, 0]
+            better = vc <= values[rows, best]
+            out = np.where(better[:, None], cand[:, 0], out)
+        # Unattacked channels need no defence: the path gives 0 there already.
+        return out
+
+
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def _feasible(d: Float, investable: Float, m: Any, pol: Any) -> Float:
+    total = m.defence_decay * d.sum(axis=2)
+    return (total <= investable[:, None] * (1 + 1e-9)) & (
+        total >= pol.defence_mandate * investable[:, None] * (1 - 1e-9)
+    )
+
+
+def _at_total(path_d: Float, total: Float, investable: float, mandate: float) -> Float:
+    """The point of a lab's path whose spending is nearest the binding bound."""
+    goal = investable if total.min() > investable else mandate * investable
+    j = int(np.argmin(np.abs(total - goal)))
+    scale = goal / total[j] if total[j] > 0 else 0.0
+    return path_d[j] * scale
+
+
+def _within_channel(target: Float) -> Float:
+    """P(lab i | channel k) from P(lab i, channel k)."""
+    pk = target.sum(axis=1, keepdims=True)
+    return np.divide(target, pk, out=np.zeros_like(target), where=pk > 0)
+
+
+def _rel(new: Float, old: Float) -> float:
+    new, old = np.asarray(new, dtype=float), np.asarray(old, dtype=float)
+    if new.size == 0:
+        return 0.0
+    return float(np.max(np.abs(new - old) / np.maximum(np.abs(old), 1.0)))
+
+
+def _lognormal_nodes(mean: float, sd_log: float, n: int) -> tuple[Float, Float]:
+    """Gauss–Hermite nodes and weights of a mean-preserving lognormal (probabilists' form)."""
+    if sd_log == 0.0 or n <= 1:
+        return np.array([float(mean)]), np.array([1.0])
+    z, wz = np.polynomial.hermite_e.hermegauss(n)
+    wz = wz / wz.sum()
+    return np.exp(np.log(mean) - 0.5 * sd_log**2 + sd_log * z), wz
+
+
+# ---------------------------------------------------------------------------------------------
+# Curves, decomposition, thresholds
+# ---------------------------------------------------------------------------------------------
+
+
+def decompose(q1: float, n1: dict, q2: float, n2: dict) -> dict[str, float]:
+    """Split the secant slope of N between two levels into 1 − deeper − easier, exactly.
+
+    With N = q − Φ X and X = q (1 + c): Φ₂X₂ − Φ₁X₁ = Φ̄ ΔX + X̄ ΔΦ (midpoint means), so
+    (N₂ − N₁)/Δq = 1 − Φ̄ ΔX/Δq − X̄ ΔΦ/Δq. *deeper* is the first term (compromised use is
+    inverted more deeply), *easier* the second (attacks compromise more). ``n1``/``n2`` carry
+    ``Phi`` and ``clarity`` at each level.
+    """
+    dq = q2 - q1
+    x1, x2 = q1 * (1.0 + n1["clarity"]), q2 * (1.0 + n2["clarity"])
+    phi_bar = 0.5 * (n1["Phi"] + n2["Phi"])
+    x_bar = 0.5 * (x1 + x2)
+    deeper = phi_bar * (x2 - x1) / dq
+    easier = x_bar * (n2["Phi"] - n1["Phi"]) / dq
+    return {"slope": 1.0 - deeper - easier, "deeper": deeper, "easier": easier}
+
+
+@dataclass
+class MarketCurve:
+    """The market theory averaged over structures (open-weights draws) at each level."""
+
+    theory: MarketTheory
+    structures: list[MarketStructure]
+
+    def level(self, q: float, coupling: float | None = None) -> dict[str, float]:
+        states = [self.theory.solve(q, s, coupling=coupling) for s in self.structures]
+        phi = float(np.mean([s.Phi for s in states]))
+        top = states[0].reach.argmax()
+        return {
+            "q": float(q),
+            "clarity": states[0].clarity,
+            "Phi": phi,
+            "N": float(np.mean([s.net_alignment for s in states])),
+            "top_lab_phi": float(np.mean([s.phi[top] for s in states])),
+            "top_lab_attack_share": float(
+                np.mean([s.attempts[top].sum() / max(s.attempts.sum(), 1e-300) for s in states])
+            ),
+            "attempts": float(np.mean([s.attempts.sum() for s in states])),
+            "converged": bool(all(s.converged for s in states)),
+            "residual": float(max(s.residual for s in states)),
+        }
+
+    def secant(self, coupling: float | None = None, levels=SECANT) -> dict[str, float]:
+        lo, hi = (self.level(q, coupling) for q in levels)
+        out = decompose(levels[0], lo, levels[1], hi)
+        out.update(N_lo=lo["N"], N_hi=hi["N"], converged=lo["converged"] and hi["converged"])
+        return out
+
+    def table(self, levels) -> pd.DataFrame:
+        """One row per level: N, Φ and the local decomposition of dN/dq (centred differences)."""
+        rows = pd.DataFrame([self.level(q) for q in levels])
+        q = rows["q"].to_numpy()
+        x = q * (1.0 + rows["clarity"].to_numpy())
+        phi = rows["Phi"].to_numpy()
+        if q.size >= 2:
+            dx, dphi = np.gradient(x, q), np.gradient(phi, q)
+        else:
+            dx = dphi = np.full(q.size, np.nan)
+        rows["deeper"] = phi * dx
+        rows["easier"] = x * dphi
+        rows["dN_dq"] = 1.0 - rows["deeper"] - rows["easier"]
+        return rows
+
+
+def optimum(table: pd.DataFrame) -> float | None:
+    """q* of a curve table: the level of highest N if it is interior, else None."""
+    i = int(table["N"].to_numpy().argmax())
+    return float(table["q"].iloc[i]) if 0 < i < len(table) - 1 else None
+
+
+def kappa_threshold(
+    curve: MarketCurve, *, levels=SECANT, scan: int = 11, tol: float = 0.01
+) -> float | None:
+    """Secant κ*: the smallest κ in [0, 1] with a negative secant slope over ``levels``.
+
+    Scans κ on ``scan`` points, then bisects the first sign change to ``tol``. None when the
+    slope is positive at every scanned κ.
+    """
+    ks = np.linspace(0.0, 1.0, scan)
+    slopes = [curve.secant(k, levels)["slope"] for k in ks]
+    neg = [i for i, s in enumerate(slopes) if s < 0]
+    if not neg:
+        return None
+    i = neg[0]
+    if i == 0:
+        return 0.0
+    lo, hi = ks[i - 1], ks[i]
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if curve.secant(mid, levels)["slope"] < 0:
+            hi = mid
+        else:
+            lo = mid
+    return float(0.5 * (lo + hi))
+
+
+def local_kappa_threshold(
+    curve: MarketCurve, levels, *, scan: int = 11, tol: float = 0.01
+) -> float | None:
+    """Local κ*: the smallest κ at which dN/dq < 0 somewhere on ``levels``."""
+
+    def min_slope(k: float) -> float:
+        theory = curve.theory
+        cfg = replace(theory.cfg, model=replace(theory.cfg.model, coupling=float(k)))
+        shifted = MarketCurve(_rebuild(theory, cfg), curve.structures)
+        return float(shifted.table(levels)["dN_dq"].min())
+
+    ks = np.linspace(0.0, 1.0, scan)
+    vals = [min_slope(k) for k in ks]
+    neg = [i for i, v in enumerate(vals) if v < 0]
+    if not neg:
+        return None
+    i = neg[0]
+    if i == 0:
+        return 0.0
+    lo, hi = ks[i - 1], ks[i]
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if min_slope(mid) < 0:
+            hi = mid
+        else:
+            lo = mid
+    return float(0.5 * (lo + hi))
+
+
+def _rebuild(theory: MarketTheory, cfg: Config) -> MarketTheory:
+    return MarketTheory(cfg, budget_nodes=theory.budget_nodes.size)
