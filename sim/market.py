@@ -295,7 +295,7 @@ class MarketTheory:
                 new_effort = effort
             # knowledge: publication, decay, learning from success, mean-field diffusion
             success_ch = u[:, None] * np.einsum("tik,tik->tk", target, p)
-            new_knowledge = self._knowledge(k_pub, success_ch, weights)
+            new_knowledge = self._knowledge(knowledge, success_ch, weights, c)
             # Roth–Erev channel propensities at their stationary ratio
             if rule == "roth_erev":
                 reward = np.einsum("tik,tik,i->tk", _within_channel(target), p, prize)
@@ -335,7 +335,7 @@ class MarketTheory:
             ]
             residual = max(changes)
             if DEBUG and it % 50 == 0:
-                print(it, step, [f'{c:.1e}' for c in changes])
+                print(it, step, [f"{c:.1e}" for c in changes])
             # shrink the step when the iteration overshoots, let it grow back when it settles
             step = max(step * 0.5, 0.01) if residual > 1.3 * last else min(step * 1.1, 0.5)
             last = residual
@@ -407,33 +407,60 @@ class MarketTheory:
         ex = np.exp(flat - top)
         return (ex / ex.sum(axis=1, keepdims=True)).reshape(logits.shape)
 
-    def _knowledge(self, k_pub: Float, success_ch: Float, weights: Float) -> Float:
-        """End-of-step knowledge after decay, learning from success and diffusion.
+    def _knowledge(self, knowledge: Float, success_ch: Float, weights: Float, c: float) -> Float:
+        """Stationary end-of-step knowledge for the given per-step success chances.
 
-        Diffusion is taken in the mean field of the network: a neighbour is of type t' with
-        probability equal to its weight, and K moves η_diff × E[max(0, K_t' − K_t)] (zero for
-        identical adversaries, positive otherwise).
+        One step publishes (K ← K + π max(0, c̄ − K)), decays (× (1 − δ_K)), learns from success
+        (+ η_K (1 − K) per success) and diffuses. Without diffusion the stationary point is in
+        closed form; diffusion is taken in the mean field of the network (a neighbour is of
+        type t' with probability equal to its weight, and K moves η_diff × E[max(0, K_t' − K_t)]:
+        zero for identical adversaries, positive otherwise), iterated from the closed form.
         """
-        m = self.cfg.model
-        kept = (1.0 - m.knowledge_decay) * k_pub
-        learned = kept + m.knowledge_gain * (1.0 - kept) * np.minimum(success_ch, 1.0)
-        if m.diffusion_rate == 0 or m.network.topology == "none":
-            return learned
-        gap = np.maximum(learned[None, :, :] - learned[:, None, :], 0.0)  # t, t', k
-        pull = np.einsum("u,tuk->tk", weights, gap)
-        return learned + m.diffusion_rate * pull
+        m, pol = self.cfg.model, self.cfg.policy
+        s = np.minimum(success_ch, 1.0)
+        a = (1.0 - m.knowledge_decay) * (1.0 - m.knowledge_gain * s)
+        gain = m.knowledge_gain * s
+        pi = pol.publication_rate
+        below = (a * pi * c + gain) / np.maximum(1.0 - a * (1.0 - pi), 1e-12)
+        above = gain / np.maximum(1.0 - a, 1e-12)
+        k = np.where(below < c, below, np.maximum(above, c))
+        k = np.clip(k, 0.0, 1.0)
+        if m.diffusion_rate == 0 or m.network.topology == "none" or weights.size < 2:
+            return k
+        k = np.maximum(k, knowledge)  # diffusion only raises knowledge: warm start from above
+        for _ in range(30):
+            k_pub = k + pi * np.maximum(c - k, 0.0)
+            learned = a * k_pub + gain
+            gap = np.maximum(learned[None, :, :] - learned[:, None, :], 0.0)  # t, t', k
+            k = learned + m.diffusion_rate * np.einsum("u,tuk->tk", weights, gap)
+        return k
 
     def _roth_erev(self, probs: Float, reward: Float, access: Float) -> Float:
-        """Stationary ratio of Roth–Erev propensities: E[R_k] ∝ E[reinforcement of k]."""
-        acfg = self.cfg.learning.adversary
-        eps = acfg.experimentation
-        g = probs * reward  # expected reward earned through channel k per attempt
-        total = g.sum(axis=1, keepdims=True)
-        r = (1.0 - eps) * g + (eps / 2.0) * (total - g)
-        ok = access.max(axis=1) > 0
-        r = r * ok
-        s = r.sum(axis=1, keepdims=True)
-        return np.where(s > 0, r / np.maximum(s, 1e-300), probs)
+        """Stationary channel probabilities of Roth–Erev reinforcement.
+
+        The expected reinforcement of channel k is r_k = (1 − 3ε/2) g_k P_k + (ε/2) Σ_l g_l P_l
+        (the chosen channel gets (1 − ε) of the reward, each other ε/2), with g_k the expected
+        reward of an attempt through k. Stationary propensities are proportional to r, so P is
+        the Perron vector of M = diag(ok) ((1 − 3ε/2) diag(g) + (ε/2) 1 gᵀ) over the channels
+        the type can reach.
+        """
+        eps = self.cfg.learning.adversary.experimentation
+        ok = (access.max(axis=1) > 0).astype(float)  # T x 3
+        n_types = reward.shape[0]
+        mat = (1.0 - 1.5 * eps) * reward[:, :, None] * np.eye(3)[None, :, :] + (eps / 2.0) * (
+            np.ones((3, 1))[None, :, :] * reward[:, None, :]
+        )
+        mat = ok[:, :, None] * mat
+        out = probs.copy()
+        vals, vecs = np.linalg.eig(mat)
+        for t in range(n_types):
+            if not reward[t].any():
+                continue
+            j = int(np.argmax(vals[t].real))
+            v = np.abs(vecs[t][:, j].real) * ok[t]
+            if v.sum() > 0:
+                out[t] = v / v.sum()
+        return out
 
     def _lab_defence(self, attempts, strength, a_lab, stake, investable) -> Float:
         """Each lab's stationary best-response defence (docs/theory.md §4.3).
@@ -450,6 +477,66 @@ class MarketTheory:
         sigma, mu, floor = m.compromise_share, m.decisiveness, m.defence_floor
         n_labs = attempts.shape[0]
         z = strength * a_lab[None, :]  # N x 3 attack strength the lab expects
+        if mu == 1.0:
+            # Closed form: with p = z / (z + Y), g(Y) = n σ z / ((Y + z)(Y + (1 − σ) z)) falls
+            # in Y, and g(Y) = 1/Λ is a quadratic whose positive root is the path.
+            nsz = attempts * sigma * z
+
+            def path(lam_: Float) -> Float:
+                """D(Λ) per lab (rows of lam_) and channel."""
+                zz, c1 = z[:, None, :], nsz[:, None, :]
+                disc = (zz * sigma) ** 2 + 4.0 * lam_[:, :, None] * c1
+                y = 0.5 * (-zz * (2.0 - sigma) + np.sqrt(disc))
+                return np.where(c1 > 0, np.maximum(y - floor, 0.0), 0.0)
+
+        else:
+            path = self._path_tabulated(attempts, z, investable)
+
+        def objective(d: Float) -> Float:
+            pp = kn.contest_probability(z[:, None, :], d + floor, mu)
+            logs = attempts[:, None, :] * np.log1p(-np.minimum(sigma * pp, 1.0 - 1e-15))
+            return stake[:, None] * -np.expm1(logs.sum(axis=2)) + d.sum(axis=2)
+
+        grid = np.geomspace(1e-10, 1.0, 61)[None, :] * np.maximum(stake, 1e-300)[:, None]
+        d = path(grid)  # N x L x 3
+        total = m.defence_decay * d.sum(axis=2)
+        feasible = (total <= investable[:, None] * (1 + 1e-9)) & (
+            total >= pol.defence_mandate * investable[:, None] * (1 - 1e-9)
+        )
+        values = np.where(feasible, objective(d), np.inf)
+        best = np.argmin(values, axis=1)
+        rows = np.arange(n_labs)
+        out = d[rows, best]
+        none_feasible = ~np.isfinite(values[rows, best])
+        if none_feasible.any():
+            # the budget (or mandate) binds along the whole path: spend exactly at the bound
+            for i in np.flatnonzero(none_feasible):
+                out[i] = _at_total(d[i], total[i], investable[i], pol.defence_mandate)
+        else:
+            # refine between the neighbours of the best grid point (golden section in log Λ)
+            lo_i = np.log(grid[rows, np.maximum(best - 1, 0)])
+            hi_i = np.log(grid[rows, np.minimum(best + 1, grid.shape[1] - 1)])
+            for _ in range(12):
+                a1 = hi_i - _GOLDEN * (hi_i - lo_i)
+                a2 = lo_i + _GOLDEN * (hi_i - lo_i)
+                d1, d2 = path(np.exp(a1)[:, None]), path(np.exp(a2)[:, None])
+                v1 = np.where(_feasible(d1, investable, m, pol), objective(d1), np.inf)[:, 0]
+                v2 = np.where(_feasible(d2, investable, m, pol), objective(d2), np.inf)[:, 0]
+                left = v1 <= v2
+                hi_i = np.where(left, a2, hi_i)
+                lo_i = np.where(left, lo_i, a1)
+            cand = path(np.exp(0.5 * (lo_i + hi_i))[:, None])
+            vc = np.where(_feasible(cand, investable, m, pol), objective(cand), np.inf)[:, 0]
+            better = vc <= values[rows, best]
+            out = np.where(better[:, None], cand[:, 0], out)
+        # Unattacked channels need no defence: the path gives 0 there already.
+        return out
+
+    def _path_tabulated(self, attempts: Float, z: Float, investable: Float):
+        """D(Λ) for μ ≠ 1, where g need not fall everywhere: tabulated on a defence grid."""
+        m = self.cfg.model
+        sigma, mu, floor = m.compromise_share, m.decisiveness, m.defence_floor
+        n_labs = attempts.shape[0]
         # Defence grid (per lab and channel): y from d0 to far beyond any sensible level.
         lo = max(floor, 1e-9)
         hi = max(1e3 * (z.max() + 1.0), 10.0 * investable.max() / max(m.defence_decay, 1e-3))
@@ -494,45 +581,7 @@ class MarketTheory:
             defended = (n <= top[:, None, :]) & np.isfinite(top[:, None, :])
             return np.where(defended, np.maximum(y - floor, 0.0), 0.0)
 
-        def objective(d: Float) -> Float:
-            pp = kn.contest_probability(z[:, None, :], d + floor, mu)
-            logs = attempts[:, None, :] * np.log1p(-np.minimum(sigma * pp, 1.0 - 1e-15))
-            return stake[:, None] * -np.expm1(logs.sum(axis=2)) + d.sum(axis=2)
-
-        grid = np.geomspace(1e-10, 1.0, 61)[None, :] * np.maximum(stake, 1e-300)[:, None]
-        d = path(grid)  # N x L x 3
-        total = m.defence_decay * d.sum(axis=2)
-        feasible = (total <= investable[:, None] * (1 + 1e-9)) & (
-            total >= pol.defence_mandate * investable[:, None] * (1 - 1e-9)
-        )
-        values = np.where(feasible, objective(d), np.inf)
-        best = np.argmin(values, axis=1)
-        rows = np.arange(n_labs)
-        out = d[rows, best]
-        none_feasible = ~np.isfinite(values[rows, best])
-        if none_feasible.any():
-            # the budget (or mandate) binds along the whole path: spend exactly at the bound
-            for i in np.flatnonzero(none_feasible):
-                out[i] = _at_total(d[i], total[i], investable[i], pol.defence_mandate)
-        else:
-            # refine between the neighbours of the best grid point (golden section in log Λ)
-            lo_i = np.log(grid[rows, np.maximum(best - 1, 0)])
-            hi_i = np.log(grid[rows, np.minimum(best + 1, grid.shape[1] - 1)])
-            for _ in range(12):
-                a1 = hi_i - _GOLDEN * (hi_i - lo_i)
-                a2 = lo_i + _GOLDEN * (hi_i - lo_i)
-                d1, d2 = path(np.exp(a1)[:, None]), path(np.exp(a2)[:, None])
-                v1 = np.where(_feasible(d1, investable, m, pol), objective(d1), np.inf)[:, 0]
-                v2 = np.where(_feasible(d2, investable, m, pol), objective(d2), np.inf)[:, 0]
-                left = v1 <= v2
-                hi_i = np.where(left, a2, hi_i)
-                lo_i = np.where(left, lo_i, a1)
-            cand = path(np.exp(0.5 * (lo_i + hi_i))[:, None])
-            vc = np.where(_feasible(cand, investable, m, pol), objective(cand), np.inf)[:, 0]
-            better = vc <= values[rows, best]
-            out = np.where(better[:, None], cand[:, 0], out)
-        # Unattacked channels need no defence: the path gives 0 there already.
-        return out
+        return path
 
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
