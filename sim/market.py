@@ -56,6 +56,9 @@ Float = np.ndarray
 #: The alignment levels whose secant slope the regime map, the validation and `theory.json`
 #: report: the top of the alignment range, where the paradox shows first.
 SECANT = (0.75, 0.95)
+
+#: Steps of expected dynamics run from the initial state before the fixed-point iteration.
+WARMUP = 150
 DEBUG = False
 
 
@@ -122,6 +125,34 @@ class MarketState:
         )
 
 
+@dataclass
+class _Context:
+    """What stays fixed while the market settles at one level q."""
+
+    q: float
+    c: float
+    a_lab: Float
+    stake: Float
+    prize: Float
+    investable: Float
+    budgets: Float
+    weights: Float
+    access: Float
+    active: float
+
+
+@dataclass
+class _Vars:
+    """The market's moving parts: per type effort, knowledge, channel probabilities; per lab
+    compromised share and defence."""
+
+    effort: Float
+    knowledge: Float
+    probs: Float
+    phi: Float
+    defence: Float
+
+
 def coverage(cfg: Config) -> list[str]:
     """Reasons the market theory does not describe ``cfg`` (empty when it does)."""
     m, pol, learn = cfg.model, cfg.policy, cfg.learning
@@ -180,12 +211,15 @@ class MarketTheory:
             open_w[:] = n_open / n
         return MarketStructure(open_weights=open_w)
 
-    def draw_structures(self, rng: np.random.Generator, draws: int, horizon: int) -> list:
+    def draw_structures(
+        self, rng: np.random.Generator, draws: int, start: int, stop: int
+    ) -> list[MarketStructure]:
         """Open-weights sets as a run would have them: the configured selection, then leaks.
 
-        Each draw picks the initial open labs as the model does, and a time t uniform in
-        [1, horizon]; each closed lab has leaked by then with probability 1 − (1 − ℓ)^t. The
-        theory averaged over draws is the quasi-static expectation over the run's window.
+        Each draw picks the initial open labs as the model does (at random, or by reach) and
+        adds the leaks of a time drawn uniformly in the averaging window [start, stop]
+        (:meth:`with_leaks`). The theory averaged over the draws is the quasi-static
+        expectation over the window.
         """
         m, pol = self.cfg.model, self.cfg.policy
         n = m.n_labs
@@ -199,15 +233,21 @@ class MarketTheory:
                 open_w[n - n_open :] = True
             else:
                 open_w[rng.choice(n, size=n_open, replace=False)] = True
-            out.append(MarketStructure(open_weights=self.with_leaks(open_w, rng, horizon)))
+            out.append(MarketStructure(open_weights=self.with_leaks(open_w, rng, start, stop)))
         return out
 
-    def with_leaks(self, open_w: np.ndarray, rng: np.random.Generator, horizon: int) -> np.ndarray:
-        """``open_w`` after leaks by a time drawn uniformly in [1, horizon]."""
+    def with_leaks(
+        self, open_w: np.ndarray, rng: np.random.Generator, start: int, stop: int
+    ) -> np.ndarray:
+        """``open_w`` after the leaks of a time drawn uniformly in [start, stop].
+
+        A closed lab has leaked by step t with probability 1 − (1 − ℓ)^t; averaging the theory
+        over such draws gives the expectation over the window a run averages over.
+        """
         leak = self.cfg.policy.leak_probability
-        if leak <= 0 or horizon <= 0:
+        if leak <= 0 or stop <= 0:
             return open_w.astype(float)
-        t = rng.integers(1, horizon + 1)
+        t = rng.integers(max(start, 1), max(stop, 1) + 1)
         leaked = rng.random(open_w.size) < 1.0 - (1.0 - leak) ** t
         return (open_w.astype(bool) | leaked).astype(float)
 
@@ -221,8 +261,16 @@ class MarketTheory:
         coupling: float | None = None,
         max_iter: int = 3000,
         tol: float = 1e-5,
+        warmup: int = WARMUP,
     ) -> MarketState:
-        """The stationary state at alignment level q (every lab's q held there)."""
+        """The stationary state at alignment level q (every lab's q held there).
+
+        The market can have more than one stationary state (e.g. a top lab that defends and
+        diverts attackers to an open rival, or one that gives up and is saturated). To land in
+        the one the simulation reaches, the expected dynamics are first run for ``warmup`` steps
+        from the simulation's initial state (:meth:`_transient`); the fixed-point iteration then
+        polishes the state it arrives at.
+        """
         m, pol = self.cfg.model, self.cfg.policy
         acfg, lcfg = self.cfg.learning.adversary, self.cfg.learning.lab
         structure = structure or self.expected_structure()
@@ -257,81 +305,53 @@ class MarketTheory:
         access[:, :, 2] = 1.0
 
         rule = acfg.rule
-        best_respond = rule in ("best_response", "roth_erev")
-        effort = acfg.effort_share * budgets
+        ctx = _Context(
+            q=q, c=c, a_lab=a_lab, stake=stake, prize=m.attacker_value * w * damage,
+            investable=investable, budgets=budgets, weights=weights, access=access,
+            active=1.0 / (1.0 + pol.detection_probability * pol.deterrence_steps)
+            if pol.deterrence_steps > 0 else 1.0,
+        )  # fmt: skip
         k0 = np.array([getattr(m.channels, k).initial_knowledge for k in CHANNELS])
-        knowledge = np.tile(k0, (n_types, 1))  # end-of-step knowledge
-        probs_ch = np.full((n_types, 3), 1.0 / 3.0)
-        defence = self._initial_defence(investable)
-        phi = np.zeros(n_labs)
-        deterrence = pol.detection_probability * pol.deterrence_steps
-        active = 1.0 / (1.0 + deterrence) if pol.deterrence_steps > 0 else 1.0
-        lam = acfg.rationality
+        x = _Vars(
+            effort=acfg.effort_share * budgets,
+            knowledge=np.tile(k0, (n_types, 1)),  # end-of-step knowledge
+            probs=np.full((n_types, 3), 1.0 / 3.0),
+            phi=np.zeros(n_labs),
+            defence=np.full((n_labs, 3), m.initial_defence),
+        )
+        if warmup > 0:
+            x = self._transient(ctx, x, warmup)
+        if lcfg.rule == "fixed":
+            x.defence = self._initial_defence(investable)
         converged, residual, it = False, np.inf, 0
         step, last = 0.5, np.inf
         lab_target = None
         for it in range(1, max_iter + 1):
-            k_pub = knowledge + pol.publication_rate * np.maximum(c - knowledge, 0.0)
-            prize = m.attacker_value * w * damage
-            if self.congestion:
-                prize = prize * (1.0 - phi)
-            y = defence + m.defence_floor  # N x 3
-            z = k_pub[:, None, :] * a_lab[None, None, :] * effort[:, None, None]  # T x N x 3
-            p = kn.contest_probability(z, y[None, :, :], m.decisiveness)
-            target = self._targeting(p, prize, effort, access, probs_ch, lam, rule)  # T x N x 3
-            attacking = effort > 0
-            u = np.where(attacking, active, 0.0)
-            # effort: the capped best response, averaged over the targets chosen
-            if best_respond:
-                eff = np.broadcast_to(k_pub[:, None, :] * a_lab[None, None, :], p.shape)
-                br = self.best_response.effort(
-                    np.broadcast_to(prize[None, :, None], eff.shape),
-                    eff,
-                    np.broadcast_to(y[None, :, :], eff.shape),
-                    np.broadcast_to(budgets[:, None, None], p.shape),
-                )
-                new_effort = np.einsum("tik,tik->t", target, br)
-            else:
-                new_effort = effort
-            # knowledge: publication, decay, learning from success, mean-field diffusion
-            success_ch = u[:, None] * np.einsum("tik,tik->tk", target, p)
-            new_knowledge = self._knowledge(knowledge, success_ch, weights, c)
-            # Roth–Erev channel propensities at their stationary ratio
+            v = self._evaluate(ctx, x)
+            new_effort = v["br_effort"] if rule in ("best_response", "roth_erev") else x.effort
+            new_knowledge = self._knowledge(x.knowledge, v["success_ch"], weights, c)
             if rule == "roth_erev":
-                reward = np.einsum("tik,tik,i->tk", _within_channel(target), p, prize)
-                new_probs = self._roth_erev(probs_ch, reward, access)
+                new_probs = self._roth_erev(x.probs, v["reward"], access)
             else:
-                new_probs = probs_ch
-            # what the labs face
-            flow = self.cfg.model.n_adversaries * weights * u  # attempting mass per type
-            attempts = np.einsum("t,tik->ik", flow, target)
-            strength_sum = np.einsum("t,tik,tk->ik", flow * effort, target, k_pub)
-            strength = np.divide(
-                strength_sum, attempts, out=np.zeros_like(attempts), where=attempts > 0
-            )
-            hit = np.einsum("tik,tik->ti", target, p)  # per-attempt success chance on lab i
-            log_surv = (self.cfg.model.n_adversaries * weights)[:, None] * np.log1p(
-                -np.minimum(u[:, None] * m.compromise_share * hit, 1.0 - 1e-15)
-            )
-            fresh = -np.expm1(log_surv.sum(axis=0))
+                new_probs = x.probs
             rho = m.compromise_persistence
-            new_phi = fresh / (1.0 - rho + rho * fresh)
+            new_phi = v["fresh"] / (1.0 - rho + rho * v["fresh"])
             # The labs' best response is the costly part; between full evaluations the last
             # target is kept (the fixed point is the same: convergence is only declared on an
             # iteration that evaluated it).
             fresh_target = lcfg.rule == "best_response" and (it <= 40 or it % 4 == 0)
             if fresh_target:
                 lab_target = self._lab_defence(
-                    attempts, strength, a_lab, stake * (1.0 - rho * new_phi), investable
+                    v["attempts"], v["strength"], a_lab, stake * (1.0 - rho * new_phi), investable
                 )
-            new_defence = defence if lab_target is None else lab_target
+            new_defence = x.defence if lab_target is None else lab_target
             # damped update (the averaging of fictitious play)
             changes = [
-                _rel(new_effort, effort),
-                _rel(new_knowledge, knowledge),
-                _rel(new_probs, probs_ch),
-                _rel(new_phi, phi),
-                _rel(new_defence, defence),
+                _rel(new_effort, x.effort),
+                _rel(new_knowledge, x.knowledge),
+                _rel(new_probs, x.probs),
+                _rel(new_phi, x.phi),
+                _rel(new_defence, x.defence),
             ]
             residual = max(changes)
             if DEBUG and it % 50 == 0:
@@ -339,14 +359,19 @@ class MarketTheory:
             # shrink the step when the iteration overshoots, let it grow back when it settles
             step = max(step * 0.5, 0.01) if residual > 1.3 * last else min(step * 1.1, 0.5)
             last = residual
-            effort = effort + step * (new_effort - effort)
-            knowledge = knowledge + step * (new_knowledge - knowledge)
-            probs_ch = probs_ch + step * (new_probs - probs_ch)
-            phi = phi + step * (new_phi - phi)
-            defence = defence + step * (new_defence - defence)
+            x.effort = x.effort + step * (new_effort - x.effort)
+            x.knowledge = x.knowledge + step * (new_knowledge - x.knowledge)
+            x.probs = x.probs + step * (new_probs - x.probs)
+            x.phi = x.phi + step * (new_phi - x.phi)
+            x.defence = x.defence + step * (new_defence - x.defence)
             if residual < tol and (fresh_target or lcfg.rule != "best_response"):
                 converged = True
                 break
+        v = self._evaluate(ctx, x)
+        effort, knowledge, probs_ch, phi, defence = x.effort, x.knowledge, x.probs, x.phi, x.defence
+        attempts, strength, p, target, u = (
+            v["attempts"], v["strength"], v["p"], v["target"], v["u"]
+        )  # fmt: skip
         success = np.divide(
             np.einsum("t,tik,tik->ik", self.cfg.model.n_adversaries * weights * u, target, p),
             attempts,
@@ -370,6 +395,103 @@ class MarketTheory:
             iterations=it,
             residual=float(residual),
         )
+
+    def _evaluate(self, ctx: _Context, x: _Vars) -> dict[str, Float]:
+        """Targeting, contests and what the labs face, at the current variables."""
+        m, pol, acfg = self.cfg.model, self.cfg.policy, self.cfg.learning.adversary
+        k_pub = x.knowledge + pol.publication_rate * np.maximum(ctx.c - x.knowledge, 0.0)
+        prize = ctx.prize * (1.0 - x.phi) if self.congestion else ctx.prize
+        y = x.defence + m.defence_floor  # N x 3
+        z = k_pub[:, None, :] * ctx.a_lab[None, None, :] * x.effort[:, None, None]  # T x N x 3
+        p = kn.contest_probability(z, y[None, :, :], m.decisiveness)
+        target = self._targeting(p, prize, x.effort, ctx.access, x.probs, acfg.rationality,
+                                 acfg.rule)  # fmt: skip
+        u = np.where(x.effort > 0, ctx.active, 0.0)
+        out = {"k_pub": k_pub, "p": p, "target": target, "u": u, "prize": prize}
+        if acfg.rule in ("best_response", "roth_erev"):
+            # the capped best response, averaged over the targets chosen
+            eff = np.broadcast_to(k_pub[:, None, :] * ctx.a_lab[None, None, :], p.shape)
+            br = self.best_response.effort(
+                np.broadcast_to(prize[None, :, None], p.shape),
+                eff,
+                np.broadcast_to(y[None, :, :], p.shape),
+                np.broadcast_to(ctx.budgets[:, None, None], p.shape),
+            )
+            out["br_effort"] = np.einsum("tik,tik->t", target, br)
+        out["success_ch"] = u[:, None] * np.einsum("tik,tik->tk", target, p)
+        if acfg.rule == "roth_erev":
+            out["reward"] = np.einsum("tik,tik,i->tk", _within_channel(target), p, prize)
+        n_adv = m.n_adversaries
+        flow = n_adv * ctx.weights * u  # attempting mass per type
+        attempts = np.einsum("t,tik->ik", flow, target)
+        strength_sum = np.einsum("t,tik,tk->ik", flow * x.effort, target, k_pub)
+        out["attempts"] = attempts
+        out["strength"] = np.divide(
+            strength_sum, attempts, out=np.zeros_like(attempts), where=attempts > 0
+        )
+        hit = np.einsum("tik,tik->ti", target, p)  # per-attempt success chance on lab i
+        log_surv = (n_adv * ctx.weights)[:, None] * np.log1p(
+            -np.minimum(u[:, None] * m.compromise_share * hit, 1.0 - 1e-15)
+        )
+        out["fresh"] = -np.expm1(log_surv.sum(axis=0))
+        return out
+
+    def _transient(self, ctx: _Context, x: _Vars, steps: int) -> _Vars:
+        """The expected step map of the market from the simulation's initial state.
+
+        Each step follows the simulation's order and its adjustment rates: defence capital
+        decays and receives the labs' spending, adversaries target and fight, compromise
+        persists and accrues, effort moves η_x of the way to the best response, Roth–Erev
+        propensities forget and reinforce, knowledge decays, learns and diffuses, and labs
+        smooth what they saw and move their spending η_s of the way to the best response.
+        """
+        m, pol = self.cfg.model, self.cfg.policy
+        acfg, lcfg = self.cfg.learning.adversary, self.cfg.learning.lab
+        rho = m.compromise_persistence
+        split = np.array(
+            [lcfg.defence_split.weights, lcfg.defence_split.prompt, lcfg.defence_split.output]
+        )
+        s0 = min(lcfg.alignment_share, 1.0 - pol.defence_mandate)
+        spend = ((1.0 - s0) * ctx.investable)[:, None] * (split / split.sum())[None, :]
+        propensity = np.ones_like(x.probs)
+        seen_n = np.zeros_like(x.defence)
+        seen_s = np.zeros_like(x.defence)
+        eps = acfg.experimentation
+        for _ in range(steps):
+            x.defence = (1.0 - m.defence_decay) * x.defence + spend
+            v = self._evaluate(ctx, x)
+            x.phi = rho * x.phi + (1.0 - rho * x.phi) * v["fresh"]
+            if acfg.rule in ("best_response", "roth_erev"):
+                x.effort = x.effort + acfg.effort_adjustment * (v["br_effort"] - x.effort)
+            if acfg.rule == "roth_erev":
+                g = x.probs * v["reward"]
+                reinforce = (1.0 - 1.5 * eps) * g + (eps / 2.0) * g.sum(axis=1, keepdims=True)
+                play = v["u"][:, None]  # only adversaries that attempted update
+                propensity = propensity * (1.0 - acfg.forgetting * play) + play * reinforce
+                total = propensity.sum(axis=1, keepdims=True)
+                x.probs = np.where(total > 0, propensity / np.maximum(total, 1e-300), x.probs)
+            k_pub = v["k_pub"]
+            kept = (1.0 - m.knowledge_decay) * k_pub
+            learned = kept + m.knowledge_gain * (1.0 - kept) * np.minimum(v["success_ch"], 1.0)
+            if m.diffusion_rate > 0 and m.network.topology != "none":
+                gap = np.maximum(learned[None, :, :] - learned[:, None, :], 0.0)
+                learned = learned + m.diffusion_rate * np.einsum("u,tuk->tk", ctx.weights, gap)
+            x.knowledge = learned
+            if lcfg.rule == "best_response":
+                seen = v["attempts"] > 0
+                seen_n += lcfg.memory * (v["attempts"] - seen_n)
+                seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
+                best = self._lab_defence(seen_n, seen_s, ctx.a_lab, ctx.stake * (1.0 - rho * x.phi),
+                                         ctx.investable)  # fmt: skip
+                wanted = np.maximum(best - (1.0 - m.defence_decay) * x.defence, 0.0)
+                total = wanted.sum(axis=1, keepdims=True)
+                cap = ctx.investable[:, None]
+                floor = pol.defence_mandate * cap
+                wanted = np.where(total > cap, wanted * cap / np.maximum(total, 1e-300), wanted)
+                short = total < floor
+                wanted = np.where(short, wanted + (floor - total) / 3.0, wanted)
+                spend = spend + lcfg.step_size * (wanted - spend)
+        return x
 
     def _initial_defence(self, investable: Float) -> Float:
         """Defence of the labs' initial policy held forever (the fixed rule's stationary D)."""
