@@ -105,6 +105,8 @@ class RefLab(mesa.Agent):
         else:
             self.quality = m.fixed_alignment
         self.clarity = self.model.coupling * self.quality**m.clarity_exponent
+        # derive runs before the attacks of a step: the congested prize uses that state
+        self.uncompromised = 1.0 - sum(self.compromised)
 
     def base(self, k: int) -> float:
         ch = self.model.channel[k]
@@ -112,7 +114,8 @@ class RefLab(mesa.Agent):
 
     def prize(self) -> float:
         m = self.model.config.model
-        return m.attacker_value * self.reach * self.quality * (1.0 + self.clarity)
+        value = m.attacker_value * self.reach * self.quality * (1.0 + self.clarity)
+        return value * self.uncompromised if m.prize_congestion == "linear" else value
 
     # -- stages
     def leak(self) -> None:
@@ -211,11 +214,12 @@ class RefLab(mesa.Agent):
         carried = [m.compromise_persistence * x for x in self.compromised]
         fresh = (1.0 - sum(carried)) * -math.expm1(total)
         phi = sum(carried) + fresh
-        value = m.defender_value * self.reach * q * (1.0 - phi * (1.0 + c))
+        f = self.model.foresight  # weight of the terms compromise drives (1: myopic)
+        value = m.defender_value * self.reach * q * (1.0 - f * phi * (1.0 + c))
         harm = 0.0
         for k in range(K):
             phi_k = carried[k] + (fresh * log_surv[k] / total if total < 0 else 0.0)
-            harm += self.reach * q * (1.0 + c) * phi_k * self.model.channel[k].severity
+            harm += self.reach * q * (1.0 + c) * f * phi_k * self.model.channel[k].severity
         out = value - pol.liability * harm
         return out + share * investable if m.fixed_alignment is not None else out
 
@@ -241,7 +245,7 @@ class RefLab(mesa.Agent):
         self.alignment_share = share
         h = 1e-5
         here = self.objective(share, self.split)
-        scale = self.model.config.model.defender_value * self.reach
+        scale = self.model.config.model.defender_value * self.model.foresight * self.reach
         moved = []
         for k in range(K):
             up = [w + (h if j == k else 0.0) for j, w in enumerate(self.split)]
@@ -443,6 +447,10 @@ class ReferenceModel(mesa.Model):
         m, pol = cfg.model, cfg.policy
         self.adv_rule, self.lab_rule = cfg.learning.adversary.rule, cfg.learning.lab.rule
         self.coupling = m.coupling
+        beta = cfg.learning.lab.foresight  # discounted stream of a unit of defence
+        self.foresight = 1.0 / (
+            (1.0 - beta * (1.0 - m.defence_decay)) * (1.0 - beta * m.compromise_persistence)
+        )
         self.channel = [getattr(m.channels, name) for name in CHANNELS]
         zipf = [(i + 1) ** -m.reach_exponent for i in range(m.n_labs)]
         for i in range(m.n_labs):

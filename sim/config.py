@@ -25,6 +25,7 @@ ADVERSARY_RULES: tuple[str, ...] = ("roth_erev", "best_response", "imitation", "
 LAB_RULES: tuple[str, ...] = ("best_response", "imitation", "fixed")
 TOPOLOGIES: tuple[str, ...] = ("watts_strogatz", "barabasi_albert", "erdos_renyi", "none")
 OPEN_SELECTIONS: tuple[str, ...] = ("random", "largest", "smallest")
+PRIZE_CONGESTION: tuple[str, ...] = ("none", "linear")
 
 
 class ParameterError(ValueError):
@@ -255,6 +256,12 @@ class ModelConfig:
         lo_open=True,
         doc="lab's stake scale: V_d(i) = v_d w_i q_i (1 + c_i)",
     )
+    prize_congestion: str = param(
+        "none",
+        choices=PRIZE_CONGESTION,
+        doc="attacker's prize for lab i: none = V_a(i) whatever is already compromised; "
+        "linear = V_a(i) (1 − φ_i), φ_i its compromised share before the step's contests",
+    )
     decisiveness: float = param(
         1.0, symbol="μ", lo=0.0, hi=10.0, lo_open=True, doc="Tullock contest decisiveness"
     )
@@ -468,6 +475,15 @@ class LabLearningConfig:
         hi=1.0,
         lo_open=True,
         doc="weight of the newest observation in smoothed attack rates and payoffs",
+    )
+    foresight: float = param(
+        0.0,
+        symbol="β",
+        lo=0.0,
+        hi=1.0,
+        hi_open=True,
+        doc="discount factor of a best-responding lab: its compromise loss is weighted by "
+        "F = 1 / ((1 − β (1 − δ_D)) (1 − β ρ)); 0 = myopic",
     )
     imitation_intensity: float = param(
         20.0, symbol="β_l", lo=0.0, hi=1e6, doc="Fermi-rule selection intensity for labs"
@@ -707,6 +723,10 @@ SOURCES: dict[str, str] = {
     "model.alignment_decay": "alignment goes stale as capabilities move on (brief §3.1)",
     "model.reach_exponent": "heavy-tailed deployment shares (brief §2); Zipf's law as default",
     "model.lab_budget_dispersion": "heterogeneous budgets, lognormal around 1 (brief §2)",
+    "model.prize_congestion": (
+        "none keeps published results reproducible; linear stops the prize of a largely "
+        "compromised lab from drawing every attack (docs/ODD.md §7.1)"
+    ),
     "model.decisiveness": "Tullock (1980) ratio form; μ = 1 is the classic lottery contest",
     "model.defence_floor": "keeps p < 1 against an undefended lab; d0 = 0 in the static limit",
     "model.channels.weights.clarity_elasticity": (
@@ -741,5 +761,9 @@ SOURCES: dict[str, str] = {
     "learning.adversary.experimentation": "Roth & Erev (1995), Erev & Roth (1998): ε ≈ 0.1",
     "learning.adversary.imitation_intensity": "Fermi rule, Szabó & Tőke (1998)",
     "learning.lab.rule": "brief §4",
+    "learning.lab.foresight": (
+        "0 (myopic) keeps published results reproducible; β > 0 values defence by its "
+        "discounted stream, holding its marginal value at the stationary level (docs/ODD.md §7.1)"
+    ),
     "learning.lab.imitation_intensity": "Fermi rule, Szabó & Tőke (1998)",
 }

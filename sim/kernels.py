@@ -663,11 +663,13 @@ def _lab_value(i, share, w0, w1, w2, capital, investable, defence, compromised, 
     """:func:`sim.model.lab_objective` for lab i at share s and split (w0, w1, w2).
 
     ``prm`` packs the model constants: fixed alignment (NaN: none), δ_A, A0, γ, δ_D, d0, μ,
-    σ, ρ, v_d.
+    σ, ρ, v_d and, optionally, the foresight factor F that weights the terms compromise drives
+    (:func:`sim.model.foresight_factor`; 1, the myopic lab, when ``prm`` has only ten entries).
     """
     fixed, decay_a, scale, gamma, decay_d, floor, mu, sigma, rho, v_d = (
         prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7], prm[8], prm[9]
     )  # fmt: skip
+    stake = prm[10] if prm.size > 10 else 1.0
     spend_a = share * investable[i]
     if np.isnan(fixed):
         q = -np.expm1(-((1.0 - decay_a) * capital[i] + spend_a) / scale)
@@ -695,7 +697,7 @@ def _lab_value(i, share, w0, w1, w2, capital, investable, defence, compromised, 
     carried = carried_ch0 + carried_ch1 + carried_ch2
     fresh = (1.0 - carried) * -np.expm1(total_log)
     phi = carried + fresh
-    value = v_d * reach[i] * q * (1.0 - phi * (1.0 + c))
+    value = v_d * reach[i] * q * (1.0 - stake * phi * (1.0 + c))
     if liability != 0.0:
         attacked = total_log < 0.0
         f0 = log_surv0 / total_log if attacked else 0.0
@@ -706,7 +708,7 @@ def _lab_value(i, share, w0, w1, w2, capital, investable, defence, compromised, 
             + (carried_ch1 + fresh * f1) * severity[1]
             + (carried_ch2 + fresh * f2) * severity[2]
         )
-        value = value - liability * (reach[i] * q * (1.0 + c) * harm_rate)
+        value = value - liability * (reach[i] * q * (1.0 + c) * (stake * harm_rate))
     if not np.isnan(fixed):
         value += spend_a
     return value

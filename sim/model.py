@@ -117,6 +117,9 @@ class AlignmentParadoxModel(mesa.Model):
         self.elasticity = np.array([c.clarity_elasticity for c in ch])
         self.severity = np.array([c.severity for c in ch])
         self.best_response = kn.BestResponse(m.decisiveness)
+        self.stake_factor = foresight_factor(
+            config.learning.lab.foresight, m.defence_decay, m.compromise_persistence
+        )
 
         self._init_labs()
         self._init_adversaries()
@@ -296,6 +299,10 @@ class AlignmentParadoxModel(mesa.Model):
         a_lab = kn.attackability(lab.clarity, self.base, self.gain, self.elasticity)
         defence = lab.defence + m.defence_floor
         prize = kn.damage_value(lab.reach, lab.quality, lab.clarity, m.attacker_value)
+        if m.prize_congestion == "linear":
+            # Only the not-yet-compromised use is left to win (state before this step's
+            # contests). The prize feeds targeting, adaptation and imitation payoffs below.
+            prize = prize * (1.0 - lab.compromised.sum(axis=1))
         chosen = kn.choose_targets(
             knowledge=adv.knowledge,
             effort=adv.effort,
@@ -514,6 +521,7 @@ class AlignmentParadoxModel(mesa.Model):
             severity=self.severity,
             liability=pol.liability,
             model=m,
+            stake_factor=self.stake_factor,
         )
 
     def _lab_best_response(self) -> None:
@@ -537,6 +545,7 @@ class AlignmentParadoxModel(mesa.Model):
                 m.compromise_share,
                 m.compromise_persistence,
                 m.defender_value,
+                self.stake_factor,
             ],
             dtype=float,
         )
@@ -558,7 +567,7 @@ class AlignmentParadoxModel(mesa.Model):
             float(pol.liability),
             constants,
             float(cfg.step_size),
-            m.defender_value * lab.reach,
+            m.defender_value * self.stake_factor * lab.reach,
             1.0 - pol.defence_mandate,
             MAX_SPLIT_STEP,
             9,
@@ -738,6 +747,20 @@ def target_logits(
     return logits
 
 
+def foresight_factor(foresight: float, defence_decay: float, persistence: float) -> float:
+    """F = 1 / ((1 − β (1 − δ_D)) (1 − β ρ)): the discounted stream of one unit of defence.
+
+    A unit of defence capital bought now is still (1 − δ_D)^τ units τ steps later, and the
+    compromise it prevents at any step would have persisted at rate ρ; with discount factor β
+    and the marginal effect of defence held at its current (stationary) level, the discounted
+    sum of both geometric series is F times the one-step effect. β = 0 gives F = 1 exactly
+    (``docs/ODD.md`` §7.1).
+    """
+    if foresight == 0.0:
+        return 1.0
+    return 1.0 / ((1.0 - foresight * (1.0 - defence_decay)) * (1.0 - foresight * persistence))
+
+
 #: Largest change of a defence-split component in one best-response step.
 MAX_SPLIT_STEP = 0.25
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
@@ -826,14 +849,17 @@ def lab_objective(
     severity: Float,
     liability: float,
     model: Any,
+    stake_factor: float = 1.0,
 ) -> Float:
     """A lab's expected objective for next step if it spends share s on alignment, split ω.
 
-    U_i = v_d w_i E[n_i'] − liability · E[exploitation harm_i'] (+ the retained alignment share
-    when q is held fixed), where next step's q', c', D' follow from the investment rule and
-    E[φ'] from the attacks the lab has seen (smoothed count and strength per channel), with the
-    attack effectiveness re-evaluated at the new clarity: the lab knows that alignment makes it
-    a clearer target.
+    U_i = v_d w_i q_i' (1 − F E[φ_i'] (1 + c_i')) − F liability · E[exploitation harm_i']
+    (+ the retained alignment share when q is held fixed), where next step's q', c', D' follow
+    from the investment rule and E[φ'] from the attacks the lab has seen (smoothed count and
+    strength per channel), with the attack effectiveness re-evaluated at the new clarity: the
+    lab knows that alignment makes it a clearer target. F (``stake_factor``, see
+    :func:`foresight_factor`) weights the terms that compromise drives; F = 1 is the myopic lab
+    (``docs/ODD.md`` §7.1).
     """
     m = model
     spend_a = share * investable
@@ -857,8 +883,8 @@ def lab_objective(
         log_surv, total_log[:, None], out=np.zeros_like(log_surv), where=total_log[:, None] < 0
     )
     phi_ch = carried_ch + fresh[:, None] * frac
-    value = m.defender_value * reach * q * (1.0 - phi * (1.0 + c))
-    harm = reach * q * (1.0 + c) * (phi_ch @ severity)
+    value = m.defender_value * reach * q * (1.0 - stake_factor * phi * (1.0 + c))
+    harm = reach * q * (1.0 + c) * (stake_factor * (phi_ch @ severity))
     objective = value - liability * harm
     if m.fixed_alignment is not None:
         objective = objective + spend_a

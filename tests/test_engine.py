@@ -107,8 +107,9 @@ def _lab_state(seed: int, **params) -> AlignmentParadoxModel:
 LAB_CASES = [{}, {"liability": 2.0}, {"fixed_alignment": 0.6, "decisiveness": 2.0}]
 
 
-def _compiled_objective(model: AlignmentParadoxModel):
-    """lab_objective over all labs, evaluated lab by lab by the compiled kernel."""
+def _compiled_objective(model: AlignmentParadoxModel, *, stake: bool = False):
+    """lab_objective over all labs, evaluated lab by lab by the compiled kernel (with
+    ``stake``, the constants carry the foresight factor F as their eleventh entry)."""
     m, pol, lab = model.config.model, model.config.policy, model.lab
     prm = np.array(
         [
@@ -123,6 +124,7 @@ def _compiled_objective(model: AlignmentParadoxModel):
             m.compromise_persistence,
             m.defender_value,
         ]
+        + ([model.stake_factor] if stake else [])
     )
     args = (
         lab.capital,
@@ -183,6 +185,42 @@ def test_compiled_lab_best_response_is_lab_policy_step(params):
     np.testing.assert_allclose(lab.alignment_share, expected[0], rtol=0, atol=1e-12)
     np.testing.assert_allclose(lab.defence_split, expected[1], rtol=0, atol=1e-9)
     assert MAX_SPLIT_STEP == 0.25
+
+
+FORESIGHT_CASES = [
+    {"lab_foresight": 0.6},
+    {"lab_foresight": 0.9, "liability": 2.0},
+    {"lab_foresight": 0.6, "fixed_alignment": 0.6, "decisiveness": 2.0},
+]
+
+
+@pytest.mark.parametrize("params", FORESIGHT_CASES)
+def test_forward_looking_lab_objective_and_best_response_match_the_numpy_statements(params):
+    """β > 0: the compiled objective (F in its constants) equals lab_objective with
+    stake_factor F, and the compiled best response is lab_policy_step on it, with the split's
+    gradient fallback scaled by v_d F w."""
+    model = _lab_state(3, **params)
+    assert model.stake_factor > 1.0
+    compiled = _compiled_objective(model, stake=True)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        share = rng.random(model.lab.reach.size)
+        split = kn.project_simplex(rng.random((model.lab.reach.size, 3)))
+        np.testing.assert_allclose(
+            compiled(share, split), model._lab_objective(share, split), rtol=1e-13, atol=1e-15
+        )
+    lab = model.lab
+    expected = lab_policy_step(
+        compiled,
+        lab.alignment_share,
+        lab.defence_split,
+        step_size=model.config.learning.lab.step_size,
+        scale=model.config.model.defender_value * model.stake_factor * lab.reach,
+        ceiling=1.0 - model.config.policy.defence_mandate,
+    )
+    model._lab_best_response()
+    np.testing.assert_allclose(lab.alignment_share, expected[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(lab.defence_split, expected[1], rtol=0, atol=1e-9)
 
 
 def _capture_step(model: AlignmentParadoxModel) -> dict:

@@ -363,3 +363,100 @@ def test_spend_attack_counts_the_effort_actually_spent():
 def test_seed_is_not_a_model_parameter():
     with pytest.raises(TypeError, match="rng="):
         AlignmentParadoxModel(seed=5)
+
+
+#: A concentrated market in which the top lab draws most attacks (docs/ODD.md §7.1).
+CONCENTRATED = dict(
+    n_labs=6,
+    n_adversaries=200,
+    reach_exponent=1.5,
+    fixed_alignment=0.9,
+    coupling=1.0,
+    adversary_budget_mean=1.0,
+    attacker_value=80.0,
+)
+
+
+def _attempts_per_lab(model: AlignmentParadoxModel, steps: int) -> np.ndarray:
+    total = np.zeros(model.config.model.n_labs)
+    original = model._record
+
+    def spy(spend, att):
+        total[:] += att["attempt_counts"].sum(axis=1)
+        original(spend, att)
+
+    model._record = spy
+    for _ in range(steps):
+        model.step()
+    return total
+
+
+def test_prize_congestion_none_is_the_full_prize_and_linear_scales_it():
+    """none: the prize is v_a w q (1 + c), as before the switch existed, and a run equals one
+    that does not name the key; linear: the same times 1 − φ_i from before the step's contests."""
+    for rule in ("none", "linear"):
+        model = AlignmentParadoxModel(rng=4, prize_congestion=rule, **CONCENTRATED)
+        for _ in range(5):
+            model.step()
+        phi = model.lab.compromised.sum(axis=1)
+        assert phi.max() > 0.05
+        original, captured = model._target, {}
+
+        def spy(t, original=original, captured=captured):
+            att = original(t)
+            captured.update(att)
+            return att
+
+        model._target = spy
+        model.step()
+        lab, m = model.lab, model.config.model
+        full = m.attacker_value * lab.reach * lab.quality * (1.0 + lab.clarity)
+        expected = full if rule == "none" else full * (1.0 - phi)
+        np.testing.assert_array_equal(captured["prize"], expected)
+    named = timeseries(simulate(steps=30, seed=2, prize_congestion="none", **CONCENTRATED))
+    unnamed = timeseries(simulate(steps=30, seed=2, **CONCENTRATED))
+    pd.testing.assert_frame_equal(named, unnamed, check_exact=True)
+
+
+def test_linear_prize_congestion_spreads_attacks_across_labs():
+    """Without congestion the top lab's prize does not fall as it is compromised, so it draws
+    most attempts; with linear congestion part of them go to the other labs."""
+    shares = {}
+    for rule in ("none", "linear"):
+        shares[rule] = []
+        for seed in range(4):
+            model = AlignmentParadoxModel(rng=seed, prize_congestion=rule, **CONCENTRATED)
+            attempts = _attempts_per_lab(model, 60)
+            shares[rule].append(attempts[0] / attempts.sum())
+    none, linear = np.array(shares["none"]), np.array(shares["linear"])
+    assert linear.mean() < none.mean() - 0.05
+    assert np.sum(linear < none) >= 3
+
+
+def test_foresight_factor_and_myopic_default():
+    assert model_mod.foresight_factor(0.0, 0.2, 0.5) == 1.0
+    assert model_mod.foresight_factor(0.5, 0.2, 0.5) == pytest.approx(1 / (0.6 * 0.75))
+    # a stream of (1 − δ_D)^τ ρ^s β^(τ+s), summed directly
+    beta, dd, rho = 0.7, 0.3, 0.4
+    direct = sum(
+        (beta * (1 - dd)) ** tau * (beta * rho) ** s for tau in range(400) for s in range(400)
+    )
+    assert model_mod.foresight_factor(beta, dd, rho) == pytest.approx(direct, rel=1e-12)
+    named = timeseries(simulate(steps=20, seed=1, lab_foresight=0.0, **SMALL))
+    unnamed = timeseries(simulate(steps=20, seed=1, **SMALL))
+    pd.testing.assert_frame_equal(named, unnamed, check_exact=True)
+
+
+def test_foresight_raises_the_top_labs_defence_spending():
+    """With q held fixed, a forward-looking lab weights its compromise loss by F > 1 against
+    the retained money, so the most attacked lab spends more on defence."""
+    for seed in range(3):
+        spent = {}
+        for beta in (0.0, 0.6):
+            model = AlignmentParadoxModel(rng=seed, lab_foresight=beta, **CONCENTRATED)
+            defence = []
+            for _ in range(60):
+                model.step()
+                defence.append((1.0 - model.lab.alignment_share[0]) * model.lab.budget[0])
+            spent[beta] = np.mean(defence[20:])
+        assert spent[0.6] > spent[0.0] + 0.1, (seed, spent)
