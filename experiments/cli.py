@@ -46,6 +46,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "closed-form static game, paradox curve, q*, κ* and the mean-field ODE",
         "paradox theory scenario=contest_1v1 model.coupling=0.5",
     ),
+    "validate": (
+        "experiments.validate",
+        "the market theory against the simulation on random markets (table and figure)",
+        "paradox validate --markets 32 --seeds 20",
+    ),
 }
 
 FOOTER = """

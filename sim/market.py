@@ -102,7 +102,7 @@ class MarketState:
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def Phi(self) -> float:  # noqa: N802 - the symbol of docs/theory.md
+    def Phi(self) -> float:
         """Reach-weighted compromised share Φ."""
         return float(self.reach @ self.phi)
 
@@ -658,7 +658,6 @@ class MarketTheory:
         """D(Λ) for μ ≠ 1, where g need not fall everywhere: tabulated on a defence grid."""
         m = self.cfg.model
         sigma, mu, floor = m.compromise_share, m.decisiveness, m.defence_floor
-        n_labs = attempts.shape[0]
         # Defence grid (per lab and channel): y from d0 to far beyond any sensible level.
         lo = max(floor, 1e-9)
         hi = max(1e3 * (z.max() + 1.0), 10.0 * investable.max() / max(m.defence_decay, 1e-3))
@@ -690,11 +689,11 @@ class MarketTheory:
             count = (log_g[:, None, :, :] >= need).sum(axis=3)  # N x L x 3
             j = np.clip(count - 1, 0, ys.size - 2)
             lg = log_g[:, None, :, :]
-            g0 = np.take_along_axis(np.broadcast_to(lg, count.shape + (ys.size,)), j[..., None], 3)[
+            g0 = np.take_along_axis(np.broadcast_to(lg, (*count.shape, ys.size)), j[..., None], 3)[
                 ..., 0
             ]
             g1 = np.take_along_axis(
-                np.broadcast_to(lg, count.shape + (ys.size,)), (j + 1)[..., None], 3
+                np.broadcast_to(lg, (*count.shape, ys.size)), (j + 1)[..., None], 3
             )[..., 0]
             n = need[..., 0]
             with np.errstate(invalid="ignore"):

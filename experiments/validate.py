@@ -1,0 +1,400 @@
+"""``paradox validate``: the market theory against the simulation on random markets.
+
+Markets are drawn by Latin hypercube from a fixed design seed (chosen before any result was
+seen, and recorded in the output), over the ranges of docs/theory.md §4.7: labs 4–20,
+adversaries 100–3,000 (log-uniform), reach exponent ζ 0–2, mean adversary budget ē 0.1–2
+(log-uniform), compromise persistence ρ 0–0.8, coupling κ 0.3–1, and the open-weights
+selection (random, largest, smallest; a third of the design each). Every other parameter is
+the default configuration (with any ``key=value`` overrides given).
+
+For each market and each of ``--seeds`` paired seeds the simulation runs at q = 0.75 and
+q = 0.95 (``model.fixed_alignment``) for ``--steps`` steps and is averaged after ``--burn-in``;
+the per-seed secant slope is (N(0.95) − N(0.75)) / 0.2. The theory is solved for the same
+seed's market: the labs that seed opened (and its lab budgets), plus leaks drawn over the
+averaging window. Writes into ``--out`` (default ``results/validate/<date>/<time>``):
+
+- ``markets/<id>.parquet``: per seed and level, simulated and predicted N and Φ (one file per
+  market, written when it finishes: rerunning with the same ``--out`` resumes);
+- ``validation.csv``: one row per market: its parameters, the simulated slope with its standard
+  error, the predicted slope, the tolerance max(0.03, 2 SE), whether the prediction is within it,
+  whether the simulated sign is clear (|slope| > 2 SE) and the signs agree, and the deeper/easier
+  decomposition on both sides;
+- ``validation.json``: the summary (fraction within tolerance, sign agreement, worst market) and
+  the design; ``figures/validation.{pdf,png,txt}``: theory against simulation with error bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import qmc
+from tqdm import tqdm
+
+from experiments import outputs
+from sim.config import Config, ParameterError, config_from_flat, flat_keys, to_flat
+from sim.market import SECANT, MarketStructure, MarketTheory, NotCovered, decompose
+
+#: The validation's design seed. Fixed when the command was written, before any validation
+#: result existed; changing it after seeing results would be tuning the test to the theory.
+DESIGN_SEED = 20261204
+
+#: Factor ranges (docs/theory.md §4.7). "log" factors are uniform in the logarithm.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "model.n_labs": (4, 20, "int"),
+    "model.n_adversaries": (100, 3000, "log-int"),
+    "model.reach_exponent": (0.0, 2.0, "lin"),
+    "model.adversary_budget_mean": (0.1, 2.0, "log"),
+    "model.compromise_persistence": (0.0, 0.8, "lin"),
+    "model.coupling": (0.3, 1.0, "lin"),
+}
+SELECTIONS = ("random", "largest", "smallest")
+
+
+def design(n_markets: int, seed: int = DESIGN_SEED) -> pd.DataFrame:
+    """The markets: one row per market, columns the dotted keys it sets."""
+    keys = list(RANGES)
+    unit = qmc.LatinHypercube(d=len(keys) + 1, seed=seed).random(n_markets)
+    rows = []
+    for u in unit:
+        row = {}
+        for key, x in zip(keys, u, strict=False):
+            lo, hi, kind = RANGES[key]
+            if kind == "lin":
+                row[key] = float(lo + x * (hi - lo))
+            elif kind == "log":
+                row[key] = float(np.exp(np.log(lo) + x * (np.log(hi) - np.log(lo))))
+            elif kind == "log-int":
+                row[key] = round(float(np.exp(np.log(lo) + x * (np.log(hi) - np.log(lo)))))
+            else:
+                row[key] = int(min(hi, np.floor(lo + x * (hi - lo + 1))))
+        row["policy.open_weights_selection"] = SELECTIONS[min(int(u[-1] * 3), 2)]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.insert(0, "market", np.arange(n_markets))
+    return table
+
+
+def paired_seeds(n: int, seed: int = DESIGN_SEED) -> list[int]:
+    """Replicate seeds shared by every market and level (common random numbers)."""
+    root = np.random.SeedSequence(seed).spawn(2)[1]
+    return [int(s.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for s in root.spawn(n)]
+
+
+def market_config(base: Config, values: dict) -> Config:
+    flat = to_flat(base)
+    names = {dotted: name for name, dotted in flat_keys().items()}
+    for key, value in values.items():
+        flat[names[key]] = value
+    return config_from_flat(**flat)
+
+
+def validate_market(
+    base: Config, values: dict, seeds: list[int], steps: int, burn_in: int, leak_seed: int
+) -> pd.DataFrame:
+    """Simulation and theory for one market: one row per (seed, level)."""
+    from sim.model import AlignmentParadoxModel
+
+    rows = []
+    for r, seed in enumerate(seeds):
+        leak_rng = np.random.default_rng([leak_seed, r])
+        leak_draw = None
+        for q in SECANT:
+            cfg = market_config(base, {**values, "model.fixed_alignment": q})
+            model = AlignmentParadoxModel(rng=seed, config=cfg)
+            open0 = model.lab.open_weights.copy()
+            budget = model.lab.budget.copy()
+            n_sum = phi_sum = 0.0
+            for t in range(1, steps + 1):
+                model.step()
+                if t > burn_in:
+                    n_sum += model.outcomes["net_alignment"]
+                    phi_sum += model.outcomes["compromised_share"]
+            window = steps - burn_in
+            theory = MarketTheory(cfg)
+            if leak_draw is None:  # the same leak draw at both levels (paired, like the seed)
+                leak_draw = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
+            state = theory.solve(q, MarketStructure(open_weights=leak_draw, budget=budget))
+            rows.append(
+                {
+                    "seed": seed,
+                    "q": q,
+                    "clarity": state.clarity,
+                    "sim_N": n_sum / window,
+                    "sim_Phi": phi_sum / window,
+                    "theory_N": state.net_alignment,
+                    "theory_Phi": state.Phi,
+                    "converged": state.converged,
+                    "top_lab_open": bool(open0[0]),
+                    "open_initial": "".join("1" if o else "0" for o in open0),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def summarise_market(runs: pd.DataFrame) -> dict:
+    """Secant slopes (paired by seed), their decompositions and the comparison."""
+    lo, hi = SECANT
+    wide = runs.pivot(index="seed", columns="q")
+    sim = (wide["sim_N"][hi] - wide["sim_N"][lo]) / (hi - lo)
+    th = (wide["theory_N"][hi] - wide["theory_N"][lo]) / (hi - lo)
+    n = len(sim)
+    se = float(sim.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    out = {
+        "seeds": n,
+        "sim_slope": float(sim.mean()),
+        "sim_se": se,
+        "sim_sd": float(sim.std(ddof=1)) if n > 1 else float("nan"),
+        "theory_slope": float(th.mean()),
+        "theory_sd": float(th.std(ddof=1)) if n > 1 else float("nan"),
+        "seed_correlation": float(np.corrcoef(sim, th)[0, 1])
+        if n > 2 and sim.std() > 0 and th.std() > 0
+        else float("nan"),
+        "converged": bool(runs["converged"].all()),
+    }
+    out["difference"] = out["theory_slope"] - out["sim_slope"]
+    out["tolerance"] = max(0.03, 2 * se) if np.isfinite(se) else 0.03
+    out["within"] = abs(out["difference"]) <= out["tolerance"]
+    out["sim_sign_clear"] = bool(np.isfinite(se) and abs(out["sim_slope"]) > 2 * se)
+    out["sign_agrees"] = bool(np.sign(out["sim_slope"]) == np.sign(out["theory_slope"]))
+    clar = runs.groupby("q")["clarity"].first()
+    for side in ("sim", "theory"):
+        means = runs.groupby("q")[f"{side}_Phi"].mean()
+        parts = decompose(
+            lo, {"Phi": means[lo], "clarity": clar[lo]}, hi, {"Phi": means[hi], "clarity": clar[hi]}
+        )
+        out[f"{side}_deeper"] = parts["deeper"]
+        out[f"{side}_easier"] = parts["easier"]
+    return out
+
+
+def _task(args: tuple) -> tuple[int, pd.DataFrame]:
+    market, base, values, seeds, steps, burn_in, leak_seed = args
+    return market, validate_market(base, values, seeds, steps, burn_in, leak_seed)
+
+
+def run_validation(
+    out: Path,
+    *,
+    base: Config,
+    markets: int,
+    seeds: int,
+    steps: int,
+    burn_in: int,
+    workers: int,
+    design_seed: int = DESIGN_SEED,
+    progress: bool | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Run (or resume) the validation into ``out``; returns the market table and summary."""
+    plan = design(markets, design_seed)
+    seed_list = paired_seeds(seeds, design_seed)
+    folder = out / "markets"
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "design_seed": design_seed,
+        "markets": markets,
+        "seeds": seeds,
+        "steps": steps,
+        "burn_in": burn_in,
+        "base": to_flat(base),
+    }
+    manifest_path = out / "validation_design.json"
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old != json.loads(json.dumps(manifest, default=str)):
+            raise ValidationMismatch(
+                f"{out} holds a validation with another design; give a new --out"
+            )
+    else:
+        outputs.write_json(manifest_path, manifest)
+    todo = []
+    for _, row in plan.iterrows():
+        market = int(row["market"])
+        if (folder / f"{market:03d}.parquet").exists():
+            continue
+        values = {k: _plain(row[k]) for k in plan.columns if k != "market"}
+        todo.append((market, base, values, seed_list, steps, burn_in, design_seed + 1 + market))
+    bar = tqdm(
+        total=markets,
+        initial=markets - len(todo),
+        desc="validate",
+        unit="market",
+        file=sys.stderr,
+        disable=None if progress is None else not progress,
+    )
+    with bar:
+        if workers <= 1:
+            for task in todo:
+                market, table = _task(task)
+                outputs.write_parquet(folder / f"{market:03d}.parquet", table)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_task, task) for task in todo]
+                for fut in as_completed(futures):
+                    market, table = fut.result()
+                    outputs.write_parquet(folder / f"{market:03d}.parquet", table)
+                    bar.update()
+    rows = []
+    for _, row in plan.iterrows():
+        market = int(row["market"])
+        runs = pd.read_parquet(folder / f"{market:03d}.parquet")
+        rows.append({**row.to_dict(), **summarise_market(runs)})
+    table = pd.DataFrame(rows)
+    table["top_lab_reach"] = [
+        float(1.0 / np.sum(np.arange(1, n + 1) ** -z))
+        for n, z in zip(table["model.n_labs"], table["model.reach_exponent"], strict=True)
+    ]
+    summary = summarise(table, manifest)
+    return table, summary
+
+
+def summarise(table: pd.DataFrame, manifest: dict) -> dict:
+    clear = table[table["sim_sign_clear"]]
+    worst = table.loc[(table["difference"].abs() - table["tolerance"]).idxmax()]
+    return {
+        "markets": len(table),
+        "within_tolerance": int(np.count_nonzero(table["within"])),
+        "fraction_within": float(table["within"].mean()),
+        "sign_clear_markets": int(len(clear)),
+        "sign_agreement_where_clear": float(clear["sign_agrees"].mean()) if len(clear) else None,
+        "mean_abs_difference": float(table["difference"].abs().mean()),
+        "all_converged": bool(table["converged"].all()),
+        "worst_market": {
+            k: _plain(worst[k])
+            for k in (
+                "market",
+                *RANGES,
+                "policy.open_weights_selection",
+                "sim_slope",
+                "sim_se",
+                "theory_slope",
+                "difference",
+                "tolerance",
+            )
+        },
+        "design": manifest,
+    }
+
+
+class ValidationMismatch(ValueError):
+    """The output folder holds a validation with another design."""
+
+
+def _plain(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def draw_figure(table: pd.DataFrame, summary: dict, path: Path) -> None:
+    from sim.figures import save, validation_scatter
+
+    fig, caption = validation_scatter(table, summary)
+    save(fig, path, caption)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise ParameterError(item, item, "key=value overrides (e.g. model.attacker_value=80)")
+        key, raw = item.split("=", 1)
+        values[key] = _parse_value(raw)
+    return values
+
+
+def _parse_value(raw: str):
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if raw.lower() in ("null", "none"):
+        return None
+    return raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="paradox validate",
+        description="The market theory against the simulation on Latin-hypercube markets "
+        "(docs/theory.md §4.7).",
+    )
+    parser.add_argument("overrides", nargs="*", help="key=value settings for every market")
+    parser.add_argument("--markets", type=int, default=32, help="markets to draw (default 32)")
+    parser.add_argument("--seeds", type=int, default=20, help="paired seeds per market (20)")
+    parser.add_argument("--steps", type=int, default=600, help="steps per run (600)")
+    parser.add_argument("--burn-in", type=int, default=150, help="steps left out (150)")
+    parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        for name, value, lo in (
+            ("--markets", args.markets, 2),
+            ("--seeds", args.seeds, 2),
+            ("--steps", args.steps, 1),
+        ):
+            if value < lo:
+                raise ParameterError(name, value, f"an integer >= {lo}")
+        if not 0 <= args.burn_in < args.steps:
+            raise ParameterError("--burn-in", args.burn_in, f"[0, {args.steps - 1}] (< --steps)")
+        values = parse_overrides(args.overrides)
+        base = market_config(config_from_flat(), values) if values else config_from_flat()
+        for key in values:
+            if key in RANGES or key == "policy.open_weights_selection":
+                raise ParameterError(key, values[key], "a key the design does not vary")
+        MarketTheory(base)  # refuses rules the theory does not cover, before anything runs
+    except (ParameterError, NotCovered, KeyError) as err:
+        text = f"unknown key {err}" if isinstance(err, KeyError) else str(err)
+        print(f"paradox validate: {text}", file=sys.stderr)
+        return 2
+    stamp = datetime.now(UTC)
+    out = args.out or Path("results/validate") / stamp.strftime("%Y-%m-%d") / stamp.strftime(
+        "%H-%M-%S"
+    )
+    workers = args.workers or len(os.sched_getaffinity(0))
+    t0 = time.perf_counter()
+    try:
+        table, summary = run_validation(
+            out,
+            base=base,
+            markets=args.markets,
+            seeds=args.seeds,
+            steps=args.steps,
+            burn_in=args.burn_in,
+            workers=workers,
+        )
+    except ValidationMismatch as err:
+        print(f"paradox validate: {err}", file=sys.stderr)
+        return 2
+    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    outputs.atomic_write(out / "validation.csv", lambda p: table.to_csv(p, index=False))
+    outputs.write_json(out / "validation.json", summary)
+    draw_figure(table, summary, out / "figures" / "validation")
+    clear = summary["sign_clear_markets"]
+    agree = summary["sign_agreement_where_clear"]
+    print(
+        f"{summary['within_tolerance']} of {summary['markets']} markets within tolerance "
+        f"max(0.03, 2 SE); signs agree in "
+        + (f"{agree:.0%} of the {clear} with a clear simulated sign" if clear else "—")
+        + f"; worst: market {summary['worst_market']['market']} "
+        f"(theory {summary['worst_market']['theory_slope']:+.3f}, simulation "
+        f"{summary['worst_market']['sim_slope']:+.3f} ± {summary['worst_market']['sim_se']:.3f})"
+    )
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
