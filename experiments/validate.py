@@ -264,7 +264,7 @@ def summarise(table: pd.DataFrame, manifest: dict) -> dict:
         "markets": len(table),
         "within_tolerance": int(np.count_nonzero(table["within"])),
         "fraction_within": float(table["within"].mean()),
-        "sign_clear_markets": int(len(clear)),
+        "sign_clear_markets": len(clear),
         "sign_agreement_where_clear": float(clear["sign_agrees"].mean()) if len(clear) else None,
         "mean_abs_difference": float(table["difference"].abs().mean()),
         "all_converged": bool(table["converged"].all()),
