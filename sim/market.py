@@ -482,7 +482,7 @@ class MarketTheory:
                 seen_n += lcfg.memory * (v["attempts"] - seen_n)
                 seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
                 best = self._lab_defence(seen_n, seen_s, ctx.a_lab, ctx.stake * (1.0 - rho * x.phi),
-                                         ctx.investable)  # fmt: skip
+                                         ctx.investable, rounds=0)  # fmt: skip
                 wanted = np.maximum(best - (1.0 - m.defence_decay) * x.defence, 0.0)
                 total = wanted.sum(axis=1, keepdims=True)
                 cap = ctx.investable[:, None]
@@ -584,7 +584,9 @@ class MarketTheory:
                 out[t] = v / v.sum()
         return out
 
-    def _lab_defence(self, attempts, strength, a_lab, stake, investable) -> Float:
+    def _lab_defence(
+        self, attempts, strength, a_lab, stake, investable, rounds: int = 12
+    ) -> Float:
         """Each lab's stationary best-response defence (docs/theory.md §4.3).
 
         The myopic lab picks next step's defence D' to minimise
@@ -630,15 +632,11 @@ class MarketTheory:
         rows = np.arange(n_labs)
         out = d[rows, best]
         none_feasible = ~np.isfinite(values[rows, best])
-        if none_feasible.any():
-            # the budget (or mandate) binds along the whole path: spend exactly at the bound
-            for i in np.flatnonzero(none_feasible):
-                out[i] = _at_total(d[i], total[i], investable[i], pol.defence_mandate)
-        else:
+        if rounds > 0:
             # refine between the neighbours of the best grid point (golden section in log Λ)
             lo_i = np.log(grid[rows, np.maximum(best - 1, 0)])
             hi_i = np.log(grid[rows, np.minimum(best + 1, grid.shape[1] - 1)])
-            for _ in range(12):
+            for _ in range(rounds):
                 a1 = hi_i - _GOLDEN * (hi_i - lo_i)
                 a2 = lo_i + _GOLDEN * (hi_i - lo_i)
                 d1, d2 = path(np.exp(a1)[:, None]), path(np.exp(a2)[:, None])
@@ -651,6 +649,9 @@ class MarketTheory:
             vc = np.where(_feasible(cand, investable, m, pol), objective(cand), np.inf)[:, 0]
             better = vc <= values[rows, best]
             out = np.where(better[:, None], cand[:, 0], out)
+        # the budget (or mandate) binds along the whole path: spend exactly at the bound
+        for i in np.flatnonzero(none_feasible):
+            out[i] = _at_total(d[i], total[i], investable[i], pol.defence_mandate)
         # Unattacked channels need no defence: the path gives 0 there already.
         return out
 
