@@ -3,7 +3,11 @@
 Takes the same configuration keys as ``paradox run`` and writes, into a fresh folder under
 ``results/theory/``: ``theory.json`` (x*, y*, p*, q*, κ*, the paradox region, per channel and
 for the channel a rational adversary would use), ``paradox_curve.parquet`` (the curve over a grid
-of q, one block per channel) and ``meanfield.parquet`` (the mean-field ODE over ``steps``).
+of q, one block per channel), ``meanfield.parquet`` (the mean-field ODE over ``steps``) and
+``market_curve.parquet`` (the market theory of docs/theory.md §4 over q = 0.05 … 0.95: ``q``,
+``N``, ``Phi``, ``deeper``, ``easier``, ``dN_dq`` and more), with a ``market`` block in
+``theory.json`` (the secant slope over q 0.75 → 0.95 and its decomposition, q*, and the secant
+and local κ*).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from experiments.run import CONF_DIR
 from experiments.schema import register
 from sim import theory as th
 from sim.config import CHANNELS, Config
+from sim.market import market_summary
 from sim.meanfield import MeanField
 
 DEFAULT_DIR = "results/theory/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}_${scenario}"
@@ -93,7 +98,12 @@ def _hydra_main(cfg: DictConfig) -> None:
     summary, curves = theory(config)
     trajectory = MeanField(config).solve(config.steps)
     summary["meanfield_method"] = trajectory.attrs.get("method")
+    summary["market"], market_curve = market_summary(
+        config, progress=lambda text: print(text, file=sys.stderr, flush=True)
+    )
     outputs.write_parquet(out_dir / "paradox_curve.parquet", curves)
+    if not market_curve.empty:
+        outputs.write_parquet(out_dir / "market_curve.parquet", market_curve)
     outputs.write_parquet(out_dir / "meanfield.parquet", trajectory)
     outputs.write_json(out_dir / "theory.json", summary)
     outputs.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -116,6 +126,21 @@ def _hydra_main(cfg: DictConfig) -> None:
         + ", κ* = "
         + ("none in [0, 1]" if kappa_star is None else f"{kappa_star:.4g}")
     )
+    market = summary["market"]
+    if market["covered"]:
+        k_sec, k_loc = market["kappa_star_secant"], market["kappa_star_local"]
+        print(
+            f"market: slope over q {market['secant_levels'][0]}→{market['secant_levels'][1]} "
+            f"{market['secant_slope']:+.3f} = 1 − deeper {market['deeper']:.3f} − easier "
+            f"{market['easier']:.3f}; q* = "
+            + ("none" if market["q_star"] is None else f"{market['q_star']:.3g}")
+            + ", κ* (secant) = "
+            + ("none in [0, 1]" if k_sec is None else f"{k_sec:.3g}")
+            + ", κ* (local) = "
+            + ("none in [0, 1]" if k_loc is None else f"{k_loc:.3g}")
+        )
+    else:
+        print("market theory: not covered (" + "; ".join(market["reasons"]) + ")")
     if summary["meanfield_method"] != "RK45":
         print(f"mean field: {summary['meanfield_method']}", file=sys.stderr)
     print(out_dir)

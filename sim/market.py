@@ -584,9 +584,7 @@ class MarketTheory:
                 out[t] = v / v.sum()
         return out
 
-    def _lab_defence(
-        self, attempts, strength, a_lab, stake, investable, rounds: int = 12
-    ) -> Float:
+    def _lab_defence(self, attempts, strength, a_lab, stake, investable, rounds: int = 12) -> Float:
         """Each lab's stationary best-response defence (docs/theory.md §4.3).
 
         The myopic lab picks next step's defence D' to minimise
@@ -878,3 +876,144 @@ def local_kappa_threshold(
 
 def _rebuild(theory: MarketTheory, cfg: Config) -> MarketTheory:
     return MarketTheory(cfg, budget_nodes=theory.budget_nodes.size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Overlays for the sweeps' figures and the `paradox theory` outputs
+# ---------------------------------------------------------------------------------------------
+
+#: Open-weights draws averaged when the configuration leaves them to chance.
+DRAWS = 4
+
+#: The curve `paradox theory` writes: 0.05 … 0.95 in steps of 0.05 (0.75 and 0.95 included).
+CURVE_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def structures_for(
+    theory: MarketTheory,
+    cfg: Config,
+    *,
+    draws: int = DRAWS,
+    start: int = 1,
+    stop: int | None = None,
+) -> list[MarketStructure]:
+    """The open-weights draws a configuration's runs would see over [start, stop].
+
+    Deterministic selections without leaks need one structure; otherwise ``draws`` are taken
+    from a generator seeded by the configuration's seed, so every level and coupling averages
+    over the same draws (common random numbers, as the sweeps do).
+    """
+    stop = cfg.steps if stop is None else stop
+    chance = cfg.policy.open_weights_selection == "random" or cfg.policy.leak_probability > 0
+    rng = np.random.default_rng([cfg.seed, 2024])
+    return theory.draw_structures(rng, draws if chance else 1, start, stop)
+
+
+def _with(cfg: Config, **model_values: float) -> Config:
+    return replace(cfg, model=replace(cfg.model, **model_values))
+
+
+def market_curves(
+    cfg: Config,
+    couplings: list[float],
+    qs: list[float],
+    *,
+    draws: int = DRAWS,
+    start: int = 1,
+    progress: Any = None,
+) -> pd.DataFrame:
+    """The market theory's N(q) per coupling, in the form of the mean-field overlay.
+
+    Columns ``kappa``, ``q``, ``N``, ``Phi``, ``deeper``, ``easier`` (the local decomposition
+    of dN/dq) and ``q_star`` (the level of highest N when it is interior, else NaN).
+    """
+    qs = sorted(float(q) for q in qs)
+    theory = MarketTheory(cfg)
+    structures = structures_for(theory, cfg, draws=draws, start=start)
+    frames = []
+    for kappa in couplings:
+        if progress:
+            progress(f"market theory, paradox curve at κ = {kappa:g}")
+        curve = MarketCurve(MarketTheory(_with(cfg, coupling=float(kappa))), structures)
+        table = curve.table(qs)
+        q_star = optimum(table)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "kappa": float(kappa),
+                    "q": table["q"],
+                    "N": table["N"],
+                    "Phi": table["Phi"],
+                    "deeper": table["deeper"],
+                    "easier": table["easier"],
+                    "q_star": np.nan if q_star is None else q_star,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def market_threshold(
+    cfg: Config,
+    y: str,
+    levels: list[float],
+    *,
+    draws: int = DRAWS,
+    start: int = 1,
+    scan: int = 8,
+    tol: float = 1 / 64,
+    progress: Any = None,
+) -> pd.DataFrame:
+    """Per level of the model key ``y`` (e.g. ``model.adversary_budget_mean``): the market
+    theory's secant κ* over :data:`SECANT`. Columns ``y`` and ``kappa_star`` (NaN: none)."""
+    name = y.split(".", 1)[1]
+    rows = []
+    for level in levels:
+        if progress:
+            progress(f"market theory, threshold κ* at {y} = {level:g}")
+        level_cfg = _with(cfg, **{name: type(getattr(cfg.model, name))(level)})
+        theory = MarketTheory(level_cfg)
+        curve = MarketCurve(theory, structures_for(theory, level_cfg, draws=draws, start=start))
+        k = kappa_threshold(curve, scan=scan + 1, tol=tol)
+        rows.append({"y": float(level), "kappa_star": np.nan if k is None else k})
+    return pd.DataFrame(rows)
+
+
+def market_summary(
+    cfg: Config, *, draws: int = DRAWS, progress: Any = None
+) -> tuple[dict, pd.DataFrame]:
+    """What `paradox theory` reports of the market: the curve and the ``market`` block."""
+    reasons = coverage(cfg)
+    if reasons:
+        return {"covered": False, "reasons": reasons}, pd.DataFrame()
+    theory = MarketTheory(cfg)
+    structures = structures_for(theory, cfg, draws=draws)
+    curve = MarketCurve(theory, structures)
+    if progress:
+        progress("market theory: the curve over q")
+    table = curve.table(list(CURVE_LEVELS))
+    secant = curve.secant()
+    if progress:
+        progress("market theory: the thresholds κ*")
+    kappa_secant = kappa_threshold(curve, scan=6, tol=1 / 32)
+    coarse = [0.65, 0.75, 0.85, 0.95]
+    kappa_local = local_kappa_threshold(curve, coarse, scan=6, tol=1 / 32)
+    q_star = optimum(table)
+    block = {
+        "covered": True,
+        "secant_levels": list(SECANT),
+        "secant_slope": secant["slope"],
+        "deeper": secant["deeper"],
+        "easier": secant["easier"],
+        "N_at_levels": [secant["N_lo"], secant["N_hi"]],
+        "q_star": q_star,
+        "kappa_star_secant": kappa_secant,
+        "kappa_star_local": kappa_local,
+        "kappa_star_local_levels": coarse,
+        "structures": len(structures),
+        "converged": bool(table["converged"].all() and secant["converged"]),
+        "assumptions": "alignment held at an exogenous q by every lab; stationary state reached "
+        "from the simulation's initial state by the expected dynamics; open weights as the "
+        "configuration draws them (with leaks), averaged over the draws (docs/theory.md §4)",
+    }
+    return block, table
