@@ -647,8 +647,32 @@ class MarketTheory:
             vc = np.where(_feasible(cand, investable, m, pol), objective(cand), np.inf)[:, 0]
             better = vc <= values[rows, best]
             out = np.where(better[:, None], cand[:, 0], out)
-        # the budget (or mandate) binds along the whole path: spend exactly at the bound
-        for i in np.flatnonzero(none_feasible):
+        # Where the budget (or the mandate) binds, the optimum is the point of the path whose
+        # spending is exactly at the bound: find it by bisection (spending rises along the
+        # path) and keep it if it beats the interior candidate.
+        best_value = objective(out[:, None, :])[:, 0]
+        best_value = np.where(_feasible(out[:, None, :], investable, m, pol)[:, 0], best_value,
+                              np.inf)  # fmt: skip
+        log_lo, log_hi = np.log(grid[:, 0]), np.log(grid[:, -1])
+        bounds = [(investable, True)]
+        if pol.defence_mandate > 0:
+            bounds.append((pol.defence_mandate * investable, False))
+        for bound, is_cap in bounds if rounds > 0 else ():
+            lo_b, hi_b = log_lo.copy(), log_hi.copy()
+            for _ in range(40):
+                mid = 0.5 * (lo_b + hi_b)
+                spent = m.defence_decay * path(np.exp(mid)[:, None])[:, 0].sum(axis=1)
+                under = spent <= bound
+                lo_b = np.where(under, mid, lo_b)
+                hi_b = np.where(under, hi_b, mid)
+            cand = path(np.exp(lo_b if is_cap else hi_b)[:, None])
+            ok = _feasible(cand, investable, m, pol)[:, 0]
+            value = np.where(ok, objective(cand)[:, 0], np.inf)
+            better = value < best_value
+            out = np.where(better[:, None], cand[:, 0], out)
+            best_value = np.where(better, value, best_value)
+        # the bounds leave no point of the path feasible: spend exactly at the bound
+        for i in np.flatnonzero(none_feasible & ~np.isfinite(best_value)):
             out[i] = _at_total(d[i], total[i], investable[i], pol.defence_mandate)
         # Unattacked channels need no defence: the path gives 0 there already.
         return out

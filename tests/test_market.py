@@ -1,0 +1,219 @@
+"""The market theory (sim/market.py): its parts against analytic cases, its homogeneous limit
+against the mean field and the simulation, and `paradox validate` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize
+
+from sim.config import config_from_flat
+from sim.market import (
+    SECANT,
+    MarketStructure,
+    MarketTheory,
+    NotCovered,
+    decompose,
+)
+from tests.conftest import paradox
+
+#: Every lab and adversary alike and nothing that tells them apart: the mean field's world.
+HOMOGENEOUS = dict(
+    n_labs=8,
+    n_adversaries=300,
+    attacker_value=80.0,
+    adversary_budget_mean=1.0,
+    coupling=1.0,
+    reach_exponent=0.0,
+    lab_budget_dispersion=0.0,
+    adversary_budget_dispersion=0.0,
+    knowledge_concentration=1e6,
+    detection_probability=0.0,
+    open_weights_share=0.0,
+    leak_probability=0.0,
+)
+
+
+@pytest.mark.parametrize("q", SECANT)
+def test_homogeneous_limit_is_the_mean_field_and_the_simulation(q):
+    """With nothing heterogeneous the market theory's stationary state is the mean field's
+    (the same expected rules at the same point), and the simulation sits on it."""
+    from sim.meanfield import MeanField
+    from sim.model import AlignmentParadoxModel
+
+    cfg = config_from_flat(fixed_alignment=q, **HOMOGENEOUS)
+    state = MarketTheory(cfg).solve(q)
+    assert state.converged
+    mean_field = MeanField(cfg).iterate(300)["net_alignment"].iloc[-1]
+    assert state.net_alignment == pytest.approx(mean_field, abs=1e-3)
+    simulated = []
+    for seed in range(2):
+        model = AlignmentParadoxModel(rng=seed, config=cfg)
+        values = []
+        for step in range(400):
+            model.step()
+            if step >= 100:
+                values.append(model.outcomes["net_alignment"])
+        simulated.append(np.mean(values))
+    assert np.mean(simulated) == pytest.approx(state.net_alignment, abs=0.005)
+
+
+def test_decomposition_is_exact():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        q1, q2 = sorted(rng.uniform(0.05, 0.99, 2))
+        a = {"Phi": rng.uniform(0, 1), "clarity": rng.uniform(0, 1)}
+        b = {"Phi": rng.uniform(0, 1), "clarity": rng.uniform(0, 1)}
+
+        def n(q, s):
+            return q * (1 - s["Phi"] * (1 + s["clarity"]))
+
+        parts = decompose(q1, a, q2, b)
+        assert parts["slope"] == pytest.approx((n(q2, b) - n(q1, a)) / (q2 - q1), abs=1e-12)
+        assert parts["slope"] == pytest.approx(1 - parts["deeper"] - parts["easier"], abs=1e-12)
+    # Φ unchanged: nothing is easier, and the fall is all depth
+    same = decompose(0.75, {"Phi": 0.3, "clarity": 0.5}, 0.95, {"Phi": 0.3, "clarity": 0.8})
+    assert same["easier"] == 0.0 and same["deeper"] > 0
+
+
+@pytest.mark.parametrize("mu", [1.0, 2.0])
+def test_lab_defence_is_the_optimum_of_the_labs_objective(mu):
+    """The path method finds the best defence the labs' myopic objective allows (checked
+    against a brute-force multi-start optimiser), including labs that give up."""
+    cfg = config_from_flat(decisiveness=mu, n_labs=3)
+    theory = MarketTheory(cfg)
+    m = cfg.model
+    attempts = np.array([[0.0, 180.0, 220.0], [40.0, 15.0, 10.0], [0.0, 0.5, 0.8]])
+    strength = np.array([[0.0, 0.7, 0.8], [0.9, 0.6, 0.5], [0.0, 0.3, 0.2]])
+    a_lab = np.array([2.9, 1.2, 1.4])
+    stake = np.array([22.0, 6.0, 1.5])
+    budget = np.array([1.0, 1.0, 1.0])
+    found = theory._lab_defence(attempts, strength, a_lab, stake, budget)
+    from sim import kernels as kn
+
+    def loss(d, i):
+        p = kn.contest_probability(strength[i] * a_lab, np.maximum(d, 0) + m.defence_floor, mu)
+        log_s = attempts[i] * np.log1p(-np.minimum(m.compromise_share * p, 1 - 1e-15))
+        return stake[i] * -np.expm1(log_s.sum()) + np.maximum(d, 0).sum()
+
+    cap = {"type": "ineq", "fun": lambda d: budget[0] - m.defence_decay * np.maximum(d, 0).sum()}
+    for i in range(3):
+        best = min(
+            (
+                optimize.minimize(
+                    loss, x0, args=(i,), method="SLSQP", bounds=[(0, None)] * 3,
+                    constraints=[cap],
+                )
+                for x0 in ([0, 0, 0], [1, 1, 1], [3, 2, 0.1], [0.1, 2, 2])
+            ),
+            key=lambda r: r.fun,
+        )  # fmt: skip
+        assert loss(found[i], i) <= best.fun + 1e-4
+
+
+def test_roth_erev_probabilities_are_the_stationary_point_of_reinforcement():
+    cfg = config_from_flat()
+    theory = MarketTheory(cfg)
+    eps = cfg.learning.adversary.experimentation
+    reward = np.array([[5.0, 2.0, 1.0], [0.0, 3.0, 3.5]])
+    access = np.ones((2, 4, 3))
+    access[1, :, 0] = 0.0  # no lab reachable through weights for the second type
+    probs = theory._roth_erev(np.full((2, 3), 1 / 3), reward, access)
+    # iterate the expected reinforcement (E[R'] = (1 − φ) E[R] + r(P)) from uniform
+    prop = np.ones((2, 3))
+    ok = np.array([[1.0, 1, 1], [0, 1, 1]])
+    for _ in range(3000):
+        p = prop * ok / (prop * ok).sum(axis=1, keepdims=True)
+        g = p * reward
+        r = (1 - 1.5 * eps) * g + eps / 2 * g.sum(axis=1, keepdims=True)
+        prop = 0.9 * prop + r
+    np.testing.assert_allclose(probs, prop * ok / (prop * ok).sum(axis=1, keepdims=True), atol=1e-6)
+    assert probs[1, 0] == 0.0
+
+
+def test_stationary_knowledge_is_a_fixed_point_of_one_step():
+    cfg = config_from_flat(diffusion_rate=0.0)
+    theory = MarketTheory(cfg)
+    m, pi = cfg.model, cfg.policy.publication_rate
+    success = np.array([[0.0, 0.1, 0.3], [0.05, 0.0, 0.9]])
+    for c in (0.0, 0.4, 0.95):
+        k = theory._knowledge(np.zeros((2, 3)), success, np.array([0.5, 0.5]), c)
+        k_pub = k + pi * np.maximum(c - k, 0)
+        kept = (1 - m.knowledge_decay) * k_pub
+        np.testing.assert_allclose(kept + m.knowledge_gain * (1 - kept) * success, k, atol=1e-12)
+
+
+def test_uncovered_rules_are_refused_by_name():
+    with pytest.raises(NotCovered, match="imitation"):
+        MarketTheory(config_from_flat(adversary_rule="imitation"))
+    with pytest.raises(NotCovered, match="liability"):
+        MarketTheory(config_from_flat(liability=1.0))
+
+
+def test_open_weights_route_weights_attacks():
+    """Weights attacks land only on labs whose weights are open."""
+    cfg = config_from_flat(n_labs=4, n_adversaries=200, fixed_alignment=0.8)
+    state = MarketTheory(cfg).solve(0.8, MarketStructure(open_weights=np.array([0, 1, 0, 0.0])))
+    assert state.attempts[[0, 2, 3], 0].sum() == pytest.approx(0.0, abs=1e-9)
+    assert state.attempts[1, 0] > 0
+
+
+def test_validate_command(tmp_path):
+    out = tmp_path / "val"
+    args = ["--markets", "2", "--seeds", "2", "--steps", "80", "--burn-in", "20"]
+    done = paradox("validate", *args, "--out", str(out), cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+    table = pd.read_csv(out / "validation.csv")
+    assert len(table) == 2
+    for column in ("sim_slope", "sim_se", "theory_slope", "tolerance", "within", "sim_deeper",
+                   "sim_easier", "theory_deeper", "theory_easier", "model.reach_exponent"):  # fmt: skip
+        assert column in table
+    summary = json.loads((out / "validation.json").read_text())
+    assert summary["design"]["design_seed"] == 20261204
+    assert (out / "figures" / "validation.png").exists()
+    # resumes: the markets on disk are not run again, and a different design is refused
+    again = paradox("validate", *args, "--out", str(out), cwd=tmp_path, timeout=600)
+    assert again.returncode == 0
+    other = paradox("validate", "--markets", "3", "--seeds", "2", "--steps", "80",
+                    "--burn-in", "20", "--out", str(out), cwd=tmp_path)  # fmt: skip
+    assert other.returncode == 2 and "another design" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--seeds", "1"], "--seeds"),
+        (["--steps", "100", "--burn-in", "100"], "--burn-in"),
+        (["model.reach_exponent=1.5"], "does not vary"),
+        (["learning.adversary.rule=imitation"], "imitation"),
+        (["model.no_such_key=1"], "no_such_key"),
+    ],
+)
+def test_validate_refuses_bad_input(tmp_path, args, needle):
+    done = paradox("validate", *args, "--out", str(tmp_path / "v"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert needle in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "v").exists()
+
+
+@pytest.mark.slow
+def test_validation_reduced():
+    """A reduced `paradox validate`: the theory within tolerance on most random markets and
+    never of the opposite sign where the simulated sign is clear."""
+    from experiments.validate import run_validation
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table, summary = run_validation(
+            Path(tmp), base=config_from_flat(), markets=8, seeds=6, steps=400, burn_in=100,
+            workers=2, progress=False,
+        )  # fmt: skip
+    assert summary["fraction_within"] >= 0.6
+    clear = table[table["sim_sign_clear"]]
+    assert clear["sign_agrees"].mean() >= 0.85
