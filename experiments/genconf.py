@@ -117,11 +117,13 @@ def render() -> dict[Path, str]:
     """Every generated file and its text."""
     files: dict[Path, str] = {}
     files[CONF / "model" / "default.yaml"] = (
-        HEADER + "# Populations and mechanisms (brief §2–3).\n" + "\n".join(_emit(ModelConfig(), 0))
+        HEADER
+        + "# Populations and mechanisms (docs/ODD.md §2–3).\n"
+        + "\n".join(_emit(ModelConfig(), 0))
     )
     files[CONF / "policy" / "default.yaml"] = (
         HEADER
-        + "# Policy levers (brief §7); each key's comment names its 'off' value.\n"
+        + "# Policy levers (docs/ODD.md §7.6); each key's comment names its 'off' value.\n"
         + "\n".join(_emit(PolicyConfig(), 0))
     )
     for rule, keys in ADVERSARY_RULE_KEYS.items():

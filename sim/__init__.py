@@ -3,7 +3,8 @@
 The public interface:
 
 - :class:`AlignmentParadoxModel`, a standard ``mesa.Model`` (keyword parameters, ``rng=``,
-  a ``DataCollector`` reporting the outcomes of brief §5 at step 0 and after every step);
+  a ``DataCollector`` reporting the outcomes of ``docs/ODD.md`` §5 at step 0 and after every
+  step);
 - :func:`run_model`, the same model as a plain function of keyword parameters returning its
   outcome time series (for EMA Workbench, SALib or any experiment design);
 - :class:`Config` and its parts, the validated parameter schema.

@@ -94,7 +94,7 @@ def _num(x: float) -> str:
 
 @dataclass
 class ChannelConfig:
-    """One attack channel k (brief §2): a_ijk = K_jk (alpha_k + theta_k c_i^eps_k)."""
+    """One attack channel k (docs/ODD.md §2): a_ijk = K_jk (alpha_k + theta_k c_i^eps_k)."""
 
     base_vulnerability: float = param(
         0.3, symbol="α_k", lo=0.0, hi=100.0, doc="attack effectiveness that needs no clarity"
@@ -183,7 +183,7 @@ class NetworkConfig:
 
 @dataclass
 class ModelConfig:
-    """Populations and the mechanisms of brief §2–3."""
+    """Populations and the mechanisms of docs/ODD.md §2–3."""
 
     n_labs: int = param(20, symbol="N", lo=1, hi=100_000, doc="number of labs (aligners)")
     n_adversaries: int = param(1000, symbol="M", lo=1, hi=100_000_000, doc="number of adversaries")
@@ -317,7 +317,7 @@ class ModelConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Policy levers (brief §7): each has an explicit "off" value, given in its doc
+# Policy levers (docs/ODD.md §7.6): each has an explicit "off" value, given in its doc
 # --------------------------------------------------------------------------------------------
 
 
@@ -384,7 +384,7 @@ class PolicyConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Learning rules (brief §4)
+# Learning rules (docs/ODD.md §7.3)
 # --------------------------------------------------------------------------------------------
 
 
@@ -717,12 +717,14 @@ def to_flat(cfg: Config) -> dict[str, Any]:
 #: Source or rationale of each default, for the ODD parameter table. Keys without an entry are
 #: illustrative choices of this model (see docs/ODD.md, "Calibration status").
 SOURCES: dict[str, str] = {
-    "model.coupling": "free parameter of the paradox (brief §2); 0 is the control",
+    "model.coupling": "free parameter of the paradox (docs/ODD.md §2); 0 is the control",
     "model.clarity_exponent": "convex default: clarity appears late in alignment (illustrative)",
     "model.alignment_scale": "sets the capital scale; q(A0) = 0.63",
-    "model.alignment_decay": "alignment goes stale as capabilities move on (brief §3.1)",
-    "model.reach_exponent": "heavy-tailed deployment shares (brief §2); Zipf's law as default",
-    "model.lab_budget_dispersion": "heterogeneous budgets, lognormal around 1 (brief §2)",
+    "model.alignment_decay": "alignment goes stale as capabilities move on (docs/ODD.md §3)",
+    "model.reach_exponent": (
+        "heavy-tailed deployment shares (docs/ODD.md §2); Zipf's law as default"
+    ),
+    "model.lab_budget_dispersion": "heterogeneous budgets, lognormal around 1 (docs/ODD.md §2)",
     "model.prize_congestion": (
         "none keeps published results reproducible; linear stops the prize of a largely "
         "compromised lab from drawing every attack (docs/ODD.md §7.1)"
@@ -730,7 +732,7 @@ SOURCES: dict[str, str] = {
     "model.decisiveness": "Tullock (1980) ratio form; μ = 1 is the classic lottery contest",
     "model.defence_floor": "keeps p < 1 against an undefended lab; d0 = 0 in the static limit",
     "model.channels.weights.clarity_elasticity": (
-        "ordering weights > output > prompt (brief §2); a single refusal direction "
+        "ordering weights > output > prompt (docs/ODD.md §2); a single refusal direction "
         "(Arditi et al. 2024, arXiv:2406.11717) makes steering most clarity-sensitive"
     ),
     "model.channels.prompt.clarity_elasticity": (
@@ -741,26 +743,26 @@ SOURCES: dict[str, str] = {
         "(Liu et al. 2022; Ji et al. 2024)"
     ),
     "model.channels.weights.base_vulnerability": (
-        "harmful fine-tuning of open weights works without clarity (brief §2)"
+        "harmful fine-tuning of open weights works without clarity (docs/ODD.md §1)"
     ),
-    "model.channels.prompt.base_vulnerability": "generic jailbreaks (brief §2)",
+    "model.channels.prompt.base_vulnerability": "generic jailbreaks (docs/ODD.md §1)",
     "model.network.topology": "small-world contact network of adversary communities",
-    "policy.open_weights_share": "policy lever (brief §7)",
-    "policy.leak_probability": "policy lever (brief §7): small per-step leak risk",
-    "policy.api_access_share": "policy lever (brief §7)",
-    "policy.publication_rate": "policy lever (brief §7)",
-    "policy.defence_mandate": "policy lever (brief §7)",
-    "policy.decoupling_share": "policy lever (brief §7)",
-    "policy.decoupling_efficiency": "policy lever (brief §7)",
-    "policy.detection_probability": "policy lever (brief §7)",
-    "policy.deterrence_steps": "policy lever (brief §7)",
-    "policy.liability": "policy lever (brief §7)",
-    "learning.adversary.rule": "brief §4",
+    "policy.open_weights_share": "policy lever (docs/ODD.md §7.6)",
+    "policy.leak_probability": "policy lever (docs/ODD.md §7.6): small per-step leak risk",
+    "policy.api_access_share": "policy lever (docs/ODD.md §7.6)",
+    "policy.publication_rate": "policy lever (docs/ODD.md §7.6)",
+    "policy.defence_mandate": "policy lever (docs/ODD.md §7.6)",
+    "policy.decoupling_share": "policy lever (docs/ODD.md §7.6)",
+    "policy.decoupling_efficiency": "policy lever (docs/ODD.md §7.6)",
+    "policy.detection_probability": "policy lever (docs/ODD.md §7.6)",
+    "policy.deterrence_steps": "policy lever (docs/ODD.md §7.6)",
+    "policy.liability": "policy lever (docs/ODD.md §7.6)",
+    "learning.adversary.rule": "docs/ODD.md §7.3",
     "learning.adversary.rationality": "quantal (logit) response, McKelvey & Palfrey (1995)",
     "learning.adversary.forgetting": "Roth & Erev (1995), Erev & Roth (1998): φ ≈ 0.1",
     "learning.adversary.experimentation": "Roth & Erev (1995), Erev & Roth (1998): ε ≈ 0.1",
     "learning.adversary.imitation_intensity": "Fermi rule, Szabó & Tőke (1998)",
-    "learning.lab.rule": "brief §4",
+    "learning.lab.rule": "docs/ODD.md §7.3",
     "learning.lab.foresight": (
         "0 (myopic) keeps published results reproducible; β > 0 values defence by its "
         "discounted stream, holding its marginal value at the stationary level (docs/ODD.md §7.1)"

@@ -2,8 +2,8 @@
 
 Every function here takes arrays (and, where it draws, a ``numpy.random.Generator``) and returns
 arrays; none touches Mesa or global state. The Mesa model in :mod:`sim.model` is a thin layer that
-calls these in the order of the brief's step (§3). Equation references are to
-``shared/model-brief.md``; the model is documented in ``docs/ODD.md``.
+calls these in the order of a step (``docs/ODD.md`` §3). Section references (§n) are to
+``docs/ODD.md``, which specifies the model.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def attackability_slope(clar: Array, gain: Array, elasticity: Array) -> Array:
 
 
 # ---------------------------------------------------------------------------------------------
-# The Tullock contest (§3.5)
+# The Tullock contest (§3, step 5)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -168,7 +168,7 @@ def _tullock_share(t: Array, mu: float) -> Array:
 
 
 # ---------------------------------------------------------------------------------------------
-# Value, compromise, harm and net alignment (§3.4, §3.6, §5)
+# Value, compromise, harm and net alignment (§3, steps 4 and 6; §5)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -220,7 +220,7 @@ def exploitation_harm(
 
 
 # ---------------------------------------------------------------------------------------------
-# Marginal return on alignment (§5)
+# Marginal return on alignment (§5, §7.4)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -845,7 +845,7 @@ def adapt_adversaries(who, lab, channel, effort_fought, knowledge_fought, succes
                       best_respond, reinforce, effort_adjustment, min_effort_share, forgetting,
                       experimentation, knowledge_decay, knowledge_gain):  # fmt: skip
     """The adversaries' adaptation after the contests, in the model's order (``docs/ODD.md``
-    §3.7): effort toward the myopic best response (``best_respond``), Roth–Erev reinforcement
+    §3, step 7): effort toward the myopic best response (``best_respond``), Roth–Erev reinforcement
     of channel propensities (``reinforce``), then knowledge decay and learning from success.
 
     ``targets`` holds precomputed best-response efforts per chooser (:meth:`BestResponse.effort`)

@@ -1,9 +1,10 @@
-"""The Mesa model of the alignment-paradox arms race (``shared/model-brief.md`` §2–5, §7).
+"""The Mesa model of the alignment-paradox arms race (``docs/ODD.md`` §2–5, §7).
 
 One step runs, in this order: leaks, invest, derive q and c, publish, target, contest,
 consequences (compromise, harm, detection), adapt (knowledge, diffusion, learning), collect.
 Each stage is a call into :mod:`sim.kernels` over whole arrays; there is no per-agent Python loop
-on the hot path. ``docs/ODD.md`` describes the model and every choice the brief left open.
+on the hot path. ``docs/ODD.md`` specifies the model and gives every modelling choice with its
+reason.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The model-level outcomes of brief §5: names, meanings, and the run summary."""
+"""The model-level outcomes of docs/ODD.md §5: names, meanings, and the run summary."""
 
 from __future__ import annotations
 

@@ -136,13 +136,14 @@ def _curve(kappa, **kw):
 
 
 def test_population_paradox_curve_is_monotone_without_coupling():
-    """Brief §9: at κ = 0 net alignment rises with (exogenous) alignment."""
+    """docs/ODD.md §1: at κ = 0 net alignment rises with (exogenous) alignment."""
     n = _curve(0.0)
     assert np.all(np.diff(n) > 0), n
 
 
 def test_population_paradox_curve_has_an_interior_maximum_with_strong_coupling():
-    """Brief §9: κ high, adversaries strong: the curve peaks before q → 1."""
+    """docs/ODD.md §1: κ high, in the concentrated market of the paradox-curve experiments
+    (§7.1): the curve peaks before q → 1."""
     n = _curve(1.0, attacker_value=80.0, adversary_budget_mean=1.0)
     assert n.argmax() < len(n) - 1, n
     assert n[-1] < n.max() - 0.01, n
