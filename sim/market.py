@@ -584,7 +584,7 @@ class MarketTheory:
                 out[t] = v / v.sum()
         return out
 
-    def _lab_defence(self, attempts, strength, a_lab, stake, investable, rounds: int = 12) -> Float:
+    def _lab_defence(self, attempts, strength, a_lab, stake, investable, rounds: int = 40) -> Float:
         """Each lab's stationary best-response defence (docs/theory.md §4.3).
 
         The myopic lab picks next step's defence D' to minimise
@@ -796,8 +796,16 @@ class MarketCurve:
 
     theory: MarketTheory
     structures: list[MarketStructure]
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def level(self, q: float, coupling: float | None = None) -> dict[str, float]:
+        kappa = self.theory.cfg.model.coupling if coupling is None else coupling
+        key = (round(float(q), 12), round(float(kappa), 12))
+        if key not in self._cache:
+            self._cache[key] = self._level(q, coupling)
+        return self._cache[key]
+
+    def _level(self, q: float, coupling: float | None) -> dict[str, float]:
         states = [self.theory.solve(q, s, coupling=coupling) for s in self.structures]
         phi = float(np.mean([s.Phi for s in states]))
         top = states[0].reach.argmax()
@@ -821,9 +829,9 @@ class MarketCurve:
         out.update(N_lo=lo["N"], N_hi=hi["N"], converged=lo["converged"] and hi["converged"])
         return out
 
-    def table(self, levels) -> pd.DataFrame:
+    def table(self, levels, coupling: float | None = None) -> pd.DataFrame:
         """One row per level: N, Φ and the local decomposition of dN/dq (centred differences)."""
-        rows = pd.DataFrame([self.level(q) for q in levels])
+        rows = pd.DataFrame([self.level(q, coupling) for q in levels])
         q = rows["q"].to_numpy()
         x = q * (1.0 + rows["clarity"].to_numpy())
         phi = rows["Phi"].to_numpy()
@@ -875,10 +883,7 @@ def local_kappa_threshold(
     """Local κ*: the smallest κ at which dN/dq < 0 somewhere on ``levels``."""
 
     def min_slope(k: float) -> float:
-        theory = curve.theory
-        cfg = replace(theory.cfg, model=replace(theory.cfg.model, coupling=float(k)))
-        shifted = MarketCurve(_rebuild(theory, cfg), curve.structures)
-        return float(shifted.table(levels)["dN_dq"].min())
+        return float(curve.table(levels, coupling=float(k))["dN_dq"].min())
 
     ks = np.linspace(0.0, 1.0, scan)
     vals = [min_slope(k) for k in ks]
@@ -898,10 +903,6 @@ def local_kappa_threshold(
     return float(0.5 * (lo + hi))
 
 
-def _rebuild(theory: MarketTheory, cfg: Config) -> MarketTheory:
-    return MarketTheory(cfg, budget_nodes=theory.budget_nodes.size)
-
-
 # ---------------------------------------------------------------------------------------------
 # Overlays for the sweeps' figures and the `paradox theory` outputs
 # ---------------------------------------------------------------------------------------------
@@ -909,8 +910,11 @@ def _rebuild(theory: MarketTheory, cfg: Config) -> MarketTheory:
 #: Open-weights draws averaged when the configuration leaves them to chance.
 DRAWS = 4
 
-#: The curve `paradox theory` writes: 0.05 … 0.95 in steps of 0.05 (0.75 and 0.95 included).
-CURVE_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+#: The curve `paradox theory` writes: 0.1 … 0.9 in steps of 0.1, and 0.75 and 0.95.
+CURVE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95)
+
+#: Levels on which `paradox theory` looks for a negative local slope (the local κ*).
+LOCAL_LEVELS = (0.75, 0.85, 0.95)
 
 
 def structures_for(
@@ -1004,7 +1008,7 @@ def market_threshold(
 
 
 def market_summary(
-    cfg: Config, *, draws: int = DRAWS, progress: Any = None
+    cfg: Config, *, draws: int = 2, progress: Any = None
 ) -> tuple[dict, pd.DataFrame]:
     """What `paradox theory` reports of the market: the curve and the ``market`` block."""
     reasons = coverage(cfg)
@@ -1020,7 +1024,7 @@ def market_summary(
     if progress:
         progress("market theory: the thresholds κ*")
     kappa_secant = kappa_threshold(curve, scan=6, tol=1 / 32)
-    coarse = [0.65, 0.75, 0.85, 0.95]
+    coarse = list(LOCAL_LEVELS)
     kappa_local = local_kappa_threshold(curve, coarse, scan=6, tol=1 / 32)
     q_star = optimum(table)
     block = {

@@ -10,13 +10,15 @@ transients. It is solved with ``scipy.integrate.solve_ivp``.
 
 What it neglects (see ``docs/theory.md``): heterogeneity of reach, budgets and initial knowledge
 (everything is evaluated at means, so Jensen gaps remain where outcomes are nonlinear in them);
-the split of labs into open-weights and closed types (access is averaged over labs); covariance
+the split of labs into open-weights and closed types beyond where weights attacks land (they
+compromise only open labs; targeting averages access over labs); covariance
 between an adversary's knowledge and its success; knowledge diffusion on G (zero for identical
 adversaries); the fixed deterrence delay T (replaced by an exponential return at rate 1/T);
 imitation (it does not move the mean of identical agents); and time discretisation (one step is
 one unit of continuous time). For identical labs and adversaries with fixed strategies and no
 knowledge gain from success, the expected step map is exact, and seed-averaged simulations
-converge to it as N and M grow.
+converge to it as N and M grow. For markets that differ in reach, budgets or access, use the
+market theory of :mod:`sim.market` (docs/theory.md §4), which keeps every lab.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ class MeanField:
         per_lab = attempting * n_adv * shares / n_labs  # expected attempts per lab and channel
         return {
             "q": q, "c": c, "a_lab": a_lab, "defence": defence, "p": p, "prize": prize,
-            "shares": shares, "per_lab": per_lab, "attempting": attempting,
+            "shares": shares, "per_lab": per_lab, "attempting": attempting, "open": open_share,
         }  # fmt: skip
 
     def _fresh(self, view: dict, carried: float) -> tuple[float, np.ndarray]:
@@ -147,7 +149,19 @@ class MeanField:
         """
         m = self.cfg.model
         hit = view["shares"] / m.n_labs * m.compromise_share * view["p"]
-        survive = (1.0 - hit.sum()) ** (view["attempting"] * m.n_adversaries)
+        exponent = view["attempting"] * m.n_adversaries
+        open_share = view["open"]
+        if 0.0 < open_share < 1.0:
+            # Weights attacks land only on the labs whose weights are open: average the
+            # surviving share over open labs (all of the weights attacks, spread over fewer
+            # labs) and closed ones (none of them).
+            weights_hit = hit[0] / open_share
+            survive = (
+                open_share * (1.0 - weights_hit - hit[1:].sum()) ** exponent
+                + (1.0 - open_share) * (1.0 - hit[1:].sum()) ** exponent
+            )
+        else:
+            survive = (1.0 - hit.sum()) ** exponent
         fresh = (1.0 - carried) * (1.0 - survive)
         weight = view["shares"] * view["p"]
         split = weight / weight.sum() if weight.sum() > 0 else np.zeros(3)

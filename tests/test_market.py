@@ -169,9 +169,9 @@ def test_validate_command(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == str(out)
     table = pd.read_csv(out / "validation.csv")
     assert len(table) == 2
-    for column in ("sim_slope", "sim_se", "theory_slope", "tolerance", "within", "sim_deeper",
-                   "sim_easier", "theory_deeper", "theory_easier", "model.reach_exponent"):  # fmt: skip
-        assert column in table
+    expected = {"sim_slope", "sim_se", "theory_slope", "tolerance", "within", "sim_deeper",
+                "sim_easier", "theory_deeper", "theory_easier", "model.reach_exponent"}  # fmt: skip
+    assert expected <= set(table.columns)
     summary = json.loads((out / "validation.json").read_text())
     assert summary["design"]["design_seed"] == 20261204
     assert (out / "figures" / "validation.png").exists()
@@ -204,10 +204,10 @@ def test_validate_refuses_bad_input(tmp_path, args, needle):
 def test_validation_reduced():
     """A reduced `paradox validate`: the theory within tolerance on most random markets and
     never of the opposite sign where the simulated sign is clear."""
-    from experiments.validate import run_validation
-
     import tempfile
     from pathlib import Path
+
+    from experiments.validate import run_validation
 
     with tempfile.TemporaryDirectory() as tmp:
         table, summary = run_validation(
@@ -217,3 +217,18 @@ def test_validation_reduced():
     assert summary["fraction_within"] >= 0.6
     clear = table[table["sim_sign_clear"]]
     assert clear["sign_agrees"].mean() >= 0.85
+
+
+@pytest.mark.parametrize("q", [0.2, 0.4, 0.6, 0.8, 0.95])
+def test_static_limit_is_the_tullock_game(compose_config, q):
+    """In the static limit (scenario contest_1v1: one lab, one adversary, the output channel,
+    σ = 1, ρ = 0, d0 = 0, full depreciation) the market theory is the closed-form game."""
+    from omegaconf import OmegaConf
+
+    from sim import theory as th
+
+    cfg = OmegaConf.to_object(compose_config("scenario=contest_1v1"))
+    state = MarketTheory(cfg).solve(q)
+    assert state.converged
+    game = th.StaticGame.from_config(cfg, "output")
+    assert state.net_alignment == pytest.approx(th.net_alignment(game, q), abs=2e-4)

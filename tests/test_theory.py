@@ -198,7 +198,7 @@ def test_meanfield_solves_for_every_rule(lab_rule, adversary_rule):
     assert table["net_alignment"].between(-1, 1).all()
 
 
-def test_paradox_theory_command(tmp_path):
+def test_paradox_theory_command(tmp_path, compose_config):
     out = tmp_path / "th"
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.cli", "theory", "scenario=contest_1v1", "steps=20",
@@ -218,12 +218,28 @@ def test_paradox_theory_command(tmp_path):
     assert {"q", "c", "p_star", "N", "x_star", "y_star"} <= set(curve.columns)
     meanfield = pd.read_parquet(out / "meanfield.parquet")
     assert len(meanfield) == 21
+    # the market theory nests the static game: same curve, a paradox above κ* = 0.2
+    market = pd.read_parquet(out / "market_curve.parquet").set_index("q")
+    assert {0.75, 0.95} <= set(market.index)
+    for column in ("N", "Phi", "deeper", "easier", "dN_dq"):
+        assert column in market
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_object(compose_config("scenario=contest_1v1"))
+    game = th.StaticGame.from_config(cfg, "output")
+    assert market.loc[0.6, "N"] == pytest.approx(th.net_alignment(game, 0.6), abs=2e-4)
+    block = summary["market"]
+    assert block["covered"] and block["secant_slope"] < 0
+    assert block["deeper"] + block["easier"] == pytest.approx(1 - block["secant_slope"])
+    assert 0.2 <= block["kappa_star_secant"] <= 0.3
+    assert block["kappa_star_local"] == pytest.approx(0.2, abs=1 / 32)
 
 
 def test_paradox_theory_reports_no_optimum_as_null(tmp_path):
     out = tmp_path / "null"
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.cli", "theory", "model.coupling=0", "steps=5",
+         "model.n_labs=3", "model.n_adversaries=40",
          f"hydra.run.dir={out}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
