@@ -173,7 +173,7 @@ def _collect_multirun(folder: Path, jobs: list[Path], timeseries: bool) -> Colle
         row.update(parameter_row(config))
         summary_path = job / "summary.json"
         if summary_path.exists():
-            row.update(outcome_row(json.loads(summary_path.read_text())["outcomes"]))
+            row.update(outcome_row(json.loads(summary_path.read_text())))
             row.update(status="ok", error=None)
         else:
             row.update(outcome_row(None))

@@ -158,17 +158,40 @@ def _steps(runs: pd.DataFrame) -> int:
     return int(runs["steps"].iloc[0])
 
 
+def window_text(runs: pd.DataFrame) -> str:
+    """The steps the runs' time averages cover, for captions: "over steps 1–T" for a table
+    without burn-ins, "over steps d+1–T" for one burn-in set for every run, else the range of
+    the per-run burn-ins (MSER-5)."""
+    steps = _steps(runs)
+    d = runs["burn_in"].dropna().astype(int) if "burn_in" in runs else pd.Series(dtype=int)
+    if not len(d):
+        return f"over steps 1–{steps}"
+    rules = set(runs["burn_in_rule"].dropna()) if "burn_in_rule" in runs else set()
+    lo, hi = int(d.min()), int(d.max())
+    if lo == hi and rules == {"set"}:
+        return f"over steps {lo + 1}–{steps} (a burn-in of {lo} steps left out)"
+    how = "chosen per run by MSER-5 on net alignment" if rules == {"auto"} else "per run"
+    span = f"{lo} steps" if lo == hi else f"{lo}–{hi} steps, median {A.typical_burn_in(runs)}"
+    return f"over steps d+1–{steps} after each run's burn-in d ({how}: {span})"
+
+
 def _reps(runs: pd.DataFrame, by: list[str], intervals: bool = True) -> str:
     """Replicates per point: "10 replicates with 95% t-intervals", or "9–10" when points
-    differ, or "one replicate (no intervals)"; without ``intervals`` (a heatmap, which shows
-    means only) just "10 replicates"."""
+    differ, or "one replicate" with batch-means intervals (or none, for a table without
+    standard errors); without ``intervals`` (a heatmap, which shows means only) just
+    "10 replicates"."""
     counts = runs.groupby(by).size()
-    return _over(int(counts.min()), int(counts.max()), intervals)
+    se = any(str(c).startswith("se_") for c in runs.columns)
+    return _over(int(counts.min()), int(counts.max()), intervals, se)
 
 
-def _over(lo: int, hi: int, intervals: bool = True) -> str:
+def _over(lo: int, hi: int, intervals: bool = True, se: bool = False) -> str:
     if hi <= 1:
-        return "one replicate (no intervals)" if intervals else "one replicate"
+        if not intervals:
+            return "one replicate"
+        return ("one replicate, with the 95% batch-means interval of each run's time average "
+                "(within-run noise only: it says nothing about other seeds)" if se else
+                "one replicate (no intervals)")  # fmt: skip
     n = f"{lo}" if lo == hi else f"{lo}–{hi}"
     return f"{n} replicates with 95% t-intervals" if intervals else f"{n} replicates"
 
@@ -216,22 +239,24 @@ def plot_scenarios(ts: pd.DataFrame, out: Path) -> list[Panel]:
 
 def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> Panel:
     x, group = "model.fixed_alignment", "model.coupling"
-    steps = _steps(runs)
+    steps, burn_in = _steps(runs), A.typical_burn_in(runs)
     base = base_config(runs)
     couplings = sorted(runs[group].unique().tolist())
     qs = sorted(runs[x].unique().tolist())
+    key = {"config": to_flat(base), "couplings": couplings, "qs": qs, "steps": steps}
     theory = _cached(
         folder / "meanfield_curve.csv",
-        {"config": to_flat(base), "couplings": couplings, "qs": qs, "steps": steps},
-        lambda: A.meanfield_curves(base, couplings, qs, steps, progress=note),
+        {**key, "burn_in": burn_in},
+        lambda: A.meanfield_curves(base, couplings, qs, steps, burn_in=burn_in, progress=note),
     )
     m = base.model
     caption = (
         "The paradox curve: net alignment (left) and exploitation harm (right), each averaged "
-        f"over steps 1–{steps}, against the exogenous alignment level q, one colour per "
+        f"{window_text(runs)}, against the exogenous alignment level q, one colour per "
         f"coupling κ; points are means over {_reps(runs, [group, x])}. Dashed: the mean-field "
-        "prediction for the same configuration (the "
-        "expected step map, docs/theory.md §2); triangles: its optimum q* where it is interior. "
+        "prediction for the same configuration (the expected step map, docs/theory.md §2), "
+        f"averaged over steps {burn_in + 1}–{steps}; triangles: its optimum q* where it is "
+        "interior. "
         f"{m.n_labs} labs, {m.n_adversaries} adversaries, v_a = {m.attacker_value:g}, "
         f"mean adversary budget {m.adversary_budget_mean:g}."
     )
@@ -247,7 +272,7 @@ def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> Panel:
 
 def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) -> Panel:
     x, q = "model.coupling", "model.fixed_alignment"
-    steps = _steps(runs)
+    steps, burn_in = _steps(runs), A.typical_burn_in(runs)
     slopes = A.slope_table(runs, x=x, y=strength, q=q)
     q_lo, q_hi = float(slopes["q_lo"].iloc[0]), float(slopes["q_hi"].iloc[0])
     base = base_config(runs)
@@ -255,16 +280,19 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
     key = {"config": to_flat(base), "y": strength, "levels": levels, "q": [q_lo, q_hi]}
     boundary = _cached(
         folder / "meanfield_threshold.csv",
-        {**key, "steps": steps},
-        lambda: A.meanfield_threshold(base, strength, levels, q_lo, q_hi, steps, progress=note),
+        {**key, "steps": steps, "burn_in": burn_in},
+        lambda: A.meanfield_threshold(
+            base, strength, levels, q_lo, q_hi, steps, burn_in=burn_in, progress=note
+        ),
     )
     caption = (
         f"Regime map: the slope of net alignment in alignment, (N(q = {q_hi:g}) − "
-        f"N(q = {q_lo:g})) / {q_hi - q_lo:g}, with N averaged over steps 1–{steps} and over "
+        f"N(q = {q_lo:g})) / {q_hi - q_lo:g}, with N averaged {window_text(runs)} and over "
         f"{_reps(runs, [x, strength, q], intervals=False)}, over the paradox coupling κ and "
         f"{F.label(strength)}. Orange cells: more alignment lowers net alignment (the paradox); "
         "purple: it raises it. Line: the mean-field κ*, the smallest κ at which the same "
-        "mean-field slope turns negative (no point where it stays positive up to κ = 1)."
+        f"mean-field slope (N averaged over steps {burn_in + 1}–{steps}) turns negative (no "
+        "point where it stays positive up to κ = 1)."
     )
     fig = F.regime_map(
         slopes,
@@ -285,7 +313,7 @@ def plot_paradox_index_map(runs: pd.DataFrame, strength: str, out: Path) -> Pane
     x = "model.coupling"
     caption = (
         "Regime map: the paradox index (reach share of labs whose marginal return on alignment "
-        f"is negative), averaged over steps 1–{_steps(runs)} and over "
+        f"is negative), averaged {window_text(runs)} and over "
         f"{_reps(runs, [x, strength], intervals=False)}, over the paradox coupling κ and "
         f"{F.label(strength)}. No theory boundary: the map does not vary the alignment level."
     )
@@ -321,10 +349,11 @@ def plot_policy(runs: pd.DataFrame, levers: dict[str, float], out: Path) -> Pane
                      "other levers' settings at those seeds.")  # fmt: skip
     caption = (
         "Policy comparison: each lever's effect (lever on minus off) on total harm and net "
-        f"alignment, each averaged over steps 1–{_steps(runs)}, in each world. Runs are "
+        f"alignment, each averaged {window_text(runs)}, in each world. Runs are "
         f"matched on the other levers' settings ({matched} per lever and world); "
         "points are the mean difference over cells with a 95% t-interval across cells "
-        "(a main effect; a Welch interval over replicates when only one cell exists). Off "
+        "(a main effect; a Welch interval over replicates when only one cell exists, or the "
+        "batch-means interval of the two runs when it holds one run each). Off "
         "values: "
         + ", ".join(f"{k.split('.')[-1]} = {v:g}" for k, v in levers.items())
         + "."

@@ -34,7 +34,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from experiments import outputs
-from experiments.plot import Panel, note, plot_folder
+from experiments.plot import Panel, note, plot_folder, window_text
 from sim import analysis as A
 from sim.config import ParameterError
 from sim.experiment import (
@@ -153,19 +153,32 @@ def replicate_text(counts: pd.Series) -> str:
     return f"{lo}" if lo == hi else f"{lo}–{hi}"
 
 
-def scenario_latex(table: pd.DataFrame, reps: str, steps: int) -> str:
+def _batch_means(table: pd.DataFrame) -> bool:
+    """Whether the scenario table's intervals are single runs' batch-means intervals."""
+    return "interval" in table and bool((table["interval"] == "batch means").any())
+
+
+def scenario_latex(table: pd.DataFrame, reps: str, steps: int, window: str | None = None) -> str:
     """The scenario comparison as a booktabs table: mean ± 95% half-width per cell (the mean
-    alone, marked n/a, where one replicate gives no interval)."""
+    alone, marked n/a, where one replicate gives no interval). ``window`` says which steps a
+    run's time average covers (:func:`experiments.plot.window_text`; default steps 1..T)."""
     wide = table.set_index(["scenario", "outcome"])
     cols = [c for c in TABLE_COLUMNS if c in set(table["outcome"])]
-    over = ("one replicate (no intervals: n/a)" if reps == "1" else
-            f"{reps} replicates $\\pm$ the half-width of its 95\\% $t$-interval")  # fmt: skip
+    if reps != "1":
+        over = f"{reps} replicates $\\pm$ the half-width of its 95\\% $t$-interval"
+    elif _batch_means(table):
+        over = ("one replicate $\\pm$ the half-width of the 95\\% batch-means interval of its "
+                "time average (within-run noise only)")  # fmt: skip
+    else:
+        over = "one replicate (no intervals: n/a)"
+    window = (window or f"over steps 1–{steps}").replace("–", "--")
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         r"\small",
-        r"\caption{Scenario comparison: each outcome averaged over steps 1--"
-        + f"{steps} of a run, mean over {over}.}}",
+        r"\caption{Scenario comparison: each outcome averaged "
+        + f"{window} of a run, mean over "
+        + f"{over}.}}",
         r"\label{tab:scenarios}",
         r"\begin{tabular}{l" + "r" * len(cols) + "}",
         r"\toprule",
@@ -251,19 +264,33 @@ def read_scenarios(table: pd.DataFrame) -> str:
             clauses.append(f"{outcome} is " + ", ".join(parts))
         others = net.drop(index="baseline")
         with_interval = others[others["diff_lo"].notna() & others["diff_hi"].notna()]
-        n_paired = int(with_interval["paired"].sum()) if "paired" in others else 0
-        n_welch = len(with_interval) - n_paired
+        if "method" in with_interval:
+            kinds = with_interval["method"]
+        elif "paired" in with_interval:
+            kinds = with_interval["paired"].map({True: "paired", False: "welch"})
+        else:
+            kinds = pd.Series("welch", index=with_interval.index)
+        n_paired, n_batch = int((kinds == "paired").sum()), int((kinds == "batch means").sum())
+        n_welch = len(with_interval) - n_paired - n_batch
         if not len(with_interval):
             method = ""
-        elif not n_welch:
+        elif n_paired == len(with_interval):
             method = ", 95% t-interval of the differences paired by seed (common random numbers)"
-        elif n_paired:
+        elif n_welch == len(with_interval):
+            method = ", Welch 95% interval"
+        elif n_batch == len(with_interval):
+            method = (", 95% interval from the two runs' batch-means standard errors (one run "
+                      "each: within-run noise only)")  # fmt: skip
+        elif not n_batch:
             method = (
                 f", 95% interval paired by seed for {n_paired} (the seeds match the baseline's), "
                 f"Welch for {n_welch}"
             )
         else:
-            method = ", Welch 95% interval"
+            parts = [f"paired by seed for {n_paired}" if n_paired else "",
+                     f"from single runs' batch means for {n_batch}",
+                     f"Welch for {n_welch}" if n_welch else ""]  # fmt: skip
+            method = ", 95% interval " + ", ".join(p for p in parts if p)
         text.append(
             f"Against the baseline (difference of means{method}, out of "
             f"{_plural(len(net) - 1, 'scenario')}): " + "; ".join(clauses) + "."
@@ -325,11 +352,11 @@ def read_paradox_curve(panel: Panel) -> str:
     runs, theory = panel.data["runs"], panel.data["theory"]
     x = "model.fixed_alignment"
     text = []
-    falls = []  # (κ, paired) for each curve whose fall is reported with an interval
+    falls = []  # (κ, method) for each curve whose fall is reported with an interval
     for kappa, sub in runs.groupby("model.coupling"):
         p = A.peak(sub, x)
         if p["position"] != "last" and _has_interval(p["drop_lo"], p["drop_hi"]):
-            falls.append((kappa, p["paired"]))
+            falls.append((kappa, p.get("method") or ("paired" if p["paired"] else "welch")))
         means = sub.groupby(x)["mean_net_alignment"].mean().sort_index().to_numpy()
         mf = theory[np.isclose(theory["kappa"], kappa)]
         if not len(mf):
@@ -340,13 +367,26 @@ def read_paradox_curve(panel: Panel) -> str:
             mf_text = "the mean field has no interior optimum on this grid"
         shape = _curve_shape(p, means, float(sub[x].max()))
         text.append(f"At κ = {kappa:g} simulated net alignment {shape}; {mf_text}.")
-    paired = [k for k, is_paired in falls if is_paired]
+    paired = [k for k, method in falls if method == "paired"]
+    batch = [k for k, method in falls if method == "batch means"]
     if falls and len(paired) == len(falls):
         text.append("Falls are paired by seed (replicates share seeds across levels), with "
                     "95% t-intervals.")  # fmt: skip
-    elif paired:
-        text.append("Falls are paired by seed at κ = " + ", ".join(f"{k:g}" for k in paired)
-                    + " (95% t-intervals) and compared by Welch's interval elsewhere.")  # fmt: skip
+    elif falls and len(batch) == len(falls):
+        text.append("Falls are compared by the 95% batch-means intervals of single runs "
+                    "(within-run noise only: one run per level, so they say nothing about "
+                    "other seeds).")  # fmt: skip
+    elif paired or batch:
+        where = []
+        if paired:
+            where.append("paired by seed at κ = " + ", ".join(f"{k:g}" for k in paired)
+                         + " (95% t-intervals)")  # fmt: skip
+        if batch:
+            where.append("compared by single runs' batch-means intervals at κ = "
+                         + ", ".join(f"{k:g}" for k in batch))  # fmt: skip
+        welch_too = len(paired) + len(batch) < len(falls)
+        rest = " and compared by Welch's interval elsewhere" if welch_too else ""
+        text.append("Falls are " + "; ".join(where) + rest + ".")
     elif falls:
         text.append("Falls are compared by Welch's 95% interval (the levels do not share "
                     "seeds).")  # fmt: skip
@@ -495,7 +535,8 @@ def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
         f"Made by `paradox report` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Each sweep's runs "
         "are in `sweeps/<name>/runs.parquet` (one row per run), the tables in `tables/`, the "
         "figures in `figures/` (PDF and 300-dpi PNG, caption in the `.txt` beside each). "
-        "All outcomes are averages over the steps of a run unless said otherwise."
+        "All outcomes are averages over the steps of a run after its burn-in (docs/ODD.md §4) "
+        "unless said otherwise."
     )
     if warnings:
         sections += ["", "**Warnings**", "", *[f"- {w}" for w in warnings]]
@@ -505,9 +546,17 @@ def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
             table = A.scenario_table(runs)
             write_csv(tables / "scenarios.csv", table)
             reps, steps = replicate_text(runs.groupby("scenario").size()), int(runs["steps"].max())
-            outputs.write_text(tables / "scenarios.tex", scenario_latex(table, reps, steps))
-            over = ("One replicate per scenario: no intervals" if reps == "1" else
-                    f"Mean over {reps} replicates ± half-width of the 95% t-interval")  # fmt: skip
+            window = window_text(runs)
+            outputs.write_text(tables / "scenarios.tex",
+                               scenario_latex(table, reps, steps, window))  # fmt: skip
+            if reps != "1":
+                over = f"Mean over {reps} replicates ± half-width of the 95% t-interval"
+            elif _batch_means(table):
+                over = ("One replicate per scenario ± half-width of the 95% batch-means interval "
+                        "of its time average (within-run noise only)")  # fmt: skip
+            else:
+                over = "One replicate per scenario: no intervals"
+            over += f"; each run averaged {window}"
             sections += ["", "## Scenarios", "", scenario_markdown(table), "",
                          f"{over}; LaTeX: `tables/scenarios.tex`.", "",
                          read_scenarios(table)]  # fmt: skip

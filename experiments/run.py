@@ -78,8 +78,7 @@ def run(
         "scenario": config.scenario,
         "seed": config.seed,
         "steps": config.steps,
-        "time_average_over": "steps 1..T (step 0 is the initial state)",
-        "outcomes": summarize(table),
+        **summarize(table, config.burn_in),
     }
     wall = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,11 +120,13 @@ def agent_tables(model) -> dict:
 
 
 def format_summary(summary: dict) -> str:
-    rows = [f"scenario {summary['scenario']}, seed {summary['seed']}, {summary['steps']} steps"]
-    rows.append(f"{'outcome':<22}{'final':>12}{'mean':>12}")
+    rows = [f"scenario {summary['scenario']}, seed {summary['seed']}, {summary['steps']} steps",
+            f"mean: average over {summary['time_average_over']}; se: its batch-means "
+            "standard error"]  # fmt: skip
+    rows.append(f"{'outcome':<22}{'final':>12}{'mean':>12}{'se':>12}")
     for name in HEADLINE:
         v = summary["outcomes"][name]
-        rows.append(f"{name:<22}{v['final']:>12.4g}{v['mean']:>12.4g}")
+        rows.append(f"{name:<22}{v['final']:>12.4g}{v['mean']:>12.4g}{v['se']:>12.2g}")
     return "\n".join(rows)
 
 

@@ -1,11 +1,18 @@
 """Derived tables for figures and reports: intervals, lever effects, slopes and theory overlays.
 
 Everything here takes the tidy tables the sweep engine writes (``runs.parquet``: one row per
-run, dotted parameter columns, ``mean_<outcome>`` / ``final_<outcome>`` columns, ``status``) and
-returns pandas tables, so that a figure, a report sentence and a user's own notebook all read
-the same numbers. The mean-field overlays call :class:`sim.meanfield.MeanField`'s expected step
-map (``iterate``), which is what ``mean_<outcome>`` of a simulation averages over, step for
-step (docs/theory.md §2).
+run, dotted parameter columns, ``mean_<outcome>`` / ``final_<outcome>`` / ``se_<outcome>``
+columns, ``burn_in``, ``status``) and returns pandas tables, so that a figure, a report sentence
+and a user's own notebook all read the same numbers. The mean-field overlays call
+:class:`sim.meanfield.MeanField`'s expected step map (``iterate``), which is what
+``mean_<outcome>`` of a simulation averages over, step for step (docs/theory.md §2).
+
+Intervals (docs/ODD.md §4, "Observation"): a design point's mean gets the t-interval over its
+replicates, which are independent runs, so the autocorrelation within each run is already in
+their spread. A point with a single replicate gets the batch-means interval of that one run
+(:func:`sim.stats.batch_means_se`, from its ``se_<outcome>`` column), which measures only the
+noise of that run's time average, not the variation between seeds; without ``se_`` columns
+(tables made before they existed) it gets no interval.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from sim import stats as S
 from sim.config import Config, config_from_flat, flat_keys, to_flat
 from sim.meanfield import MeanField
 
-#: Outcomes summarised per scenario (time averages over steps 1..T of each run).
+#: Outcomes summarised per scenario (time averages after each run's burn-in).
 SCENARIO_OUTCOMES: tuple[str, ...] = (
     "net_alignment",
     "harm_total",
@@ -51,14 +59,55 @@ def mean_ci(values: pd.Series | np.ndarray, level: float = 0.95) -> tuple[float,
     return m, m - half, m + half
 
 
+def run_se(frame: pd.DataFrame, value: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each run's batch-means standard error of ``value`` and its degrees of freedom.
+
+    Only a time average ``mean_<outcome>`` has one: its ``se_<outcome>`` column, with
+    b − 1 degrees of freedom for the b = :func:`sim.stats.batch_count` batches of the
+    ``steps − burn_in`` steps averaged. None when the table lacks those columns.
+    """
+    if not value.startswith("mean_"):
+        return None
+    se_col = "se_" + value.removeprefix("mean_")
+    if not {se_col, "burn_in", "steps"} <= set(frame.columns):
+        return None
+    window = (frame["steps"].astype(float) - frame["burn_in"].astype(float)).to_numpy()
+    dof = np.array([S.batch_count(int(n)) - 1 if np.isfinite(n) else np.nan for n in window])
+    return frame[se_col].to_numpy(float), dof
+
+
+def point_ci(
+    frame: pd.DataFrame, value: str, level: float = 0.95
+) -> tuple[float, float, float, str]:
+    """Mean of ``value`` over the runs of one design point, with a 95% interval, and its kind.
+
+    Two or more finite values: the t-interval over replicates (:func:`mean_ci`), kind
+    ``"replicates"``. One: the batch-means t-interval of that run's time average
+    (:func:`run_se`), kind ``"batch means"``, when the table has its standard error; else NaN
+    bounds, kind ``"none"``.
+    """
+    v = frame[value].to_numpy(float)
+    finite = np.isfinite(v)
+    if finite.sum() == 1:
+        bm = run_se(frame[finite], value)
+        if bm is not None:
+            m = float(v[finite][0])
+            lo, hi = S.t_interval(m, float(bm[0][0]), float(bm[1][0]), level)
+            if np.isfinite(lo):
+                return m, lo, hi, "batch means"
+    m, lo, hi = mean_ci(v, level)
+    return m, lo, hi, "replicates" if finite.sum() >= 2 else "none"
+
+
 def grouped_ci(frame: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
-    """Per group of ``by``: mean, 95% t-interval (``lo``, ``hi``) and count of ``value``."""
+    """Per group of ``by``: mean, 95% interval (``lo``, ``hi``), count of ``value`` and the
+    interval's kind (:func:`point_ci`: over replicates, or batch means for a single run)."""
     rows = []
     for key, group in frame.groupby(list(by), sort=True):
-        m, lo, hi = mean_ci(group[value])
+        m, lo, hi, kind = point_ci(group, value)
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key, strict=True)), "mean": m, "lo": lo, "hi": hi,
-                     "n": int(group[value].notna().sum())})  # fmt: skip
+                     "n": int(group[value].notna().sum()), "interval": kind})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -80,6 +129,34 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return d, d - half, d + half
 
 
+def single_runs(a: pd.DataFrame, b: pd.DataFrame, value: str) -> tuple[float, float, float] | None:
+    """Difference ``a − b`` of two single runs' time averages with a 95% interval from their
+    batch-means standard errors: se = √(se_a² + se_b²), Welch–Satterthwaite degrees of freedom.
+    None unless each side has exactly one finite value and both have a standard error.
+
+    The two runs' within-run noise is treated as independent. Under common random numbers
+    they share their seed, which usually correlates them positively, so the interval is then
+    conservative; like every single-run interval it says nothing about other seeds.
+    """
+    av, bv = a[value].to_numpy(float), b[value].to_numpy(float)
+    fa, fb = np.isfinite(av), np.isfinite(bv)
+    if fa.sum() != 1 or fb.sum() != 1:
+        return None
+    ra, rb = run_se(a[fa], value), run_se(b[fb], value)
+    if ra is None or rb is None:
+        return None
+    (sa, da), (sb, db) = ((float(r[0][0]), float(r[1][0])) for r in (ra, rb))
+    if not (np.isfinite([sa, sb, da, db]).all() and min(da, db) >= 1):
+        return None
+    d = float(av[fa][0] - bv[fb][0])
+    var = sa**2 + sb**2
+    if var == 0:
+        return d, d, d
+    dof = var**2 / (sa**4 / da + sb**4 / db)
+    lo, hi = S.t_interval(d, float(np.sqrt(var)), dof)
+    return d, lo, hi
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenario comparison
 # ---------------------------------------------------------------------------------------------
@@ -88,26 +165,28 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 def scenario_table(
     runs: pd.DataFrame, outcomes: Sequence[str] = SCENARIO_OUTCOMES, statistic: str = "mean"
 ) -> pd.DataFrame:
-    """One row per (scenario, outcome): mean over replicates, 95% interval, replicates, and the
-    difference from ``baseline`` with a 95% interval (:func:`compare`: paired by seed when the
-    scenario and the baseline share their seeds, Welch otherwise; ``paired`` says which; NaN
-    when there is no baseline)."""
+    """One row per (scenario, outcome): mean over replicates, 95% interval (:func:`point_ci`;
+    ``interval`` says its kind), replicates, and the difference from ``baseline`` with a 95%
+    interval (:func:`compare`: paired by seed when the scenario and the baseline share their
+    seeds, from batch means for two single runs, Welch otherwise; ``method`` says which and
+    ``paired`` whether it was paired; NaN when there is no baseline)."""
     runs = ok_runs(runs)
     base = runs[runs["scenario"] == "baseline"]
     rows = []
     for scen, sub in runs.groupby("scenario", sort=False):
         for outcome in outcomes:
             col = f"{statistic}_{outcome}"
-            m, lo, hi = mean_ci(sub[col])
-            pair = False
+            m, lo, hi, kind = point_ci(sub, col)
+            method = ""
             if len(base) and scen != "baseline":
                 d, dlo, dhi = compare(sub, base, col)
-                pair = paired(sub, base)
+                method = compare_method(sub, base, col)
             else:
                 d = dlo = dhi = float("nan")
             rows.append({"scenario": scen, "outcome": outcome, "mean": m, "lo": lo, "hi": hi,
-                         "n": int(sub[col].notna().sum()), "diff_baseline": d,
-                         "diff_lo": dlo, "diff_hi": dhi, "paired": pair})  # fmt: skip
+                         "n": int(sub[col].notna().sum()), "interval": kind,
+                         "diff_baseline": d, "diff_lo": dlo, "diff_hi": dhi,
+                         "paired": method == "paired", "method": method})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -131,8 +210,9 @@ def lever_effects(
     on and off runs the effect is the difference of means. With several such cells (a
     factorial design) the effect is the mean difference over cells with a paired t-interval
     across cells (a main effect); with one cell (one lever at a time against all off) it is a
-    Welch interval over the replicates. Columns: ``lever``, ``by`` value, ``outcome``,
-    ``effect``, ``lo``, ``hi``, ``cells``.
+    Welch interval over the replicates, or, with a single run on each side, the interval from
+    their batch-means standard errors (:func:`single_runs`). Columns: ``lever``, ``by`` value,
+    ``outcome``, ``effect``, ``lo``, ``hi``, ``cells``.
     """
     runs = ok_runs(runs)
     names = list(levers)
@@ -148,15 +228,19 @@ def lever_effects(
                 col = f"{statistic}_{outcome}"
                 diffs, pairs = [], []
                 for _, cell in sub.groupby(keys):
-                    on = cell.loc[on_flags.loc[cell.index, lever], col].to_numpy(float)
-                    off = cell.loc[~on_flags.loc[cell.index, lever], col].to_numpy(float)
-                    if on.size and off.size:
+                    on_rows = cell[on_flags.loc[cell.index, lever]]
+                    off_rows = cell[~on_flags.loc[cell.index, lever]]
+                    if len(on_rows) and len(off_rows):
+                        on, off = on_rows[col].to_numpy(float), off_rows[col].to_numpy(float)
                         diffs.append(on.mean() - off.mean())
-                        pairs.append((on, off))
+                        pairs.append((on_rows, off_rows))
                 if len(diffs) >= 2:
                     effect, lo, hi = mean_ci(np.array(diffs))
                 elif len(diffs) == 1:
-                    effect, lo, hi = welch(*pairs[0])
+                    on_rows, off_rows = pairs[0]
+                    one = single_runs(on_rows, off_rows, col)
+                    effect, lo, hi = one if one is not None else welch(
+                        on_rows[col].to_numpy(float), off_rows[col].to_numpy(float))  # fmt: skip
                 else:
                     effect = lo = hi = float("nan")
                 rows.append({"lever": lever, by: group, "outcome": outcome, "effect": effect,
@@ -191,12 +275,24 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, value: str) -> tuple[float, float,
 
     With common random numbers (both sets hold the same seeds, once each: ``seeding: common``)
     the runs are paired by seed and the interval is the t-interval of the paired differences,
-    which removes the between-seed variance; otherwise it is Welch's interval.
+    which removes the between-seed variance. When each side is a single run, the interval comes
+    from the two runs' batch-means standard errors (:func:`single_runs`). Otherwise it is
+    Welch's interval. :func:`compare_method` says which applies.
     """
     if paired(a, b):
         diff = a.set_index("seed")[value] - b.set_index("seed")[value]
         return mean_ci(diff.to_numpy(float))
+    one = single_runs(a, b, value)
+    if one is not None:
+        return one
     return welch(a[value].to_numpy(float), b[value].to_numpy(float))
+
+
+def compare_method(a: pd.DataFrame, b: pd.DataFrame, value: str) -> str:
+    """Which interval :func:`compare` gives: ``"paired"``, ``"batch means"`` or ``"welch"``."""
+    if paired(a, b):
+        return "paired"
+    return "batch means" if single_runs(a, b, value) is not None else "welch"
 
 
 def peak(
@@ -209,8 +305,9 @@ def peak(
 
     Keys: ``x`` and ``value`` of the best level, ``position`` ("first", "interior" or "last"),
     ``interior``, ``drop`` = best minus last with ``drop_lo`` / ``drop_hi`` (0 when the best
-    level is the last; NaN bounds when there is no interval, e.g. one replicate), and ``paired``
-    (whether that difference was paired by seed; False when the best level is the last).
+    level is the last; NaN bounds when there is no interval, e.g. one replicate without standard
+    errors), ``paired`` (whether that difference was paired by seed; False when the best level
+    is the last) and ``method`` (:func:`compare_method`; "" when the best level is the last).
     """
     runs = ok_runs(runs)
     means = runs.groupby(x)[value].mean().sort_index()
@@ -219,12 +316,13 @@ def peak(
     out: dict[str, float | bool | str] = {"x": float(best), "value": float(means[best]),
                                           "position": position, "interior": False, "drop": 0.0,
                                           "drop_lo": 0.0, "drop_hi": 0.0,
-                                          "paired": False}  # fmt: skip
+                                          "paired": False, "method": ""}  # fmt: skip
     if best != last:
         at_last, at_best = runs[runs[x] == last], runs[runs[x] == best]
         d, lo, hi = compare(at_last, at_best, value)
+        method = compare_method(at_last, at_best, value)
         out.update(interior=bool(position == "interior" and hi < 0), drop=-d, drop_lo=-hi,
-                   drop_hi=-lo, paired=paired(at_last, at_best))  # fmt: skip
+                   drop_hi=-lo, paired=method == "paired", method=method)  # fmt: skip
     return out
 
 
@@ -237,8 +335,8 @@ def slope_table(
     value: str = "mean_net_alignment",
 ) -> pd.DataFrame:
     """Finite-difference slope dN/dq between the lowest and highest level of ``q``, per (x, y)
-    cell, with a 95% interval (:func:`compare`: paired by seed under common random numbers).
-    A cell missing either level has NaN slope (no estimate)."""
+    cell, with a 95% interval (:func:`compare`: paired by seed under common random numbers;
+    ``method`` says which interval). A cell missing either level has NaN slope (no estimate)."""
     runs = ok_runs(runs)
     q_lo, q_hi = float(runs[q].min()), float(runs[q].max())
     if not q_hi > q_lo:
@@ -246,10 +344,11 @@ def slope_table(
     step = q_hi - q_lo
     rows = []
     for (xv, yv), cell in runs.groupby([x, y], sort=True):
-        d, lo, hi = compare(cell[np.isclose(cell[q], q_hi)], cell[np.isclose(cell[q], q_lo)],
-                            value)  # fmt: skip
+        top, bottom = cell[np.isclose(cell[q], q_hi)], cell[np.isclose(cell[q], q_lo)]
+        d, lo, hi = compare(top, bottom, value)
         rows.append({x: xv, y: yv, "slope": d / step, "lo": lo / step, "hi": hi / step,
-                     "q_lo": q_lo, "q_hi": q_hi})  # fmt: skip
+                     "q_lo": q_lo, "q_hi": q_hi,
+                     "method": compare_method(top, bottom, value)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -273,9 +372,22 @@ def with_values(cfg: Config, values: Mapping[str, float]) -> Config:
     return config_from_flat(**flat)
 
 
-def meanfield_level(cfg: Config, steps: int, outcome: str = "net_alignment") -> float:
-    """The mean-field prediction of ``mean_<outcome>`` (average over steps 1..T)."""
-    return float(MeanField(cfg).iterate(steps)[outcome].iloc[1:].mean())
+def meanfield_level(
+    cfg: Config, steps: int, outcome: str = "net_alignment", burn_in: int = 0
+) -> float:
+    """The mean-field prediction of ``mean_<outcome>``: its average over steps burn_in+1..T,
+    the window a run's time average covers after a burn-in of ``burn_in`` steps."""
+    return float(MeanField(cfg).iterate(steps)[outcome].iloc[1 + burn_in :].mean())
+
+
+def typical_burn_in(runs: pd.DataFrame) -> int:
+    """The median burn-in of the finished runs, in whole steps (0 for a table without a
+    ``burn_in`` column): the window the mean-field overlays average over, so that they compare
+    with the runs' time averages."""
+    if "burn_in" not in runs:
+        return 0
+    values = ok_runs(runs)["burn_in"].dropna()
+    return int(np.floor(values.median())) if len(values) else 0
 
 
 def meanfield_curves(
@@ -284,13 +396,15 @@ def meanfield_curves(
     qs: Sequence[float],
     steps: int,
     *,
+    burn_in: int = 0,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Mean-field net alignment N(q) per coupling, plus each curve's optimum q*.
 
-    Returns columns ``kappa``, ``q``, ``N`` and ``q_star`` (NaN when the best level on the grid
-    is its last one, i.e. no interior optimum). An interior q* is refined between the grid
-    neighbours of the best level by bounded scalar optimisation (tolerance 0.005).
+    N is averaged over steps burn_in+1..T (:func:`meanfield_level`). Returns columns ``kappa``,
+    ``q``, ``N`` and ``q_star`` (NaN when the best level on the grid is its last one, i.e. no
+    interior optimum). An interior q* is refined between the grid neighbours of the best level
+    by bounded scalar optimisation (tolerance 0.005).
     """
     qs = sorted(float(q) for q in qs)
     frames = []
@@ -298,7 +412,8 @@ def meanfield_curves(
         if progress:
             progress(f"mean-field paradox curve, κ = {kappa:g}")
         n = [meanfield_level(with_values(cfg, {"model.coupling": kappa,
-                                               "model.fixed_alignment": q}), steps)
+                                               "model.fixed_alignment": q}), steps,
+                             burn_in=burn_in)
              for q in qs]  # fmt: skip
         best = int(np.argmax(n))
         q_star = float("nan")
@@ -306,7 +421,9 @@ def meanfield_curves(
             res = optimize.minimize_scalar(
                 lambda q, k=kappa: (
                     -meanfield_level(
-                        with_values(cfg, {"model.coupling": k, "model.fixed_alignment": q}), steps
+                        with_values(cfg, {"model.coupling": k, "model.fixed_alignment": q}),
+                        steps,
+                        burn_in=burn_in,
                     )
                 ),
                 bounds=(qs[best - 1], qs[best + 1]),
@@ -328,10 +445,11 @@ def meanfield_threshold(
     *,
     tol: float = 1 / 64,
     scan: int = 8,
+    burn_in: int = 0,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Per level of ``y``: the smallest κ in [0, 1] at which the mean-field slope
-    (N(q_hi) − N(q_lo)) / (q_hi − q_lo) is negative.
+    (N(q_hi) − N(q_lo)) / (q_hi − q_lo) is negative, N averaged over steps burn_in+1..T.
 
     The slope need not change sign only once in κ, so κ is first scanned in ``scan`` equal steps
     from 0 to 1; the first scanned κ with a negative slope and the one before it are then
@@ -341,7 +459,8 @@ def meanfield_threshold(
 
     def slope(kappa: float, level: float) -> float:
         values = [meanfield_level(with_values(cfg, {y: level, "model.coupling": kappa,
-                                                    "model.fixed_alignment": q}), steps)
+                                                    "model.fixed_alignment": q}), steps,
+                                  burn_in=burn_in)
                   for q in (q_lo, q_hi)]  # fmt: skip
         return (values[1] - values[0]) / (q_hi - q_lo)
 

@@ -510,6 +510,11 @@ class Config:
 
     seed: int = param(0, lo=0, hi=2**63 - 1, doc="seed of the run's numpy Generator")
     steps: int = param(200, lo=0, hi=10_000_000, doc="number of steps to simulate")
+    burn_in: int | str = param(
+        "auto",
+        doc="steps left out of time averages: auto (MSER-5 on net_alignment, per run) or an "
+        "integer in [0, steps) (docs/ODD.md §4.1)",
+    )
     scenario: str = param("baseline", doc="name of the scenario the run composes")
     collect_agents: bool = param(False, doc="also record per-agent state (labs.parquet)")
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -518,6 +523,23 @@ class Config:
 
     def __post_init__(self) -> None:
         validate(self)
+
+
+def _check_run(cfg: Config) -> None:
+    """The run settings that a range in the metadata cannot express: ``burn_in``."""
+    b, steps = cfg.burn_in, cfg.steps
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        steps = 0  # the leaf check reports a bad steps; here only burn_in's own rule applies
+    upper = f"[0, steps) = [0, {steps})" if steps > 0 else "[0, inf) when steps = 0"
+    allowed = f"auto (MSER-5 on net_alignment) or an integer number of steps in {upper}"
+    if isinstance(b, str):
+        if b != "auto":
+            raise ParameterError("burn_in", b, allowed)
+        return
+    if isinstance(b, bool) or not isinstance(b, numbers.Integral):
+        raise ParameterError("burn_in", b, allowed)
+    if b < 0 or (steps > 0 and b >= steps):
+        raise ParameterError("burn_in", b, allowed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,6 +599,8 @@ def validate(cfg: Any, prefix: str | None = None) -> None:
     """
     if prefix is None:
         prefix = _GROUP_PREFIX.get(type(cfg), "")
+    if isinstance(cfg, Config):
+        _check_run(cfg)  # first: burn_in's rule is not a range the leaf check could name
     for key, f, value in iter_fields(cfg, prefix):
         _check_leaf(key, f, value)
     model = cfg.model if isinstance(cfg, Config) else cfg if isinstance(cfg, ModelConfig) else None
@@ -691,7 +715,7 @@ def config_from_flat(**params: Any) -> Config:
     for f in dataclasses.fields(Config):
         setattr(cfg, f.name, getattr(base, f.name))
     for name, value in params.items():
-        if name in ("seed", "steps", "scenario", "collect_agents"):
+        if name in ("seed", "steps", "burn_in", "scenario", "collect_agents"):
             setattr(cfg, name, value)
             continue
         if name not in FLAT_KEYS:

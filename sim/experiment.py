@@ -72,13 +72,22 @@ from sim.outcomes import OUTCOMES, summarize
 DESIGNS: tuple[str, ...] = ("grid", "lhs", "sobol", "morris")
 SEEDINGS: tuple[str, ...] = ("common", "independent")
 ROLES: tuple[str, ...] = ("uncertainty", "lever")
-#: Leaf keys of :class:`Config` that are never factors: the seed comes from the replicates.
-NOT_FACTORS: tuple[str, ...] = ("seed", "collect_agents")
+#: Leaf keys of :class:`Config` that are never factors: the seed comes from the replicates, and
+#: ``burn_in`` says how runs are summarised (one setting per sweep; the ``burn_in`` column holds
+#: each run's burn-in in steps, so no parameter column shares its name).
+NOT_FACTORS: tuple[str, ...] = ("seed", "burn_in", "collect_agents")
 #: Columns that identify a run, first in ``runs.parquet``.
 ID_COLUMNS: tuple[str, ...] = ("run_id", "point_id", "replicate", "seed")
 OUTCOME_COLUMNS: tuple[str, ...] = tuple(
     f"{stat}_{name}" for name in OUTCOMES for stat in ("final", "mean")
 )
+#: How each run's time averages were taken: the burn-in in steps and how it was chosen
+#: (``auto``: MSER-5 on net alignment; ``set``: the ``burn_in`` setting).
+BURN_IN_COLUMNS: tuple[str, ...] = ("burn_in", "burn_in_rule")
+#: The batch-means standard error of every ``mean_<outcome>`` (one column per outcome).
+SE_COLUMNS: tuple[str, ...] = tuple(f"se_{name}" for name in OUTCOMES)
+#: Every summary column of a run, in ``runs.parquet`` order.
+SUMMARY_COLUMNS: tuple[str, ...] = (*OUTCOME_COLUMNS, *BURN_IN_COLUMNS, *SE_COLUMNS)
 RUNS_FILE, TIMESERIES_FILE, MANIFEST_FILE, PARTS_DIR = (
     "runs.parquet",
     "timeseries.parquet",
@@ -218,7 +227,10 @@ def resolve_factor(factor: Factor, role: str, where: str) -> ResolvedFactor:
 
         close = difflib.get_close_matches(key, [*fields, "scenario"], n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        why = "the seed comes from replicates" if key == "seed" else "see docs/ODD.md §9"
+        why = {
+            "seed": "the seed comes from replicates",
+            "burn_in": "burn_in decides how runs are summarised: set it for the whole sweep",
+        }.get(key, "see docs/ODD.md §9")
         raise ParameterError(
             f"{where}.key", key, f"a configuration key such as model.coupling{hint}; {why}"
         )
@@ -551,13 +563,17 @@ def parameter_columns(varied: Sequence[str] = ()) -> list[str]:
 
 
 def runs_schema(varied: Sequence[str] = ()) -> pa.Schema:
-    """Columns of ``runs.parquet``: ids, every parameter, every outcome summary, status, error."""
+    """Columns of ``runs.parquet``: ids, every parameter, every outcome summary (final and mean
+    values, the burn-in and how it was chosen, the standard errors of the means), status, error.
+    """
     fields = schema_fields()
     columns = [pa.field(name, pa.int64()) for name in ID_COLUMNS]
     for key in parameter_columns(varied):
         kind = "str" if key == "scenario" else _kind(fields[key])
         columns.append(pa.field(key, _ARROW.get(kind, pa.string())))
     columns += [pa.field(name, pa.float64()) for name in OUTCOME_COLUMNS]
+    columns += [pa.field("burn_in", pa.int64()), pa.field("burn_in_rule", pa.string())]
+    columns += [pa.field(name, pa.float64()) for name in SE_COLUMNS]
     columns += [pa.field("status", pa.string()), pa.field("error", pa.string())]
     return pa.schema(columns)
 
@@ -568,13 +584,22 @@ def timeseries_schema() -> pa.Schema:
     return pa.schema(columns + [pa.field(name, pa.float64()) for name in OUTCOMES])
 
 
-def outcome_row(summary: Mapping[str, Mapping[str, float]] | None) -> dict[str, float | None]:
-    """``final_<outcome>`` and ``mean_<outcome>`` columns from :func:`sim.summarize` output."""
+def outcome_row(summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The summary columns of one run (:data:`SUMMARY_COLUMNS`) from :func:`sim.summarize`'s
+    output or a ``summary.json`` (every column empty for ``None``, a failed run).
+
+    A ``summary.json`` written before runs had a burn-in (no ``burn_in`` key) gives empty
+    ``burn_in``, ``burn_in_rule`` and ``se_*`` columns: its means are over steps 1..T.
+    """
     if summary is None:
-        return dict.fromkeys(OUTCOME_COLUMNS)
-    return {
-        f"{stat}_{name}": summary[name][stat] for name in OUTCOMES for stat in ("final", "mean")
+        return dict.fromkeys(SUMMARY_COLUMNS)
+    outcomes = summary["outcomes"]
+    row: dict[str, Any] = {
+        f"{stat}_{name}": outcomes[name][stat] for name in OUTCOMES for stat in ("final", "mean")
     }
+    row["burn_in"], row["burn_in_rule"] = summary.get("burn_in"), summary.get("burn_in_rule")
+    row.update({f"se_{name}": outcomes[name].get("se") for name in OUTCOMES})
+    return row
 
 
 def parameter_row(cfg: Config) -> dict[str, Any]:
@@ -618,7 +643,7 @@ def execute(task: Task) -> tuple[dict[str, Any], pd.DataFrame | None]:
     try:
         validate(cfg)
         table = task.runner(cfg)
-        row.update(outcome_row(summarize(table)), status="ok", error=None)
+        row.update(outcome_row(summarize(table, cfg.burn_in)), status="ok", error=None)
     except Exception as err:
         message = " ".join(str(err).split()) or "(no message)"
         row.update(outcome_row(None), status="failed", error=f"{type(err).__name__}: {message}")

@@ -1,11 +1,14 @@
-"""The model-level outcomes of docs/ODD.md §5: names, meanings, and the run summary."""
+"""The model-level outcomes of docs/ODD.md §5: names, meanings, and the run summary (§4.1)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sim.config import CHANNELS
+from sim.stats import batch_means_se, mser_burn_in
 
 #: Every per-step outcome, in column order, with its meaning. The DataCollector reports exactly
 #: these; ``docs/ODD.md`` lists them and the tests check that the two agree.
@@ -41,17 +44,56 @@ OUTCOMES: dict[str, str] = {
 }
 
 
-def summarize(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Final value and time average (over steps 1..T; step 0 is the initial state) per outcome."""
-    after = table[table["step"] >= 1] if (table["step"] >= 1).any() else table
+#: The headline outcome: MSER-5 chooses every run's burn-in on it (``burn_in=auto``).
+BURN_IN_OUTCOME = "net_alignment"
+#: How a summary's burn-in was chosen: by MSER-5 on :data:`BURN_IN_OUTCOME`, or set by the user.
+BURN_IN_RULES: tuple[str, ...] = ("auto", "set")
+
+
+def summarize(table: pd.DataFrame, burn_in: int | str = "auto") -> dict[str, Any]:
+    """Every outcome's final value, time average after the burn-in and its standard error.
+
+    ``table`` is a run's per-step table (``step`` 0 is the initial state, then steps 1..T).
+    ``burn_in`` is the run setting of that name: ``"auto"`` chooses the burn-in d by MSER-5
+    (:func:`sim.stats.mser_burn_in`) on the headline outcome, net alignment, over steps 1..T,
+    and applies it to every outcome; an integer d ≥ 0 is used as given. Returns
+
+    - ``burn_in``: d, in steps; ``burn_in_rule``: ``"auto"`` (MSER-5) or ``"set"``;
+    - ``time_average_over``: the steps averaged, ``"steps d+1..T"`` (or why there are none);
+    - ``outcomes``: per outcome, ``final`` (the value at the last step), ``mean`` (the average
+      over steps d+1..T) and ``se`` (the batch-means standard error of that mean,
+      :func:`sim.stats.batch_means_se`: 10 batches, so a t-interval has 9 degrees of freedom;
+      NaN with fewer than two steps averaged).
+
+    A run of 0 steps (or a burn-in covering every step) has no steps to average: its ``mean``
+    and ``se`` are NaN, never the initial state. Values that are not finite become NaN.
+    """
+    after = table[table["step"] >= 1]
+    steps = len(after)
+    if isinstance(burn_in, str):
+        if burn_in != "auto":
+            raise ValueError(f"burn_in must be 'auto' or an integer >= 0, got {burn_in!r}")
+        d, rule = mser_burn_in(after[BURN_IN_OUTCOME].to_numpy(float)), "auto"
+    else:
+        if isinstance(burn_in, bool) or int(burn_in) != burn_in or burn_in < 0:
+            raise ValueError(f"burn_in must be 'auto' or an integer >= 0, got {burn_in!r}")
+        d, rule = int(burn_in), "set"
+    window = after.iloc[d:]
+    chosen = f"MSER-5 on {BURN_IN_OUTCOME}" if rule == "auto" else "set by burn_in"
+    if len(window):
+        over = f"steps {d + 1}..{steps} (burn-in of {d} steps, {chosen})"
+    else:
+        over = f"none: {steps} steps and a burn-in of {d} leave no step to average"
     final = table.iloc[-1]
-    return {
-        name: {
+    outcomes = {}
+    for name in OUTCOMES:
+        values = window[name].to_numpy(float)
+        outcomes[name] = {
             "final": _clean(final[name]),
-            "mean": _clean(after[name].mean()),
+            "mean": _clean(values.mean()) if values.size else float("nan"),
+            "se": _clean(batch_means_se(values)),
         }
-        for name in OUTCOMES
-    }
+    return {"burn_in": d, "burn_in_rule": rule, "time_average_over": over, "outcomes": outcomes}
 
 
 def _clean(x: float) -> float:

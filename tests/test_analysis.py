@@ -199,13 +199,61 @@ def test_meanfield_threshold_finds_the_first_negative_stretch(monkeypatch):
     """A slope negative only for 0.3 < κ < 0.5 and positive again at κ = 1: the scan finds it
     (bisection from [0, 1] alone would have reported no threshold)."""
 
-    def fake_level(cfg, steps, outcome="net_alignment"):
+    def fake_level(cfg, steps, outcome="net_alignment", burn_in=0):
         kappa, q = cfg.model.coupling, cfg.model.fixed_alignment
         return q * (-1.0 if 0.3 < kappa < 0.5 else 1.0)
 
     monkeypatch.setattr(A, "meanfield_level", fake_level)
     out = A.meanfield_threshold(Config(), "model.attacker_value", [10.0], 0.5, 0.9, steps=5)
     assert out["kappa_star"].item() == pytest.approx(0.3, abs=1 / 64)
-    monkeypatch.setattr(A, "meanfield_level", lambda cfg, *_: -cfg.model.fixed_alignment)
+    monkeypatch.setattr(A, "meanfield_level", lambda cfg, *_, **__: -cfg.model.fixed_alignment)
     out = A.meanfield_threshold(Config(), "model.attacker_value", [10.0], 0.5, 0.9, steps=5)
     assert out["kappa_star"].item() == 0.0  # negative everywhere: the threshold is κ = 0
+
+
+def _single_runs() -> pd.DataFrame:
+    """One run per level (mean, batch-means SE): levels 0.2 and 0.8, 150 steps, burn-in 50."""
+    return pd.DataFrame({"q": [0.2, 0.8], "seed": [1, 2], "steps": [150, 150],
+                         "burn_in": [50, 50], "mean_net_alignment": [0.30, 0.25],
+                         "se_net_alignment": [0.01, 0.02]})  # fmt: skip
+
+
+def test_a_single_replicate_gets_the_batch_means_interval_of_its_run():
+    from scipy import stats
+
+    runs = _single_runs()
+    table = A.grouped_ci(runs, ["q"], "mean_net_alignment").set_index("q")
+    t9 = stats.t.ppf(0.975, 9)  # 100 steps averaged: 10 batches, 9 degrees of freedom
+    assert table.loc[0.2, "lo"] == pytest.approx(0.30 - t9 * 0.01)
+    assert table.loc[0.8, "hi"] == pytest.approx(0.25 + t9 * 0.02)
+    assert (table["interval"] == "batch means").all()
+    # two runs of a point: the interval over replicates, as before
+    two = pd.concat([runs, runs.assign(seed=[3, 4], mean_net_alignment=[0.32, 0.27])])
+    table = A.grouped_ci(two, ["q"], "mean_net_alignment")
+    assert (table["interval"] == "replicates").all()
+    _, lo, hi = A.mean_ci([0.30, 0.32])
+    assert (table["lo"].iloc[0], table["hi"].iloc[0]) == pytest.approx((lo, hi))
+    # a table without standard errors (or a final value) has no interval for one run
+    plain = A.grouped_ci(runs.drop(columns="se_net_alignment"), ["q"], "mean_net_alignment")
+    assert plain["lo"].isna().all() and (plain["interval"] == "none").all()
+    runs["final_net_alignment"] = runs["mean_net_alignment"]
+    assert A.grouped_ci(runs, ["q"], "final_net_alignment")["lo"].isna().all()
+
+
+def test_two_single_runs_are_compared_by_their_batch_means():
+    from scipy import stats
+
+    runs = _single_runs()
+    a, b = runs[runs["q"] == 0.8], runs[runs["q"] == 0.2]
+    d, lo, hi = A.compare(a, b, "mean_net_alignment")
+    var = 0.01**2 + 0.02**2
+    dof = var**2 / (0.01**4 / 9 + 0.02**4 / 9)  # Welch–Satterthwaite
+    half = stats.t.ppf(0.975, dof) * np.sqrt(var)
+    assert d == pytest.approx(-0.05) and (lo, hi) == pytest.approx((d - half, d + half))
+    assert A.compare_method(a, b, "mean_net_alignment") == "batch means"
+    slopes = A.slope_table(runs.assign(x=0.0, y=0.0), x="x", y="y", q="q")
+    assert slopes["method"].item() == "batch means"
+    assert slopes["lo"].item() == pytest.approx(lo / 0.6)
+    p = A.peak(runs, "q")
+    assert p["position"] == "first" and p["method"] == "batch means"
+    assert p["drop_lo"] == pytest.approx(-hi)

@@ -32,15 +32,34 @@ def test_run_writes_a_tidy_results_folder(tmp_path):
     assert summary["outcomes"]["net_alignment"]["final"] == pytest.approx(
         table["net_alignment"].iloc[-1]
     )
+    # the time average covers the steps after the burn-in (MSER-5 by default; with 6 steps,
+    # fewer than two batches of 5, there is none): steps burn_in+1..T
+    burn_in = summary["burn_in"]
+    assert summary["burn_in_rule"] == "auto" and burn_in == 0
+    assert summary["time_average_over"].startswith("steps 1..6")
     assert summary["outcomes"]["harm_total"]["mean"] == pytest.approx(
-        table["harm_total"].iloc[1:].mean()
+        table["harm_total"].iloc[1 + burn_in :].mean()
     )
+    assert summary["outcomes"]["harm_total"]["se"] >= 0
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["seed"] == 5 and prov["packages"]["mesa"].startswith("3.5")
     assert "scenario=closed_api" in prov["overrides"]
     assert {"commit", "dirty"} <= set(prov["git"]) and prov["wall_time_seconds"] > 0
     config = (out / "config.yaml").read_text()
     assert "n_adversaries: 80" in config and "scenario: closed_api" in config
+
+
+def test_a_set_burn_in_is_left_out_of_the_time_averages(tmp_path):
+    out = tmp_path / "burn"
+    proc = paradox("run", *SMALL, "burn_in=4", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "average over steps 5..6" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    table = pd.read_parquet(out / "timeseries.parquet")
+    assert (summary["burn_in"], summary["burn_in_rule"]) == (4, "set")
+    assert summary["outcomes"]["net_alignment"]["mean"] == pytest.approx(
+        table["net_alignment"].iloc[5:].mean()
+    )
 
 
 def test_same_seed_gives_identical_tables_and_the_default_folder_is_under_results(tmp_path):
@@ -88,6 +107,8 @@ def test_per_agent_tables_on_request(tmp_path):
         ("model.no_such_key=1", "no_such_key"),
         ("learning.lab.defence_split.weights=0.9", "defence_split"),
         ("policy.publication_rate=2", "policy.publication_rate"),
+        ("burn_in=3", "'burn_in': 3; allowed: auto (MSER-5 on net_alignment) or an integer"),
+        ("burn_in=mser", "burn_in"),
     ],
 )
 def test_bad_input_fails_cleanly(tmp_path, override, needle):

@@ -47,6 +47,10 @@ def test_defaults_are_valid_and_every_leaf_is_documented():
         ("publication_rate", -0.1, "policy.publication_rate"),
         ("deterrence_steps", 2.5, "policy.deterrence_steps"),
         ("open_weights_selection", "middle", "policy.open_weights_selection"),
+        ("burn_in", -1, "burn_in"),
+        ("burn_in", 200, "burn_in"),  # not below steps (200)
+        ("burn_in", "mser5", "burn_in"),
+        ("burn_in", 2.5, "burn_in"),
     ],
 )
 def test_out_of_range_values_name_their_key(flat, value, key):
@@ -68,6 +72,16 @@ def test_rules_that_span_keys():
     with pytest.raises(ParameterError, match="defence_mandate"):
         config_from_flat(lab_rule="fixed", lab_alignment_share=0.8, defence_mandate=0.5)
     config_from_flat(n_adversaries=1, network_topology="none")  # fine without a network
+
+
+def test_burn_in_is_auto_or_a_number_of_steps_below_steps():
+    assert Config().burn_in == "auto"
+    assert config_from_flat(steps=150, burn_in=149).burn_in == 149
+    assert config_from_flat(steps=0, burn_in=10).burn_in == 10  # nothing to average anyway
+    with pytest.raises(ParameterError, match=r"\[0, steps\) = \[0, 150\)"):
+        config_from_flat(steps=150, burn_in=150)
+    with pytest.raises(ParameterError, match="burn_in"):
+        config_from_flat(burn_in=True)
 
 
 def test_flat_names_are_unique_and_round_trip():

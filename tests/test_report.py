@@ -475,3 +475,20 @@ def test_regime_map_of_slopes_uses_the_diverging_scale(tiny_report, tmp_path, mo
     runs["mean_net_alignment"] += runs["model.fixed_alignment"]  # every slope now positive
     P.plot_regime_map(folder, runs, "model.adversary_budget_mean", tmp_path)
     assert seen["cmap"] == "PuOr"  # the caption's orange/purple, even with no negative cell
+
+
+def test_single_runs_are_read_with_their_batch_means_intervals():
+    rows = []
+    for s, m in (("baseline", 1.0), ("other", 1.5)):
+        for o in ("net_alignment", "harm_total"):
+            d = m - 1.0 if s != "baseline" else np.nan
+            rows.append({"scenario": s, "outcome": o, "mean": m, "lo": m - 0.02, "hi": m + 0.02,
+                         "n": 1, "interval": "batch means", "diff_baseline": d,
+                         "diff_lo": d - 0.03, "diff_hi": d + 0.03, "paired": False,
+                         "method": "batch means" if s != "baseline" else ""})  # fmt: skip
+    table = pd.DataFrame(rows)
+    text = R.read_scenarios(table)
+    assert "batch-means standard errors (one run each: within-run noise only)" in text
+    tex = R.scenario_latex(table, "1", 150, "over steps 51–150 (a burn-in of 50 steps left out)")
+    assert "batch-means interval" in tex and "over steps 51--150" in tex
+    assert "$1.500 \\pm 0.020$" in tex

@@ -61,9 +61,11 @@ def _get(cfg: Config, key: str) -> float:
 
 
 def _table(**outcomes: float) -> pd.DataFrame:
-    """A one-step outcome table (what a runner returns) with the given outcomes, others 0."""
+    """The outcome table of a one-step run (what a runner returns): the initial state (step 0,
+    every outcome 0) and step 1 with the given outcomes, others 0. Step 1 is then both the final
+    value and the time average (a run's average leaves out step 0)."""
     row = dict.fromkeys(OUTCOMES, 0.0) | outcomes
-    return pd.DataFrame([{"step": 0, **row}])
+    return pd.DataFrame([{"step": 0, **dict.fromkeys(OUTCOMES, 0.0)}, {"step": 1, **row}])
 
 
 def ishigami_runner(cfg: Config) -> pd.DataFrame:

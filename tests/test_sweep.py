@@ -26,18 +26,21 @@ from experiments.sweep import PRIMARY, register, to_design
 from sim.config import Config, ParameterError
 from sim.experiment import (
     OUTCOME_COLUMNS,
+    SUMMARY_COLUMNS,
     Design,
     Factor,
     SweepMismatch,
     SweepSpec,
     format_result,
     merge,
+    parameter_columns,
     run_sweep,
     runs_schema,
     simulate_table,
     timeseries_schema,
 )
 from sim.outcomes import OUTCOMES
+from sim.stats import batch_means_se
 
 from .conftest import CONF, PARADOX, REPO, paradox
 
@@ -237,6 +240,11 @@ def test_sobol_points_are_salibs_sample():
         ({"replicates": 0}, "sweep.replicates", ">= 1"),
         ({"shard": 2, "num_shards": 2}, "sweep.shard", "[0, 1]"),
         ({"uncertainties": [Factor(key="scenario", levels=["baseline"])]}, "levels", "scenario"),
+        (
+            {"uncertainties": [Factor(key="burn_in", levels=[0, 50])]},
+            "uncertainties[0].key",
+            "set it for the whole sweep",
+        ),
     ],
 )
 def test_bad_specs_are_refused_naming_the_key(changes, key, text):
@@ -290,6 +298,13 @@ def test_a_small_sweep_writes_one_tidy_sorted_table(tmp_path):
     )
     assert set(OUTCOME_COLUMNS) <= set(runs.columns)
     assert len(runs.columns) == len(runs_schema(design.varied).names)
+    # the summary columns follow the parameters; no parameter shares a name with one of them
+    assert list(runs.columns[-2 - len(SUMMARY_COLUMNS) : -2]) == list(SUMMARY_COLUMNS)
+    assert not set(parameter_columns(design.varied)) & set(SUMMARY_COLUMNS)
+    assert len(set(runs.columns)) == len(runs.columns)
+    assert {f"se_{name}" for name in OUTCOMES} <= set(runs.columns)
+    assert (runs["burn_in"] == 0).all() and (runs["burn_in_rule"] == "auto").all()  # 2 steps
+    assert runs["se_net_alignment"].notna().all()
     assert runs["run_id"].tolist() == list(range(8))
     assert runs["point_id"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert runs["replicate"].tolist() == [0, 1] * 4
@@ -310,6 +325,28 @@ def test_a_small_sweep_writes_one_tidy_sorted_table(tmp_path):
     for name in ("net_alignment", "harm_total", "paradox_index"):
         assert row[f"final_{name}"] == summary["outcomes"][name]["final"]
         assert row[f"mean_{name}"] == summary["outcomes"][name]["mean"]
+        assert row[f"se_{name}"] == summary["outcomes"][name]["se"]
+    assert (row["burn_in"], row["burn_in_rule"]) == (summary["burn_in"], summary["burn_in_rule"])
+
+
+def test_a_sweep_summarises_every_run_after_its_burn_in(tmp_path):
+    base = tiny_base(steps=30)
+    auto = run_sweep(Design(small_spec(replicates=1), base), tmp_path / "auto")
+    base.burn_in = 10
+    fixed = run_sweep(Design(small_spec(replicates=1), base), tmp_path / "fixed")
+    assert auto.ok and fixed.ok
+    runs = {k: pd.read_parquet(tmp_path / k / "runs.parquet") for k in ("auto", "fixed")}
+    ts = {k: pd.read_parquet(tmp_path / k / "timeseries.parquet") for k in ("auto", "fixed")}
+    pd.testing.assert_frame_equal(ts["auto"], ts["fixed"])  # the simulation does not change
+    assert (runs["fixed"]["burn_in"] == 10).all() and (runs["fixed"]["burn_in_rule"] == "set").all()
+    assert (runs["auto"]["burn_in_rule"] == "auto").all()
+    for kind, table in runs.items():
+        for _, row in table.iterrows():
+            steps = ts[kind][ts[kind]["run_id"] == row["run_id"]]
+            window = steps[steps["step"] > row["burn_in"]]["harm_total"]
+            assert len(window) == 30 - row["burn_in"]
+            assert row["mean_harm_total"] == pytest.approx(window.mean())
+            assert row["se_harm_total"] == pytest.approx(batch_means_se(window.to_numpy()))
 
 
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
