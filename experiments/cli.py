@@ -55,7 +55,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 FOOTER = """
 Scenarios: baseline, no_paradox, open_frontier, closed_api, publication_moratorium,
-defence_mandate, decoupling_breakthrough, deterrence_regime, escalation.
+defence_mandate, decoupling_breakthrough, deterrence_regime, escalation, concentrated_market,
+competitive_market.
 `paradox <command> --help` lists every configuration key; docs/ODD.md documents them.
 """
 
