@@ -790,6 +790,29 @@ def decompose(q1: float, n1: dict, q2: float, n2: dict) -> dict[str, float]:
     return {"slope": 1.0 - deeper - easier, "deeper": deeper, "easier": easier}
 
 
+def decompose_curve(
+    table: pd.DataFrame, q: str = "q", phi: str = "Phi", clarity: str = "clarity"
+) -> pd.DataFrame:
+    """Add the local decomposition dN/dq = 1 − deeper − easier to a curve (one row per level).
+
+    deeper = Φ dX/dq and easier = X dΦ/dq with X = q (1 + c), the derivatives by centred
+    differences (one-sided at the ends). Works on the theory's curve and, given the simulated
+    means of the compromised share and clarity per level, on a simulated one.
+    """
+    out = table.sort_values(q).reset_index(drop=True).copy()
+    qs = out[q].to_numpy(float)
+    x = qs * (1.0 + out[clarity].to_numpy(float))
+    p = out[phi].to_numpy(float)
+    if qs.size >= 2:
+        dx, dphi = np.gradient(x, qs), np.gradient(p, qs)
+    else:
+        dx = dphi = np.full(qs.size, np.nan)
+    out["deeper"] = p * dx
+    out["easier"] = x * dphi
+    out["dN_dq"] = 1.0 - out["deeper"] - out["easier"]
+    return out
+
+
 @dataclass
 class MarketCurve:
     """The market theory averaged over structures (open-weights draws) at each level."""
@@ -831,18 +854,7 @@ class MarketCurve:
 
     def table(self, levels, coupling: float | None = None) -> pd.DataFrame:
         """One row per level: N, Φ and the local decomposition of dN/dq (centred differences)."""
-        rows = pd.DataFrame([self.level(q, coupling) for q in levels])
-        q = rows["q"].to_numpy()
-        x = q * (1.0 + rows["clarity"].to_numpy())
-        phi = rows["Phi"].to_numpy()
-        if q.size >= 2:
-            dx, dphi = np.gradient(x, q), np.gradient(phi, q)
-        else:
-            dx = dphi = np.full(q.size, np.nan)
-        rows["deeper"] = phi * dx
-        rows["easier"] = x * dphi
-        rows["dN_dq"] = 1.0 - rows["deeper"] - rows["easier"]
-        return rows
+        return decompose_curve(pd.DataFrame([self.level(q, coupling) for q in levels]))
 
 
 def optimum(table: pd.DataFrame) -> float | None:
