@@ -34,6 +34,7 @@ import pandas as pd
 
 from sim import analysis as A
 from sim import figures as F
+from sim import market as M
 from sim.config import Config, ParameterError, flat_keys, to_flat
 from sim.sensitivity import FIGURE_OUTCOMES
 
@@ -237,62 +238,117 @@ def plot_scenarios(ts: pd.DataFrame, out: Path) -> list[Panel]:
     return panels
 
 
-def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> Panel:
+def _overlay(
+    folder: Path,
+    name: str,
+    key: dict,
+    market: Callable[[], pd.DataFrame],
+    meanfield: Callable[[], pd.DataFrame],
+    base: Config,
+    applies: bool = True,
+) -> tuple[pd.DataFrame, str]:
+    """The theory drawn over a sweep: the market theory (docs/theory.md §4) where it covers the
+    configuration (and ``applies`` to the sweep's design), else the mean field (§2). Returns
+    the table and the theory's name."""
+    reasons = M.coverage(base) if applies else ["the sweep's levels are not the theory's"]
+    if not reasons:
+        return _cached(folder / f"market_{name}.csv", {**key, "overlay": "market"}, market), (
+            "market theory"
+        )
+    note("market theory does not cover this configuration (" + "; ".join(reasons)
+         + "): drawing the mean field")  # fmt: skip
+    return _cached(folder / f"meanfield_{name}.csv", key, meanfield), "mean field"
+
+
+def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> list[Panel]:
     x, group = "model.fixed_alignment", "model.coupling"
     steps, burn_in = _steps(runs), A.typical_burn_in(runs)
     base = base_config(runs)
     couplings = sorted(runs[group].unique().tolist())
     qs = sorted(runs[x].unique().tolist())
-    key = {"config": to_flat(base), "couplings": couplings, "qs": qs, "steps": steps}
-    theory = _cached(
-        folder / "meanfield_curve.csv",
-        {**key, "burn_in": burn_in},
+    key = {"config": to_flat(base), "couplings": couplings, "qs": qs, "steps": steps,
+           "burn_in": burn_in}  # fmt: skip
+    theory, theory_name = _overlay(
+        folder, "curve", key,
+        lambda: M.market_curves(base, couplings, qs, start=burn_in + 1, progress=note),
         lambda: A.meanfield_curves(base, couplings, qs, steps, burn_in=burn_in, progress=note),
-    )
+        base,
+    )  # fmt: skip
     m = base.model
+    theory_text = (
+        "the market theory for the same configuration (docs/theory.md §4: every lab kept, "
+        f"open weights averaged over 2 draws with leaks over steps {burn_in + 1}–{steps})"
+        if theory_name == "market theory"
+        else "the mean-field prediction for the same configuration (docs/theory.md §2), "
+        f"averaged over steps {burn_in + 1}–{steps}"
+    )
     caption = (
         "The paradox curve: net alignment (left) and exploitation harm (right), each averaged "
         f"{window_text(runs)}, against the exogenous alignment level q, one colour per "
-        f"coupling κ; points are means over {_reps(runs, [group, x])}. Dashed: the mean-field "
-        "prediction for the same configuration (the expected step map, docs/theory.md §2), "
-        f"averaged over steps {burn_in + 1}–{steps}; triangles: its optimum q* where it is "
-        "interior. "
+        f"coupling κ; points are means over {_reps(runs, [group, x])}. Dashed: {theory_text}; "
+        "triangles: its optimum q* where it is interior. "
         f"{m.n_labs} labs, {m.n_adversaries} adversaries, v_a = {m.attacker_value:g}, "
-        f"mean adversary budget {m.adversary_budget_mean:g}."
+        f"mean adversary budget {m.adversary_budget_mean:g}, reach exponent "
+        f"{m.reach_exponent:g}."
     )
-    fig = F.paradox_curve(runs, x=x, group=group, theory=theory)
+    fig = F.paradox_curve(runs, x=x, group=group, theory=theory, theory_name=theory_name)
     curves = {
         name: A.curve_table(runs, x=x, group=group, value=f"mean_{name}")
         for name in ("net_alignment", "harm_exploitation")
     }
-    return Panel("paradox_curve", F.save(fig, out / "paradox_curve", caption), caption,
-                 {"curve": curves["net_alignment"], "harm": curves["harm_exploitation"],
-                  "theory": theory, "runs": runs})  # fmt: skip
+    panel = Panel("paradox_curve", F.save(fig, out / "paradox_curve", caption), caption,
+                  {"curve": curves["net_alignment"], "harm": curves["harm_exploitation"],
+                   "theory": theory, "runs": runs,
+                   "theory_name": pd.DataFrame({"name": [theory_name]})})  # fmt: skip
+    parts = M.simulated_curve_decomposition(runs, x=x, group=group)
+    caption = (
+        "Which paradox. The local slope of the paradox curve splits exactly as dN/dq = 1 − "
+        "deeper − easier (docs/theory.md §4.3): deeper = Φ·d[q(1 + c)]/dq, compromised use "
+        "inverted more deeply as alignment rises; easier = q(1 + c)·dΦ/dq, attacks compromising "
+        "more. Points: the simulation (means of the compromised share Φ and clarity c per level, "
+        "centred differences); dashed: "
+        + ("the market theory." if "deeper" in theory else "no theory decomposition.")
+        + " A paradox (dN/dq < 0) needs deeper + easier > 1."
+    )
+    fig = F.curve_decomposition(parts, theory if "deeper" in theory else None)
+    decomposition = Panel("paradox_decomposition",
+                          F.save(fig, out / "paradox_decomposition", caption), caption,
+                          {"decomposition": parts})  # fmt: skip
+    return [panel, decomposition]
 
 
-def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) -> Panel:
+def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) -> list[Panel]:
     x, q = "model.coupling", "model.fixed_alignment"
     steps, burn_in = _steps(runs), A.typical_burn_in(runs)
     slopes = A.slope_table(runs, x=x, y=strength, q=q)
     q_lo, q_hi = float(slopes["q_lo"].iloc[0]), float(slopes["q_hi"].iloc[0])
     base = base_config(runs)
     levels = sorted(runs[strength].unique().tolist())
-    key = {"config": to_flat(base), "y": strength, "levels": levels, "q": [q_lo, q_hi]}
-    boundary = _cached(
-        folder / "meanfield_threshold.csv",
-        {**key, "steps": steps, "burn_in": burn_in},
-        lambda: A.meanfield_threshold(
-            base, strength, levels, q_lo, q_hi, steps, burn_in=burn_in, progress=note
-        ),
-    )
+    key = {"config": to_flat(base), "y": strength, "levels": levels, "q": [q_lo, q_hi],
+           "steps": steps, "burn_in": burn_in}  # fmt: skip
+    market_ok = (q_lo, q_hi) == M.SECANT and strength.startswith("model.")
+    boundary, theory_name = _overlay(
+        folder, "threshold", key,
+        lambda: M.market_threshold(base, strength, levels, draws=2, start=burn_in + 1, scan=5,
+                                   tol=1 / 32, progress=note),
+        lambda: A.meanfield_threshold(base, strength, levels, q_lo, q_hi, steps,
+                                      burn_in=burn_in, progress=note),
+        base, applies=market_ok,
+    )  # fmt: skip
     caption = (
         f"Regime map: the slope of net alignment in alignment, (N(q = {q_hi:g}) − "
         f"N(q = {q_lo:g})) / {q_hi - q_lo:g}, with N averaged {window_text(runs)} and over "
         f"{_reps(runs, [x, strength, q], intervals=False)}, over the paradox coupling κ and "
         f"{F.label(strength)}. Orange cells: more alignment lowers net alignment (the paradox); "
-        "purple: it raises it. Line: the mean-field κ*, the smallest κ at which the same "
-        f"mean-field slope (N averaged over steps {burn_in + 1}–{steps}) turns negative (no "
-        "point where it stays positive up to κ = 1)."
+        f"purple: it raises it. Line: the {theory_name}'s κ*, the smallest κ at which its "
+        "slope over the same levels turns negative (no point where it stays positive up to "
+        "κ = 1)"
+        + (
+            f"; the market theory averages 2 open-weights draws with leaks over steps "
+            f"{burn_in + 1}–{steps}."
+            if theory_name == "market theory"
+            else f", N averaged over steps {burn_in + 1}–{steps}."
+        )
     )
     fig = F.regime_map(
         slopes,
@@ -300,13 +356,28 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
         y=strength,
         value="slope",
         boundary=boundary,
-        boundary_label="mean-field κ*",
+        boundary_label=f"{theory_name} κ*",
         value_label=f"slope dN/dq, q = {q_lo:g}–{q_hi:g}",
         signed=True,
     )
-    return Panel("regime_map", F.save(fig, out / "regime_map", caption), caption,
-                 {"slopes": slopes, "boundary": boundary, "strength": pd.DataFrame(
-                     {"key": [strength]})})  # fmt: skip
+    parts = M.simulated_secant_decomposition(runs, x=x, y=strength, q=q)
+    panel = Panel("regime_map", F.save(fig, out / "regime_map", caption), caption,
+                  {"slopes": slopes, "boundary": boundary, "strength": pd.DataFrame(
+                      {"key": [strength]}), "theory_name": pd.DataFrame(
+                      {"name": [theory_name]}), "decomposition": parts})  # fmt: skip
+    caption = (
+        f"Which paradox, per cell of the regime map: the secant slope over q = {q_lo:g}–{q_hi:g} "
+        "splits exactly as 1 − deeper − easier (docs/theory.md §4.3), from the cell's mean "
+        "compromised share Φ and clarity c at the two levels. Deeper: compromised use inverted "
+        "more deeply; easier: attacks compromising more (negative where labs defend more as "
+        "their stake grows). Where deeper carries the fall, the paradox shown is one of "
+        "inversion depth, not of alignment making attacks easier."
+    )
+    fig = F.regime_decomposition(parts, x=x, y=strength)
+    decomposition = Panel("regime_decomposition",
+                          F.save(fig, out / "regime_decomposition", caption), caption,
+                          {"decomposition": parts})  # fmt: skip
+    return [panel, decomposition]
 
 
 def plot_paradox_index_map(runs: pd.DataFrame, strength: str, out: Path) -> Panel:
@@ -405,11 +476,11 @@ def plot_folder(
         n_q = runs["model.fixed_alignment"].nunique() if varies(
             runs, "model.fixed_alignment", factors=factors) else 0  # fmt: skip
         if kappa and strength and n_q == 2:
-            panels.append(plot_regime_map(folder, runs, strength, out))
+            panels.extend(plot_regime_map(folder, runs, strength, out))
         elif kappa and strength and n_q == 0:
             panels.append(plot_paradox_index_map(runs, strength, out))
         elif kappa and n_q >= 3:
-            panels.append(plot_paradox_curve(folder, runs, out))
+            panels.extend(plot_paradox_curve(folder, runs, out))
         if levers and "scenario" in runs:
             panels.append(plot_policy(runs, levers, out))
     sobol = folder / "sobol_indices.csv"

@@ -36,6 +36,7 @@ from omegaconf import OmegaConf
 from experiments import outputs
 from experiments.plot import Panel, note, plot_folder, window_text
 from sim import analysis as A
+from sim import market as M
 from sim.config import ParameterError
 from sim.experiment import (
     Design,
@@ -348,8 +349,26 @@ def _curve_shape(p: dict, means: np.ndarray, q_max: float) -> str:
             "clearly above zero")  # fmt: skip
 
 
+def _theory_name(panel: Panel) -> str:
+    frame = panel.data.get("theory_name")
+    return "mean field" if frame is None else str(frame["name"].iloc[0])
+
+
+def _fall_mechanism(sub: pd.DataFrame, x: str, q_lo: float, q_hi: float) -> str:
+    """Which paradox a simulated fall from q_lo to q_hi is (docs/theory.md §4.3), in words."""
+    at = {}
+    for level in (q_lo, q_hi):
+        rows = sub[np.isclose(sub[x], level)]
+        at[level] = {"Phi": float(rows["mean_compromised_share"].mean()),
+                     "clarity": float(rows["mean_mean_clarity"].mean())}  # fmt: skip
+    parts = M.decompose(q_lo, at[q_lo], q_hi, at[q_hi])
+    mechanism = M.mechanism_text(parts["deeper"], parts["easier"])
+    return f"Its fall from q = {q_lo:g} to {q_hi:g} is {mechanism}."
+
+
 def read_paradox_curve(panel: Panel) -> str:
     runs, theory = panel.data["runs"], panel.data["theory"]
+    name = _theory_name(panel)
     x = "model.fixed_alignment"
     text = []
     falls = []  # (κ, method) for each curve whose fall is reported with an interval
@@ -360,13 +379,17 @@ def read_paradox_curve(panel: Panel) -> str:
         means = sub.groupby(x)["mean_net_alignment"].mean().sort_index().to_numpy()
         mf = theory[np.isclose(theory["kappa"], kappa)]
         if not len(mf):
-            mf_text = "the mean field was not computed for this coupling"
+            mf_text = f"the {name} was not computed for this coupling"
         elif np.isfinite(q_star := float(mf["q_star"].iloc[0])):
-            mf_text = f"the mean field puts q* at {q_star:.2f}"
+            mf_text = f"the {name} puts q* at {q_star:.2f}"
         else:
-            mf_text = "the mean field has no interior optimum on this grid"
+            mf_text = f"the {name} has no interior optimum on this grid"
         shape = _curve_shape(p, means, float(sub[x].max()))
         text.append(f"At κ = {kappa:g} simulated net alignment {shape}; {mf_text}.")
+        if p["position"] == "interior" and {"mean_compromised_share", "mean_mean_clarity"} <= set(
+            sub.columns
+        ):
+            text.append(_fall_mechanism(sub, x, float(p["x"]), float(sub[x].max())))
     paired = [k for k, method in falls if method == "paired"]
     batch = [k for k, method in falls if method == "batch means"]
     if falls and len(paired) == len(falls):
@@ -395,6 +418,7 @@ def read_paradox_curve(panel: Panel) -> str:
 
 def read_regime_map(panel: Panel) -> str:
     slopes, boundary = panel.data["slopes"], panel.data["boundary"]
+    name = _theory_name(panel)
     y = panel.data["strength"]["key"].item()
     estimated = slopes["slope"].notna()
     masks = _sign_counts(slopes["lo"].where(estimated), slopes["hi"].where(estimated))
@@ -419,11 +443,21 @@ def read_regime_map(panel: Panel) -> str:
         b = boundary[np.isclose(boundary["y"], level)]["kappa_star"]
         mf_k = ("not computed" if not len(b) else
                 f"{b.item():.2f}" if np.isfinite(b.item()) else "none up to 1")  # fmt: skip
-        rows.append(f"{level:g}: {sim_k} (mean field {mf_k})")
+        rows.append(f"{level:g}: {sim_k} ({name} {mf_k})")
     text.append(
         "Smallest coupling on the grid with a negative mean slope, per "
         f"{y.split('.')[-1].replace('_', ' ')}: " + "; ".join(rows) + "."
     )
+    parts = panel.data.get("decomposition")
+    if parts is not None and len(parts):
+        falling = parts[parts["slope"] < 0]
+        if len(falling):
+            text.append(
+                f"Where the mean slope is negative ({_plural(len(falling), 'cell')}), the fall is "
+                + M.mechanism_text(float(falling["deeper"].mean()),
+                                   float(falling["easier"].mean()))
+                + " on average."
+            )  # fmt: skip
     return " ".join(text)
 
 
@@ -569,14 +603,24 @@ def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
     if "paradox_curve" in panels:
         p = panels["paradox_curve"]
         for key, name in (("curve", "paradox_curve"), ("harm", "paradox_curve_harm"),
-                          ("theory", "paradox_curve_meanfield")):  # fmt: skip
+                          ("theory", "paradox_curve_theory")):  # fmt: skip
             write_csv(tables / f"{name}.csv", p.data[key])
         sections += ["", "## The paradox curve", "", read_paradox_curve(p), "", _figure_md(p, out)]
+        if "paradox_decomposition" in panels:
+            d = panels["paradox_decomposition"]
+            write_csv(tables / "paradox_curve_decomposition.csv", d.data["decomposition"])
+            sections += ["", _figure_md(d, out)]
     if "regime_map" in panels and "slopes" in panels["regime_map"].data:
         p = panels["regime_map"]
-        for key, name in (("slopes", "regime_map"), ("boundary", "regime_map_meanfield")):
-            write_csv(tables / f"{name}.csv", p.data[key])
+        strength = p.data["strength"]["key"].item()
+        write_csv(tables / "regime_map.csv", p.data["slopes"])
+        write_csv(tables / "regime_map_theory.csv",
+                  p.data["boundary"].rename(columns={"y": strength}))  # fmt: skip
         sections += ["", "## The regime map", "", read_regime_map(p), "", _figure_md(p, out)]
+        if "regime_decomposition" in panels:
+            d = panels["regime_decomposition"]
+            write_csv(tables / "regime_map_decomposition.csv", d.data["decomposition"])
+            sections += ["", _figure_md(d, out)]
     if "policy_forest" in panels:
         p = panels["policy_forest"]
         write_csv(tables / "policy_effects.csv", p.data["effects"])

@@ -146,6 +146,7 @@ def paradox_curve(
     x: str = "model.fixed_alignment",
     group: str = "model.coupling",
     theory: pd.DataFrame | None = None,
+    theory_name: str = "mean field",
 ) -> Figure:
     """Net alignment and exploitation harm against alignment for several couplings κ.
 
@@ -182,7 +183,7 @@ def paradox_curve(
                 Line2D([], [], ls="--", color="#555555", lw=1.0),
                 Line2D([], [], marker="v", color="#555555", ls="none", ms=6),
             ]
-            labels += ["mean field", "mean-field $q^*$"]
+            labels += [theory_name, f"{theory_name} $q^*$"]
         left.legend(handles, labels, frameon=False)
     return fig
 
@@ -533,3 +534,72 @@ def validation_scatter(table: pd.DataFrame, summary: dict) -> tuple[Figure, str]
         )
     )
     return fig, caption
+
+
+# ---------------------------------------------------------------------------------------------
+# Which paradox: the deeper/easier decomposition (docs/theory.md §4.3)
+# ---------------------------------------------------------------------------------------------
+
+
+def curve_decomposition(simulated: pd.DataFrame, theory: pd.DataFrame | None = None) -> Figure:
+    """The local split dN/dq = 1 − deeper − easier against q, one colour per coupling κ.
+
+    ``simulated`` and ``theory`` have columns ``kappa``, ``q``, ``deeper`` and ``easier``
+    (:func:`sim.market.simulated_curve_decomposition`, :func:`sim.market.market_curves`);
+    simulated values are points joined by lines, the theory's dashed.
+    """
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 2.6), sharey=True)
+        kappas = sorted(simulated["kappa"].unique())
+        for i, kappa in enumerate(kappas):
+            colour = PALETTE[(i + 1) % len(PALETTE)]
+            sim = simulated[np.isclose(simulated["kappa"], kappa)].sort_values("q")
+            th = None
+            if theory is not None and "deeper" in theory:
+                th = theory[np.isclose(theory["kappa"], kappa)].sort_values("q")
+            for ax, part in ((left, "deeper"), (right, "easier")):
+                ax.plot(sim["q"], sim[part], color=colour, marker="o", ms=3,
+                        label=f"κ = {kappa:g}")  # fmt: skip
+                if th is not None and len(th):
+                    ax.plot(th["q"], th[part], color=colour, ls="--", lw=1.0)
+        for ax, title in ((left, "deeper: Φ · d[q(1+c)]/dq"), (right, "easier: q(1+c) · dΦ/dq")):
+            ax.axhline(0.0, color="#999999", lw=0.6)
+            ax.set_xlabel(label("model.fixed_alignment"))
+            ax.set_title(title)
+        left.set_ylabel("part of the fall in dN/dq")
+        handles, labels = left.get_legend_handles_labels()
+        if theory is not None and len(theory):
+            handles.append(Line2D([], [], ls="--", color="#555555", lw=1.0))
+            labels.append("market theory")
+        left.legend(handles, labels, frameon=False)
+    return fig
+
+
+def regime_decomposition(
+    table: pd.DataFrame, *, x: str = "model.coupling", y: str = "model.adversary_budget_mean"
+) -> Figure:
+    """Two heatmaps over a regime map's cells: the deeper and the easier part of the secant
+    slope's fall (both on one diverging scale centred on 0)."""
+    parts = ("deeper", "easier")
+    grids = {p: table.groupby([y, x])[p].mean().unstack(x).sort_index() for p in parts}
+    bound = max(float(np.nanmax(np.abs(g.to_numpy(float)))) for g in grids.values())
+    norm = TwoSlopeNorm(0.0, -max(bound, 1e-9), max(bound, 1e-9))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.9), sharey=True)
+        for ax, part in zip(axes, parts, strict=True):
+            grid = grids[part]
+            xs, ys = grid.columns.to_numpy(float), grid.index.to_numpy(float)
+            log_y = ys.size > 2 and ys.min() > 0 and ys.max() / ys.min() >= 20
+            y_edges = np.exp(_edges(np.log(ys))) if log_y else _edges(ys)
+            mesh = ax.pcolormesh(_edges(xs), y_edges, grid.to_numpy(float), shading="flat",
+                                 cmap="PuOr_r", norm=norm)  # fmt: skip
+            ax.set_title(part)
+            ax.set_xlabel(label(x))
+            if log_y:
+                ax.set_yscale("log")
+                ax.set_yticks(ys, [f"{v:g}" for v in ys])
+                ax.minorticks_off()
+        axes[0].set_ylabel(label(y))
+        cbar = fig.colorbar(mesh, ax=list(axes))
+        cbar.set_label("part of 1 − slope")
+    return fig

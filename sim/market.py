@@ -42,6 +42,9 @@ and the attacks it draws.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -953,44 +956,75 @@ def _with(cfg: Config, **model_values: float) -> Config:
     return replace(cfg, model=replace(cfg.model, **model_values))
 
 
+def _map(function: Any, tasks: list, workers: int | None, progress: Any, what: str) -> list:
+    """``function`` over ``tasks`` in worker processes (one per core by default), in order."""
+    workers = workers or min(len(tasks), len(os.sched_getaffinity(0)))
+    if workers <= 1 or len(tasks) <= 1:
+        out = []
+        for task in tasks:
+            if progress:
+                progress(f"market theory, {what} {task[-1]:g}")
+            out.append(function(*task))
+        return out
+    if progress:
+        progress(f"market theory, {what} " + ", ".join(f"{t[-1]:g}" for t in tasks)
+                 + f" ({workers} processes)")  # fmt: skip
+    # fresh processes, not fork: the caller may run threads (pyarrow, tqdm)
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(function, *zip(*tasks, strict=True)))
+
+
+def _curve_at(cfg: Config, qs: list[float], draws: int, start: int, kappa: float) -> pd.DataFrame:
+    theory = MarketTheory(cfg)
+    structures = structures_for(theory, cfg, draws=draws, start=start)
+    curve = MarketCurve(MarketTheory(_with(cfg, coupling=float(kappa))), structures)
+    table = curve.table(qs)
+    q_star = optimum(table)
+    return pd.DataFrame(
+        {
+            "kappa": float(kappa),
+            "q": table["q"],
+            "N": table["N"],
+            "Phi": table["Phi"],
+            "deeper": table["deeper"],
+            "easier": table["easier"],
+            "q_star": np.nan if q_star is None else q_star,
+        }
+    )
+
+
 def market_curves(
     cfg: Config,
     couplings: list[float],
     qs: list[float],
     *,
-    draws: int = DRAWS,
+    draws: int = 2,
     start: int = 1,
+    workers: int | None = None,
     progress: Any = None,
 ) -> pd.DataFrame:
     """The market theory's N(q) per coupling, in the form of the mean-field overlay.
 
     Columns ``kappa``, ``q``, ``N``, ``Phi``, ``deeper``, ``easier`` (the local decomposition
-    of dN/dq) and ``q_star`` (the level of highest N when it is interior, else NaN).
+    of dN/dq) and ``q_star`` (the level of highest N when it is interior, else NaN). Every
+    coupling averages over the same open-weights draws; couplings run in parallel processes.
     """
     qs = sorted(float(q) for q in qs)
-    theory = MarketTheory(cfg)
-    structures = structures_for(theory, cfg, draws=draws, start=start)
-    frames = []
-    for kappa in couplings:
-        if progress:
-            progress(f"market theory, paradox curve at κ = {kappa:g}")
-        curve = MarketCurve(MarketTheory(_with(cfg, coupling=float(kappa))), structures)
-        table = curve.table(qs)
-        q_star = optimum(table)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "kappa": float(kappa),
-                    "q": table["q"],
-                    "N": table["N"],
-                    "Phi": table["Phi"],
-                    "deeper": table["deeper"],
-                    "easier": table["easier"],
-                    "q_star": np.nan if q_star is None else q_star,
-                }
-            )
-        )
+    tasks = [(cfg, qs, draws, start, float(k)) for k in couplings]
+    frames = _map(_curve_at, tasks, workers, progress, "paradox curve at κ =")
     return pd.concat(frames, ignore_index=True)
+
+
+def _threshold_at(
+    cfg: Config, name: str, draws: int, start: int, scan: int, tol: float, level: float
+) -> float:
+    level_cfg = _with(cfg, **{name: type(getattr(cfg.model, name))(level)})
+    theory = MarketTheory(level_cfg)
+    curve = MarketCurve(theory, structures_for(theory, level_cfg, draws=draws, start=start))
+    k = kappa_threshold(curve, scan=scan + 1, tol=tol)
+    return np.nan if k is None else k
 
 
 def market_threshold(
@@ -998,25 +1032,20 @@ def market_threshold(
     y: str,
     levels: list[float],
     *,
-    draws: int = DRAWS,
+    draws: int = 2,
     start: int = 1,
     scan: int = 8,
     tol: float = 1 / 64,
+    workers: int | None = None,
     progress: Any = None,
 ) -> pd.DataFrame:
     """Per level of the model key ``y`` (e.g. ``model.adversary_budget_mean``): the market
-    theory's secant κ* over :data:`SECANT`. Columns ``y`` and ``kappa_star`` (NaN: none)."""
+    theory's secant κ* over :data:`SECANT`. Columns ``y`` and ``kappa_star`` (NaN: none).
+    Levels run in parallel processes."""
     name = y.split(".", 1)[1]
-    rows = []
-    for level in levels:
-        if progress:
-            progress(f"market theory, threshold κ* at {y} = {level:g}")
-        level_cfg = _with(cfg, **{name: type(getattr(cfg.model, name))(level)})
-        theory = MarketTheory(level_cfg)
-        curve = MarketCurve(theory, structures_for(theory, level_cfg, draws=draws, start=start))
-        k = kappa_threshold(curve, scan=scan + 1, tol=tol)
-        rows.append({"y": float(level), "kappa_star": np.nan if k is None else k})
-    return pd.DataFrame(rows)
+    tasks = [(cfg, name, draws, start, scan, tol, float(level)) for level in levels]
+    stars = _map(_threshold_at, tasks, workers, progress, f"threshold κ* at {y} =")
+    return pd.DataFrame({"y": [float(v) for v in levels], "kappa_star": stars})
 
 
 def market_summary(
@@ -1057,3 +1086,72 @@ def market_summary(
         "configuration draws them (with leaks), averaged over the draws (docs/theory.md §4)",
     }
     return block, table
+
+
+# ---------------------------------------------------------------------------------------------
+# The decomposition of simulated curves and regime maps (what `paradox plot` and the report draw)
+# ---------------------------------------------------------------------------------------------
+
+
+def simulated_curve_decomposition(
+    runs: pd.DataFrame, *, x: str = "model.fixed_alignment", group: str = "model.coupling"
+) -> pd.DataFrame:
+    """Per group and level, the simulated Φ, clarity and N (run means), and the local split of
+    dN/dq into deeper and easier (:func:`decompose_curve`)."""
+    frames = []
+    for kappa, sub in runs.groupby(group, sort=True):
+        means = (
+            sub.groupby(x)[["mean_compromised_share", "mean_mean_clarity", "mean_net_alignment"]]
+            .mean()
+            .reset_index()
+            .rename(columns={x: "q", "mean_compromised_share": "Phi",
+                             "mean_mean_clarity": "clarity", "mean_net_alignment": "N"})
+        )  # fmt: skip
+        table = decompose_curve(means)
+        table.insert(0, "kappa", float(kappa))
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def simulated_secant_decomposition(
+    runs: pd.DataFrame,
+    *,
+    x: str = "model.coupling",
+    y: str = "model.adversary_budget_mean",
+    q: str = "model.fixed_alignment",
+) -> pd.DataFrame:
+    """Per (x, y) cell of a regime map, the secant slope between the lowest and highest level of
+    ``q`` split into deeper and easier (:func:`decompose`, from the cell's run means)."""
+    q_lo, q_hi = float(runs[q].min()), float(runs[q].max())
+    rows = []
+    for (xv, yv), cell in runs.groupby([x, y], sort=True):
+        at = {}
+        for level in (q_lo, q_hi):
+            part = cell[np.isclose(cell[q], level)]
+            if not len(part):
+                break
+            at[level] = {"Phi": float(part["mean_compromised_share"].mean()),
+                         "clarity": float(part["mean_mean_clarity"].mean())}  # fmt: skip
+        if len(at) < 2:
+            rows.append({x: xv, y: yv, "slope": np.nan, "deeper": np.nan, "easier": np.nan})
+            continue
+        parts = decompose(q_lo, at[q_lo], q_hi, at[q_hi])
+        rows.append({x: xv, y: yv, **parts})
+    return pd.DataFrame(rows)
+
+
+def mechanism_text(deeper: float, easier: float) -> str:
+    """Words for a fall in net alignment by its two parts (docs/theory.md §4.3)."""
+    if not (np.isfinite(deeper) and np.isfinite(easier)):
+        return "its parts were not estimated"
+    if easier <= 0:
+        return (f"all of it deeper inversion of compromised use (deeper {deeper:.2f}); attacks "
+                f"did not get easier (easier {easier:+.2f})")  # fmt: skip
+    share = easier / (deeper + easier)
+    if share < 0.25:
+        kind = "mostly deeper inversion of compromised use, not easier attacks"
+    elif share > 0.75:
+        kind = "mostly easier attacks, the paradox of the article"
+    else:
+        kind = "both deeper inversion and easier attacks"
+    return f"{kind} (deeper {deeper:.2f}, easier {easier:.2f})"

@@ -35,19 +35,21 @@ def test_report_writes_one_folder_with_everything(tiny_report):
     for part in R.PARTS:
         assert (out / "sweeps" / part / "runs.parquet").exists()
         assert f"] {part}:" in proc.stderr  # progress per part
-    figures = {"scenario_dynamics", "arms_race", "paradox_curve", "regime_map", "policy_forest"}
+    figures = {"scenario_dynamics", "arms_race", "paradox_curve", "regime_map", "policy_forest",
+               "paradox_decomposition", "regime_decomposition"}
     md = (out / "report.md").read_text()
     for name in figures:
         for ext in ("pdf", "png", "txt"):
             assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
         assert f"(figures/{name}.png)" in md
-    for table in ("scenarios", "paradox_curve", "paradox_curve_meanfield", "regime_map",
-                  "regime_map_meanfield", "policy_effects"):  # fmt: skip
+    for table in ("scenarios", "paradox_curve", "paradox_curve_theory", "regime_map",
+                  "regime_map_theory", "policy_effects", "paradox_curve_decomposition",
+                  "regime_map_decomposition"):  # fmt: skip
         assert len(pd.read_csv(out / "tables" / f"{table}.csv")) > 0
     assert (out / "provenance.json").exists()
     assert "| Sweep | Design | Steps | Seeds |" in md
     assert (
-        "| `scenarios` | full grid over 1 factor: 9 points x 2 replicates = 18 runs | 3 | "
+        "| `scenarios` | full grid over 1 factor: 11 points x 2 replicates = 22 runs | 3 | "
         "common, base seed 0 |" in md
     )
     regime = (out / "figures" / "regime_map.txt").read_text()
