@@ -461,6 +461,69 @@ def read_regime_map(panel: Panel) -> str:
     return " ".join(text)
 
 
+def in_brief(panels: dict[str, Panel]) -> list[str]:
+    """The regime structure first: where the paradox lives, which mechanism drives it, and how
+    far the theory and the simulation agree (each computed from the tables below)."""
+    p = panels["regime_map"]
+    slopes, boundary = p.data["slopes"], p.data["boundary"]
+    y = p.data["strength"]["key"].item()
+    y_name = y.split(".")[-1].replace("_", " ")
+    masks = _sign_counts(slopes["lo"], slopes["hi"])
+    below = slopes[masks["below"]]
+    lines = []
+    if len(below):
+        lines.append(
+            f"**Where.** More alignment clearly lowers net alignment (the paradox) in "
+            f"{_plural(len(below), 'cell')} of {len(slopes)} of the regime map: κ "
+            f"{below['model.coupling'].min():g}–{below['model.coupling'].max():g}, {y_name} "
+            f"{below[y].min():g}–{below[y].max():g}; it is clearly absent in "
+            f"{int(masks['above'].sum())} and within noise in {int(masks['noise'].sum())}."
+        )
+    else:
+        lines.append(
+            f"**Where.** No cell of the regime map has a slope clearly below zero "
+            f"({int(masks['above'].sum())} of {len(slopes)} are clearly above it)."
+        )
+    parts = p.data.get("decomposition")
+    if parts is not None and len(parts) and (parts["slope"] < 0).any():
+        falling = parts[parts["slope"] < 0]
+        lines.append(
+            "**Mechanism.** Where the mean slope is negative, the fall is "
+            + M.mechanism_text(float(falling["deeper"].mean()), float(falling["easier"].mean()))
+            + " (docs/theory.md §4.3)."
+        )
+    name = _theory_name(p)
+    agree, compared = 0, 0
+    grid = np.sort(slopes["model.coupling"].unique())
+    step = float(np.diff(grid).max()) if grid.size > 1 else 1.0
+    for level, sub in slopes.groupby(y):
+        negative = sub[sub["slope"] < 0]["model.coupling"]
+        b = boundary[np.isclose(boundary["y"], level)]["kappa_star"]
+        if not len(b):
+            continue
+        compared += 1
+        theory_k = b.item()
+        if not len(negative):
+            agree += int(not np.isfinite(theory_k) or theory_k > grid.max() - step)
+        elif np.isfinite(theory_k):
+            agree += int(abs(theory_k - negative.min()) <= step)
+    if compared:
+        lines.append(
+            f"**Theory.** The {name}'s κ* matches the simulation's first negative coupling "
+            f"within one grid step ({step:g}) at {agree} of {compared} levels of {y_name}."
+        )
+    if "paradox_curve" in panels:
+        runs = panels["paradox_curve"].data["runs"]
+        top = runs["model.coupling"].max()
+        peak = A.peak(runs[np.isclose(runs["model.coupling"], top)], "model.fixed_alignment")
+        if peak["position"] == "interior":
+            lines.append(
+                f"**Paradox curve.** At κ = {top:g} net alignment peaks at q = {peak['x']:g} "
+                "and falls beyond it."
+            )
+    return lines
+
+
 def read_policy(panel: Panel) -> str:
     effects = panel.data["effects"]
     text = []
@@ -574,6 +637,8 @@ def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
     )
     if warnings:
         sections += ["", "**Warnings**", "", *[f"- {w}" for w in warnings]]
+    if "regime_map" in panels and "slopes" in panels["regime_map"].data:
+        sections += ["", "## In brief", "", *[f"- {line}" for line in in_brief(panels)]]
     if "scenarios" in folders:
         runs = A.ok_runs(pd.read_parquet(folders["scenarios"] / "runs.parquet"))
         if len(runs):

@@ -80,7 +80,7 @@ def theory(cfg: Config) -> tuple[dict, pd.DataFrame]:
         "paradox_region": head["paradox_region"],
         "per_channel": per_channel,
         "assumptions": "one lab, one adversary, one channel, q fixed, K = 1, d0 = 0 "
-        "(brief §6); prize v_a q (1 + c), loss σ v_d q (1 + c)",
+        "(docs/ODD.md §7.8); prize v_a q (1 + c), loss σ v_d q (1 + c)",
         "departures_from_static_limit": static_limit_notes(cfg),
         "game": {k: v for k, v in asdict(th.StaticGame.from_config(cfg, channel)).items()},
     }

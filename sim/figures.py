@@ -485,7 +485,7 @@ def validation_scatter(table: pd.DataFrame, summary: dict) -> tuple[Figure, str]
     """Predicted against simulated secant slope per market, with 2-SE bars and the tolerance."""
     markers = {"random": "o", "largest": "s", "smallest": "^"}
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(3.6, 3.4))
+        fig, ax = plt.subplots(figsize=(5.4, 3.4))
         lo = float(min(table["sim_slope"].min(), table["theory_slope"].min())) - 0.1
         hi = float(max(table["sim_slope"].max(), table["theory_slope"].max())) + 0.1
         line = np.linspace(lo, hi, 2)
@@ -513,7 +513,7 @@ def validation_scatter(table: pd.DataFrame, summary: dict) -> tuple[Figure, str]
         ax.set_ylim(lo, hi)
         ax.set_xlabel("simulated secant slope dN/dq (q 0.75→0.95)")
         ax.set_ylabel("market theory's secant slope")
-        ax.legend(loc="upper left", frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     design = summary["design"]
     agree = summary["sign_agreement_where_clear"]
     caption = (

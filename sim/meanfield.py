@@ -1,4 +1,4 @@
-"""Mean-field dynamics of the arms race: an ODE for population averages (brief §6).
+"""Mean-field dynamics of the arms race: an ODE for population averages (docs/theory.md §2).
 
 The state is that of a representative lab (alignment capital A, defence D_k, compromised shares
 φ_k, and its policy s, ω_k when labs best-respond) and of the adversary population (mean effort

@@ -1,13 +1,13 @@
-"""The static limit of the model (brief §6): a two-player Tullock contest and the paradox curve.
+"""The static limit of the model (docs/ODD.md §7.8): a two-player Tullock contest and the paradox curve.
 
 One lab, one adversary, one channel, alignment q held fixed, knowledge K = 1 and no defence
 floor (d0 = 0). The adversary's effectiveness is a(q) = α + θ c(q)^ε with c(q) = κ q^γ. The
 adversary spends x to win a prize V_a with probability p = (a x)^μ / ((a x)^μ + y^μ); the lab
-spends y to avoid losing V_d. With prize and loss proportional to the damage q (1 + c) (brief §3),
+spends y to avoid losing V_d. With prize and loss proportional to the damage q (1 + c) (docs/ODD.md §3),
 
     V_a = v_a q (1 + c),    V_d = σ v_d q (1 + c),
 
-where σ is the share of use a success compromises (σ = 1 in the brief's formulation; the lab's
+where σ is the share of use a success compromises (σ = 1 in the original formulation; the lab's
 stake is the net alignment it would lose). The derivation is in ``docs/theory.md``; the results:
 
     r = a V_a / V_d,   p* = r^μ / (1 + r^μ),   x* = μ V_a p*(1 − p*),   y* = μ V_d p*(1 − p*),
@@ -92,7 +92,7 @@ class Equilibrium:
 
 
 def equilibrium(a: ArrayLike, prize: ArrayLike, loss: ArrayLike, mu: float = 1.0) -> Equilibrium:
-    """Closed-form Nash equilibrium of the asymmetric Tullock contest (brief §6).
+    """Closed-form Nash equilibrium of the asymmetric Tullock contest (docs/ODD.md §7.8).
 
     First-order conditions: V_a μ p(1 − p) / x = 1 and V_d μ p(1 − p) / y = 1, hence
     x / y = V_a / V_d, a x / y = r = a V_a / V_d, and p* = r^μ / (1 + r^μ). Participation: the

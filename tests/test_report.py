@@ -47,6 +47,10 @@ def test_report_writes_one_folder_with_everything(tiny_report):
                   "regime_map_decomposition"):  # fmt: skip
         assert len(pd.read_csv(out / "tables" / f"{table}.csv")) > 0
     assert (out / "provenance.json").exists()
+    # the regime structure leads: where, (mechanism,) and how far theory and simulation agree
+    brief = md.split("## In brief", 1)[1].split("\n## ", 1)[0]
+    assert md.index("## In brief") < md.index("## Scenarios")
+    assert "**Where.**" in brief and "**Theory.**" in brief
     assert "| Sweep | Design | Steps | Seeds |" in md
     assert (
         "| `scenarios` | full grid over 1 factor: 11 points x 2 replicates = 22 runs | 3 | "
@@ -61,7 +65,7 @@ def test_report_writes_one_folder_with_everything(tiny_report):
 def test_report_scenario_table_and_latex_agree(tiny_report):
     _, out, _ = tiny_report
     table = pd.read_csv(out / "tables" / "scenarios.csv")
-    assert table["scenario"].nunique() == 9 and (table["n"] == 2).all()
+    assert table["scenario"].nunique() == 11 and (table["n"] == 2).all()
     tex = (out / "tables" / "scenarios.tex").read_text()
     for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrrrrr}"):
         assert rule in tex
