@@ -1,9 +1,11 @@
-"""The static limit of the model (docs/ODD.md §7.8): a two-player Tullock contest and the paradox curve.
+"""The static limit of the model (docs/ODD.md §7.8): a two-player Tullock contest and the
+paradox curve.
 
 One lab, one adversary, one channel, alignment q held fixed, knowledge K = 1 and no defence
 floor (d0 = 0). The adversary's effectiveness is a(q) = α + θ c(q)^ε with c(q) = κ q^γ. The
 adversary spends x to win a prize V_a with probability p = (a x)^μ / ((a x)^μ + y^μ); the lab
-spends y to avoid losing V_d. With prize and loss proportional to the damage q (1 + c) (docs/ODD.md §3),
+spends y to avoid losing V_d. With prize and loss proportional to the damage q (1 + c)
+(docs/ODD.md §3),
 
     V_a = v_a q (1 + c),    V_d = σ v_d q (1 + c),
 

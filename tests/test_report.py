@@ -35,8 +35,15 @@ def test_report_writes_one_folder_with_everything(tiny_report):
     for part in R.PARTS:
         assert (out / "sweeps" / part / "runs.parquet").exists()
         assert f"] {part}:" in proc.stderr  # progress per part
-    figures = {"scenario_dynamics", "arms_race", "paradox_curve", "regime_map", "policy_forest",
-               "paradox_decomposition", "regime_decomposition"}
+    figures = {
+        "scenario_dynamics",
+        "arms_race",
+        "paradox_curve",
+        "regime_map",
+        "policy_forest",
+        "paradox_decomposition",
+        "regime_decomposition",
+    }
     md = (out / "report.md").read_text()
     for name in figures:
         for ext in ("pdf", "png", "txt"):
