@@ -461,6 +461,11 @@ def read_regime_map(panel: Panel) -> str:
     return " ".join(text)
 
 
+def _span(values: pd.Series) -> str:
+    lo, hi = float(values.min()), float(values.max())
+    return f"{lo:g}" if lo == hi else f"{lo:g}–{hi:g}"
+
+
 def in_brief(panels: dict[str, Panel]) -> list[str]:
     """The regime structure first: where the paradox lives, which mechanism drives it, and how
     far the theory and the simulation agree (each computed from the tables below)."""
@@ -475,8 +480,8 @@ def in_brief(panels: dict[str, Panel]) -> list[str]:
         lines.append(
             f"**Where.** More alignment clearly lowers net alignment (the paradox) in "
             f"{_plural(len(below), 'cell')} of {len(slopes)} of the regime map: κ "
-            f"{below['model.coupling'].min():g}–{below['model.coupling'].max():g}, {y_name} "
-            f"{below[y].min():g}–{below[y].max():g}; it is clearly absent in "
+            f"{_span(below['model.coupling'])}, {y_name} {_span(below[y])}; it is clearly absent "
+            "in "
             f"{int(masks['above'].sum())} and within noise in {int(masks['noise'].sum())}."
         )
     else:
