@@ -260,6 +260,16 @@ def _overlay(
     return _cached(folder / f"meanfield_{name}.csv", key, meanfield), "mean field"
 
 
+def _unconverged(theory: pd.DataFrame) -> str:
+    """A caption sentence (and a note) when some theory solves did not converge."""
+    if "converged" not in theory or theory["converged"].astype(bool).all():
+        return ""
+    n = int((~theory["converged"].astype(bool)).sum())
+    note(f"market theory: {n} of {len(theory)} overlay points did not converge (drawn anyway)")
+    return (f"{n} of the theory's {len(theory)} points come from solves that did not converge "
+            "within 3,000 iterations (docs/theory.md §4.2); read them with care. ")  # fmt: skip
+
+
 def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> list[Panel]:
     x, group = "model.fixed_alignment", "model.coupling"
     steps, burn_in = _steps(runs), A.typical_burn_in(runs)
@@ -275,6 +285,7 @@ def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> list[Pane
         base,
     )  # fmt: skip
     m = base.model
+    unconverged = _unconverged(theory)
     theory_text = (
         "the market theory for the same configuration (docs/theory.md §4: every lab kept, "
         f"open weights averaged over 2 draws with leaks over steps {burn_in + 1}–{steps})"
@@ -287,7 +298,8 @@ def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> list[Pane
         f"{window_text(runs)}, against the exogenous alignment level q, one colour per "
         f"coupling κ; points are means over {_reps(runs, [group, x])}. Dashed: {theory_text}; "
         "triangles: its optimum q* where it is interior. "
-        f"{m.n_labs} labs, {m.n_adversaries} adversaries, v_a = {m.attacker_value:g}, "
+        + unconverged
+        + f"{m.n_labs} labs, {m.n_adversaries} adversaries, v_a = {m.attacker_value:g}, "
         f"mean adversary budget {m.adversary_budget_mean:g}, reach exponent "
         f"{m.reach_exponent:g}."
     )
@@ -349,6 +361,7 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
             if theory_name == "market theory"
             else f", N averaged over steps {burn_in + 1}–{steps}."
         )
+        + (" " + _unconverged(boundary).strip() if theory_name == "market theory" else "")
     )
     fig = F.regime_map(
         slopes,

@@ -4,8 +4,8 @@ Takes the same configuration keys as ``paradox run`` and writes, into a fresh fo
 ``results/theory/``: ``theory.json`` (x*, y*, p*, q*, κ*, the paradox region, per channel and
 for the channel a rational adversary would use), ``paradox_curve.parquet`` (the curve over a grid
 of q, one block per channel), ``meanfield.parquet`` (the mean-field ODE over ``steps``) and
-``market_curve.parquet`` (the market theory of docs/theory.md §4 over q = 0.05 … 0.95: ``q``,
-``N``, ``Phi``, ``deeper``, ``easier``, ``dN_dq`` and more), with a ``market`` block in
+``market_curve.parquet`` (the market theory of docs/theory.md §4 over q = 0.1 … 0.9, 0.75 and
+0.95: ``q``, ``N``, ``Phi``, ``deeper``, ``easier``, ``dN_dq`` and more), with a ``market`` block in
 ``theory.json`` (the secant slope over q 0.75 → 0.95 and its decomposition, q*, and the secant
 and local κ*).
 """

@@ -163,6 +163,16 @@ def summarise_market(runs: pd.DataFrame) -> dict:
     out["difference"] = out["theory_slope"] - out["sim_slope"]
     out["tolerance"] = max(0.03, 2 * se) if np.isfinite(se) else 0.03
     out["within"] = abs(out["difference"]) <= out["tolerance"]
+    # The paired alternative: the difference is estimated per seed (the theory is solved for
+    # each seed's draw), so its own standard error counts the theory's Monte Carlo noise too.
+    paired = th - sim
+    out["difference_se"] = float(paired.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    out["within_paired"] = bool(
+        abs(out["difference"]) <= max(0.03, 2 * out["difference_se"])
+        if np.isfinite(out["difference_se"])
+        else abs(out["difference"]) <= 0.03
+    )
+    out["within_0_03"] = bool(abs(out["difference"]) <= 0.03)
     out["sim_sign_clear"] = bool(np.isfinite(se) and abs(out["sim_slope"]) > 2 * se)
     out["sign_agrees"] = bool(np.sign(out["sim_slope"]) == np.sign(out["theory_slope"]))
     clar = runs.groupby("q")["clarity"].first()
@@ -264,6 +274,8 @@ def summarise(table: pd.DataFrame, manifest: dict) -> dict:
         "markets": len(table),
         "within_tolerance": int(np.count_nonzero(table["within"])),
         "fraction_within": float(table["within"].mean()),
+        "within_paired_tolerance": int(np.count_nonzero(table["within_paired"])),
+        "within_0_03": int(np.count_nonzero(table["within_0_03"])),
         "sign_clear_markets": len(clear),
         "sign_agreement_where_clear": float(clear["sign_agrees"].mean()) if len(clear) else None,
         "mean_abs_difference": float(table["difference"].abs().mean()),

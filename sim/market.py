@@ -166,8 +166,10 @@ def coverage(cfg: Config) -> list[str]:
         reasons.append("learning.lab.rule=imitation (no stationary theory of the Fermi rule)")
     if learn.lab.rule == "best_response" and pol.liability != 0:
         reasons.append("policy.liability > 0 (the labs' defence path assumes no liability term)")
-    if learn.lab.rule == "fixed" and m.defence_decay == 0:
-        reasons.append("model.defence_decay = 0 with fixed labs (defence grows without bound)")
+    if learn.lab.rule != "imitation" and m.defence_decay == 0:
+        reasons.append(
+            "model.defence_decay = 0 (defence capital only accumulates: no stationary state)"
+        )
     if pol.decoupling_share > 0:
         reasons.append("policy.decoupling_share > 0 (κ falls over time: no stationary state)")
     return reasons
@@ -991,6 +993,7 @@ def _curve_at(cfg: Config, qs: list[float], draws: int, start: int, kappa: float
             "deeper": table["deeper"],
             "easier": table["easier"],
             "q_star": np.nan if q_star is None else q_star,
+            "converged": table["converged"],
         }
     )
 
@@ -1024,7 +1027,8 @@ def _threshold_at(
     theory = MarketTheory(level_cfg)
     curve = MarketCurve(theory, structures_for(theory, level_cfg, draws=draws, start=start))
     k = kappa_threshold(curve, scan=scan + 1, tol=tol)
-    return np.nan if k is None else k
+    converged = all(level["converged"] for level in curve._cache.values())
+    return (np.nan if k is None else k), converged
 
 
 def market_threshold(
@@ -1044,8 +1048,14 @@ def market_threshold(
     Levels run in parallel processes."""
     name = y.split(".", 1)[1]
     tasks = [(cfg, name, draws, start, scan, tol, float(level)) for level in levels]
-    stars = _map(_threshold_at, tasks, workers, progress, f"threshold κ* at {y} =")
-    return pd.DataFrame({"y": [float(v) for v in levels], "kappa_star": stars})
+    found = _map(_threshold_at, tasks, workers, progress, f"threshold κ* at {y} =")
+    return pd.DataFrame(
+        {
+            "y": [float(v) for v in levels],
+            "kappa_star": [k for k, _ in found],
+            "converged": [c for _, c in found],
+        }
+    )
 
 
 def market_summary(

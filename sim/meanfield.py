@@ -156,10 +156,10 @@ class MeanField:
             # surviving share over open labs (all of the weights attacks, spread over fewer
             # labs) and closed ones (none of them).
             weights_hit = hit[0] / open_share
-            survive = (
-                open_share * (1.0 - weights_hit - hit[1:].sum()) ** exponent
-                + (1.0 - open_share) * (1.0 - hit[1:].sum()) ** exponent
-            )
+            # a single attempt cannot compromise more than all of a lab's clean use
+            open_base = min(max(1.0 - weights_hit - hit[1:].sum(), 0.0), 1.0)
+            closed_base = min(max(1.0 - hit[1:].sum(), 0.0), 1.0)
+            survive = open_share * open_base**exponent + (1.0 - open_share) * closed_base**exponent
         else:
             survive = (1.0 - hit.sum()) ** exponent
         fresh = (1.0 - carried) * (1.0 - survive)

@@ -151,6 +151,17 @@ def test_uncovered_rules_are_refused_by_name():
         MarketTheory(config_from_flat(adversary_rule="imitation"))
     with pytest.raises(NotCovered, match="liability"):
         MarketTheory(config_from_flat(liability=1.0))
+    with pytest.raises(NotCovered, match="defence_decay"):
+        MarketTheory(config_from_flat(defence_decay=0.0))
+
+
+def test_mean_field_weights_attacks_on_few_open_labs_stay_finite():
+    """Weights attacks concentrated on a tiny open share cannot compromise more than all use."""
+    from sim.meanfield import MeanField
+
+    cfg = config_from_flat(open_weights_share=0.0, leak_probability=0.001, compromise_share=0.5)
+    phi = MeanField(cfg).iterate(120)["compromised_share"]
+    assert np.isfinite(phi).all() and phi.between(0.0, 1.0).all()
 
 
 def test_open_weights_route_weights_attacks():
@@ -170,7 +181,8 @@ def test_validate_command(tmp_path):
     table = pd.read_csv(out / "validation.csv")
     assert len(table) == 2
     expected = {"sim_slope", "sim_se", "theory_slope", "tolerance", "within", "sim_deeper",
-                "sim_easier", "theory_deeper", "theory_easier", "model.reach_exponent"}  # fmt: skip
+                "sim_easier", "theory_deeper", "theory_easier", "model.reach_exponent",
+                "difference_se", "within_paired", "within_0_03"}  # fmt: skip
     assert expected <= set(table.columns)
     summary = json.loads((out / "validation.json").read_text())
     assert summary["design"]["design_seed"] == 20261204
