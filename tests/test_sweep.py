@@ -48,7 +48,7 @@ TINY = ["steps=2", "model.n_adversaries=40", "model.n_labs=3"]
 NAMED = {
     "paradox_curve": 400,
     "regime_map": 360,
-    "scenarios": 90,
+    "scenarios": 110,
     "alignment_share_curve": 132,
     "policy_grid": 768,
     "sobol_screen": 416,
