@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -247,7 +248,12 @@ def run_validation(
                 outputs.write_parquet(folder / f"{market:03d}.parquet", table)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # fresh processes, not fork: this process may run threads (pyarrow, tqdm)
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context(
+                "forkserver" if "forkserver" in methods else "spawn"
+            )
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures = [pool.submit(_task, task) for task in todo]
                 for fut in as_completed(futures):
                     market, table = fut.result()
