@@ -41,7 +41,8 @@ from scipy.stats import qmc
 from tqdm import tqdm
 
 from experiments import outputs
-from sim.config import Config, ParameterError, config_from_flat, flat_keys, to_flat
+from sim.analysis import with_values
+from sim.config import Config, ParameterError, config_from_flat, to_flat
 from sim.market import SECANT, MarketStructure, MarketTheory, NotCovered, decompose
 
 #: The validation's design seed. Fixed when the command was written, before any validation
@@ -91,11 +92,8 @@ def paired_seeds(n: int, seed: int = DESIGN_SEED) -> list[int]:
 
 
 def market_config(base: Config, values: dict) -> Config:
-    flat = to_flat(base)
-    names = {dotted: name for name, dotted in flat_keys().items()}
-    for key, value in values.items():
-        flat[names[key]] = value
-    return config_from_flat(**flat)
+    """``base`` with the dotted keys of ``values`` set, validated."""
+    return with_values(base, values)
 
 
 def validate_market(

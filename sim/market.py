@@ -62,7 +62,6 @@ SECANT = (0.75, 0.95)
 
 #: Steps of expected dynamics run from the initial state before the fixed-point iteration.
 WARMUP = 150
-DEBUG = False
 
 
 class NotCovered(ValueError):
@@ -359,8 +358,6 @@ class MarketTheory:
                 _rel(new_defence, x.defence),
             ]
             residual = max(changes)
-            if DEBUG and it % 50 == 0:
-                print(it, step, [f"{c:.1e}" for c in changes])
             # shrink the step when the iteration overshoots, let it grow back when it settles
             step = max(step * 0.5, 0.01) if residual > 1.3 * last else min(step * 1.1, 0.5)
             last = residual
@@ -876,22 +873,7 @@ def kappa_threshold(
     Scans κ on ``scan`` points, then bisects the first sign change to ``tol``. None when the
     slope is positive at every scanned κ.
     """
-    ks = np.linspace(0.0, 1.0, scan)
-    slopes = [curve.secant(k, levels)["slope"] for k in ks]
-    neg = [i for i, s in enumerate(slopes) if s < 0]
-    if not neg:
-        return None
-    i = neg[0]
-    if i == 0:
-        return 0.0
-    lo, hi = ks[i - 1], ks[i]
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        if curve.secant(mid, levels)["slope"] < 0:
-            hi = mid
-        else:
-            lo = mid
-    return float(0.5 * (lo + hi))
+    return _first_negative(lambda k: curve.secant(k, levels)["slope"], scan, tol)
 
 
 def local_kappa_threshold(
@@ -902,22 +884,23 @@ def local_kappa_threshold(
     def min_slope(k: float) -> float:
         return float(curve.table(levels, coupling=float(k))["dN_dq"].min())
 
+    return _first_negative(min_slope, scan, tol)
+
+
+def _first_negative(slope: Any, scan: int, tol: float) -> float | None:
+    """The smallest κ in [0, 1] where ``slope(κ)`` < 0: a scan on ``scan`` points, then
+    bisection of the first sign change to ``tol``; None when no scanned κ is negative."""
     ks = np.linspace(0.0, 1.0, scan)
-    vals = [min_slope(k) for k in ks]
-    neg = [i for i, v in enumerate(vals) if v < 0]
-    if not neg:
+    first = next((i for i, k in enumerate(ks) if slope(float(k)) < 0), None)
+    if first is None:
         return None
-    i = neg[0]
-    if i == 0:
+    if first == 0:
         return 0.0
-    lo, hi = ks[i - 1], ks[i]
+    lo, hi = float(ks[first - 1]), float(ks[first])
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
-        if min_slope(mid) < 0:
-            hi = mid
-        else:
-            lo = mid
-    return float(0.5 * (lo + hi))
+        lo, hi = (lo, mid) if slope(mid) < 0 else (mid, hi)
+    return 0.5 * (lo + hi)
 
 
 # ---------------------------------------------------------------------------------------------
