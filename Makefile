@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all lint format conf lock bench clean
+.PHONY: run test test-slow test-all lint format conf lock bench clean sysdeps
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,20 @@ lock:
 	/tmp/paradox-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,launchers,discovery]'
 	( echo '# Exact versions used by `make` (pip install -c requirements.lock). Regenerate with `make lock`.'; \
 	  /tmp/paradox-lock/bin/python -m pip freeze --exclude-editable | grep -v -i '^alignment-paradox-sim' ) > requirements.lock
+
+# System packages some features need: Debian's chromium and chromium-driver (browser tests of
+# the app) and slurm-wlm and munge (the single-node SLURM test). Installed through apt when this
+# runs as root on a Debian machine; otherwise it says what is missing and the tests that need
+# them skip with that reason. .ci/run calls it before `make test`.
+SYSDEPS := chromium chromium-driver slurm-wlm munge
+sysdeps:
+	@missing=$$(for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "sysdeps: all present ($(SYSDEPS))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "sysdeps: installing $$missing"; \
+		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null ) \
+		|| echo "sysdeps: apt-get failed; tests needing $$missing will skip"; \
+	else echo "sysdeps: cannot install $$missing (needs root and apt-get); tests needing them will skip"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
