@@ -35,7 +35,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sim.config import Config
-from sim.experiment import (
+from sim.outcomes import OUTCOMES
+from sim.sweep import (
     MANIFEST_FILE,
     RUNS_FILE,
     TIMESERIES_FILE,
@@ -47,7 +48,6 @@ from sim.experiment import (
     runs_schema,
     timeseries_schema,
 )
-from sim.outcomes import OUTCOMES
 
 
 class CollectError(ValueError):

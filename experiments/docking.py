@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sim import theory as th
+from sim import static_game as th
+from sim.api import simulate, timeseries
 from sim.config import config_from_flat
 from sim.meanfield import MeanField
-from sim.run import simulate, timeseries
 
 #: The contest_1v1 scenario as keyword parameters (conf/scenario/contest_1v1.yaml).
 CONTEST_1V1: dict = dict(

@@ -36,7 +36,7 @@ from sim import analysis as A
 from sim import figures as F
 from sim import market as M
 from sim.config import Config, ParameterError, flat_keys, to_flat
-from sim.sensitivity import FIGURE_OUTCOMES
+from sim.gsa import FIGURE_OUTCOMES
 
 #: Parameters read as "adversary strength" on a regime map, in order of preference.
 STRENGTH_KEYS = ("model.adversary_budget_mean", "model.attacker_value")

@@ -38,7 +38,7 @@ from experiments.plot import Panel, note, plot_folder, window_text
 from sim import analysis as A
 from sim import market as M
 from sim.config import ParameterError
-from sim.experiment import (
+from sim.sweep import (
     Design,
     SweepAborted,
     SweepMismatch,

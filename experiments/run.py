@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from experiments import outputs
 from experiments.schema import register
+from sim.api import simulate, timeseries
 from sim.config import Config
 from sim.outcomes import summarize
-from sim.run import simulate, timeseries
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 

@@ -2,14 +2,14 @@
 
 Runs a named sweep with a ``sobol`` or ``morris`` design (``conf/sweep/``) through the sweep
 engine, exactly as ``paradox sweep`` does (parallel, resumable, same folder layout), then
-analyses its ``runs.parquet`` with :mod:`sim.sensitivity`: Sobol' indices (S1, ST, with bootstrap
+analyses its ``runs.parquet`` with :mod:`sim.gsa`: Sobol' indices (S1, ST, with bootstrap
 intervals) or Morris screening (μ*, σ) for every outcome column, and PRIM scenario discovery
 (EMA Workbench, the optional ``discovery`` group) for one condition such as
 ``mean_paradox_index > 0.5``. Tables, figures (:mod:`sim.figures`) and a summary go into the
 same folder; its path is printed last.
 
 The configuration is that of ``paradox sweep`` plus a ``sensitivity`` block
-(:class:`sim.sensitivity.SensitivitySpec`). :func:`run_sensitivity` is the plain function
+(:class:`sim.gsa.SensitivitySpec`). :func:`run_sensitivity` is the plain function
 (a design, a folder and the options in; the folder's files out) that tests call with another
 runner (e.g. the Ishigami function); :func:`main` is the thin Hydra wrapper. Rerunning the same
 command on the same folder (``hydra.run.dir=``) resumes the sweep or, when it is complete, only
@@ -37,16 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import outputs, sweep
 from sim import figures
 from sim.config import ParameterError
-from sim.experiment import (
-    RUNS_FILE,
-    Design,
-    Runner,
-    SweepResult,
-    format_result,
-    run_sweep,
-    simulate_table,
-)
-from sim.sensitivity import (
+from sim.gsa import (
     INSTALL_HINT,
     Analysis,
     Discovery,
@@ -60,6 +51,15 @@ from sim.sensitivity import (
     load_prim,
     scenario_discovery,
     sensitivity_sweeps,
+)
+from sim.sweep import (
+    RUNS_FILE,
+    Design,
+    Runner,
+    SweepResult,
+    format_result,
+    run_sweep,
+    simulate_table,
 )
 
 APP = "paradox sensitivity"

@@ -3,12 +3,12 @@
 The configuration is that of ``paradox run`` (same defaults list, schema and scenario group) plus
 a ``sweep`` group: ``conf/sweep/<name>.yaml`` files, each a ``# @package _global_`` file that
 states the run settings it needs (``steps``, populations, a learning rule) and, under
-``sweep:``, the design (:class:`sim.experiment.SweepSpec`). Command-line overrides win over both,
+``sweep:``, the design (:class:`sim.sweep.SweepSpec`). Command-line overrides win over both,
 so ``steps=50`` applies to every run of the sweep.
 
-:func:`to_design` turns a composed configuration into a :class:`sim.experiment.Design` (the
+:func:`to_design` turns a composed configuration into a :class:`sim.sweep.Design` (the
 plain step tests call); :func:`main` is the thin Hydra wrapper that runs it into the Hydra run
-folder with :func:`sim.experiment.run_sweep` and prints that folder last. Rerunning the same
+folder with :func:`sim.sweep.run_sweep` and prints that folder last. Rerunning the same
 command with ``hydra.run.dir=<folder>`` resumes a sweep that was stopped.
 """
 
@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import outputs, schema
 from sim.config import Config, ParameterError
-from sim.experiment import (
+from sim.sweep import (
     Design,
     SweepAborted,
     SweepMismatch,
@@ -64,7 +64,7 @@ class SweepJob(Config):
 
     Composing does not validate (``__post_init__`` is a no-op here); :func:`to_design` checks
     the run configuration with the rules of :class:`Config` and the design with those of
-    :func:`sim.experiment.check_spec`, each naming the offending key.
+    :func:`sim.sweep.check_spec`, each naming the offending key.
     """
 
     sweep: SweepSpec = field(default_factory=SweepSpec)

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import outputs
 from experiments.run import CONF_DIR
 from experiments.schema import register
-from sim import theory as th
+from sim import static_game as th
 from sim.config import CHANNELS, Config
 from sim.market import market_summary
 from sim.meanfield import MeanField

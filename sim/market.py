@@ -1,6 +1,6 @@
 """Stationary theory of the heterogeneous market (docs/theory.md §4).
 
-The static game of :mod:`sim.theory` is one lab against one adversary, and the mean field of
+The static game of :mod:`sim.static_game` is one lab against one adversary, and the mean field of
 :mod:`sim.meanfield` has one representative lab. Neither sees what decides the simulated market:
 reach concentrated by a Zipf law and targeted almost by argmax, which labs have open weights, and
 adversary budgets whose best responses are capped. This module predicts the market's stationary

@@ -74,8 +74,8 @@ def test_same_seed_gives_identical_tables_and_the_default_folder_is_under_result
 
 
 def test_cli_and_python_api_give_the_same_table(tmp_path):
+    from sim.api import simulate, timeseries
     from sim.config import config_from_flat
-    from sim.run import simulate, timeseries
 
     out = tmp_path / "api"
     proc = paradox("run", *SMALL, "seed=4", f"hydra.run.dir={out}", cwd=tmp_path)

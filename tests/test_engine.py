@@ -9,6 +9,7 @@ import pytest
 
 import sim.network as network_mod
 from sim import kernels as kn
+from sim.api import simulate, timeseries
 from sim.config import NetworkConfig
 from sim.model import (
     MAX_SPLIT_STEP,
@@ -17,7 +18,6 @@ from sim.model import (
     target_logits,
 )
 from sim.network import Network, build_network
-from sim.run import simulate, timeseries
 
 from .conftest import SMALL
 

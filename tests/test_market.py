@@ -237,7 +237,7 @@ def test_static_limit_is_the_tullock_game(compose_config, q):
     σ = 1, ρ = 0, d0 = 0, full depreciation) the market theory is the closed-form game."""
     from omegaconf import OmegaConf
 
-    from sim import theory as th
+    from sim import static_game as th
 
     cfg = OmegaConf.to_object(compose_config("scenario=contest_1v1"))
     state = MarketTheory(cfg).solve(q)

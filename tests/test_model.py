@@ -10,9 +10,9 @@ import pytest
 import sim
 import sim.model as model_mod
 from sim.agents import Adversary, Lab
+from sim.api import simulate, timeseries
 from sim.config import ADVERSARY_RULES, LAB_RULES
 from sim.model import AlignmentParadoxModel, lab_objective
-from sim.run import simulate, timeseries
 
 from .conftest import SMALL
 

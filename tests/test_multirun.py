@@ -12,8 +12,8 @@ from hydra import compose, initialize_config_dir
 
 from experiments.collect import main as collect_main
 from experiments.sweep import PRIMARY, register, to_design
-from sim.experiment import OUTCOME_COLUMNS, run_sweep
 from sim.outcomes import OUTCOMES
+from sim.sweep import OUTCOME_COLUMNS, run_sweep
 
 from .conftest import CONF, paradox
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from benchmarks.reference import ReferenceModel
+from sim.api import simulate, timeseries
 from sim.outcomes import OUTCOMES
-from sim.run import simulate, timeseries
 
 
 def test_reference_runs_reports_every_outcome_and_drives_batch_run():

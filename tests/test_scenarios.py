@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from experiments.schema import to_config
+from sim.api import simulate, timeseries
 from sim.config import Config
-from sim.run import simulate, timeseries
 
 from .conftest import CONF, SCENARIOS
 

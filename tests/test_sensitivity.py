@@ -24,9 +24,7 @@ from experiments.sensitivity import PRIMARY, register, run_sensitivity
 from experiments.sweep import to_design
 from sim import figures as F
 from sim.config import Config, ParameterError
-from sim.experiment import Design, Factor, SweepSpec
-from sim.outcomes import OUTCOMES
-from sim.sensitivity import (
+from sim.gsa import (
     PrimSpec,
     SensitivitySpec,
     check_spec,
@@ -35,6 +33,8 @@ from sim.sensitivity import (
     sensitivity_sweeps,
     sobol_indices,
 )
+from sim.outcomes import OUTCOMES
+from sim.sweep import Design, Factor, SweepSpec
 
 from .conftest import CONF, REPO, paradox
 
@@ -245,7 +245,7 @@ def test_failed_runs_are_reported_and_their_blocks_left_out(tmp_path):
 
 
 def _bootstrap(design: Design) -> int:
-    from sim.sensitivity import bootstrap_seed
+    from sim.gsa import bootstrap_seed
 
     return bootstrap_seed(design)
 

@@ -24,7 +24,9 @@ from experiments.collect import collect
 from experiments.run import run as run_one
 from experiments.sweep import PRIMARY, register, to_design
 from sim.config import Config, ParameterError
-from sim.experiment import (
+from sim.outcomes import OUTCOMES
+from sim.stats import batch_means_se
+from sim.sweep import (
     OUTCOME_COLUMNS,
     SUMMARY_COLUMNS,
     Design,
@@ -39,8 +41,6 @@ from sim.experiment import (
     simulate_table,
     timeseries_schema,
 )
-from sim.outcomes import OUTCOMES
-from sim.stats import batch_means_se
 
 from .conftest import CONF, PARADOX, REPO, paradox
 
@@ -434,12 +434,13 @@ MEMORY_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     import pandas as pd
-    import sim.experiment as ex
+    import sim.sweep as ex
+    import sim.sweep.store
     from sim.config import Config
     from sim.outcomes import OUTCOMES
 
     ROWS = 1000
-    ex.TIMESERIES_ROWS_BUDGET = 20_000  # the memory bound: 20 runs' tables per chunk and block
+    sim.sweep.store.TIMESERIES_ROWS_BUDGET = 20_000  # memory bound: 20 runs per chunk and block
 
     def heavy(config):
         # a stand-in for a long run: a 1000-step table per run (280 kB), made without simulating

@@ -18,10 +18,10 @@ from experiments.docking import (
     meanfield_error,
     simulated_curve,
 )
-from sim import theory as th
+from sim import static_game as th
+from sim.api import simulate, timeseries
 from sim.config import Config, config_from_flat
 from sim.meanfield import MeanField
-from sim.run import simulate, timeseries
 
 from .conftest import REPO
 

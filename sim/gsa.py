@@ -8,7 +8,7 @@ share including every interaction), with bootstrap confidence intervals (Sobol' 
 & Saltelli 2007): μ* (the mean absolute effect of moving one parameter, in the outcome's units per
 full range of the parameter), its bootstrap interval, μ (the signed mean) and σ (their spread,
 which signals non-linearity or interactions). Both are SALib's estimators (Herman & Usher 2017;
-Iwanaga, Usher & Herman 2022) applied to the sweep's table, so :mod:`sim.experiment` draws the
+Iwanaga, Usher & Herman 2022) applied to the sweep's table, so :mod:`sim.sweep` draws the
 sample, runs it in parallel and resumably, and this module only reads ``runs.parquet``.
 
 Outputs reach SALib in its sampler's order: design point ``p`` of a sampled design is row ``p``
@@ -47,8 +47,8 @@ import numpy as np
 import pandas as pd
 
 from sim.config import ParameterError
-from sim.experiment import OUTCOME_COLUMNS, Design, seed_from
 from sim.outcomes import OUTCOMES
+from sim.sweep import OUTCOME_COLUMNS, Design, seed_from
 
 METHODS: tuple[str, ...] = ("sobol", "morris")
 DISCOVERY: tuple[str, ...] = ("auto", "on", "off")
@@ -177,7 +177,7 @@ def check_design(design: Design) -> str:
             "sweep.num_shards",
             spec.num_shards,
             "1: the analysis needs the whole design in one folder (run shards with paradox "
-            "sweep, merge them with paradox collect, then analyse with sim.sensitivity)",
+            "sweep, merge them with paradox collect, then analyse with sim.gsa)",
         )
     return spec.design
 
@@ -256,7 +256,7 @@ def bootstrap_seed(design: Design) -> int:
     """Seed of the bootstrap resamples: the third child of ``SeedSequence(seed)`` (never 0).
 
     The sample is drawn from the first child and the replicate seeds from the second
-    (:mod:`sim.experiment`), so the same folder always gives the same intervals.
+    (:mod:`sim.sweep`), so the same folder always gives the same intervals.
     """
     seq = np.random.SeedSequence(design.base.seed)
     return seed_from(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, 2))) or 1
