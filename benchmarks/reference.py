@@ -6,7 +6,8 @@ written as a researcher would first write them in Mesa: every lab and adversary 
 one with ``AgentSet.shuffle_do`` (or ``do`` where a stage must be simultaneous), using the
 ``math`` module and the model's generator one draw at a time. It shares nothing with ``sim``
 except the parameter schema (:func:`sim.config.config_from_flat`, so both take the same keyword
-parameters and defaults).
+parameters and defaults), the learning strategies' names and properties (:mod:`sim.strategies`,
+which say which rules an agent follows, not how) and the golden ratio.
 
 It is the baseline of ``benchmarks/bench.py`` (single runs, and ``mesa.batch_run`` sweeps) and a
 differential test of the engine (``tests/test_reference.py``): being an independent
@@ -23,11 +24,12 @@ from typing import Any
 import mesa
 import networkx as nx
 
+from sim import strategies
 from sim.config import CHANNELS, config_from_flat
 from sim.outcomes import OUTCOMES
+from sim.rules import GOLDEN
 
 K = len(CHANNELS)  # weights, prompt, output
-_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 def contest(z: float, y: float, mu: float) -> float:
@@ -56,7 +58,7 @@ def best_effort(prize: float, a: float, y: float, cap: float, mu: float) -> floa
         g = max(range(len(grid)), key=values.__getitem__)
         lo, hi = grid[max(g - 1, 0)], grid[min(g + 1, len(grid) - 1)]
         for _ in range(60):
-            c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+            c, d = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
             if payoff(c) >= payoff(d):
                 hi = d
             else:
@@ -233,7 +235,7 @@ class RefLab(mesa.Agent):
         best = max(range(9), key=values.__getitem__)
         lo, hi = points[max(best - 1, 0)], points[min(best + 1, 8)]
         for _ in range(22):
-            c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+            c, d = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
             if self.objective(c, self.split) >= self.objective(d, self.split):
                 hi = d
             else:
@@ -334,7 +336,9 @@ class RefAdversary(mesa.Agent):
                 options.append((adv.rationality * (p * lab.prize() - x), lab, k))
         if not options:
             return
-        if model.adv_rule == "roth_erev":  # channel by propensity, lab within it by logit
+        if (
+            model.adversary_strategy.reinforces_channels
+        ):  # channel by propensity, lab within it by logit
             chans = sorted({k for _, _, k in options})
             weights = [self.propensity[k] for k in chans]
             pick = model.rng.random() * sum(weights)
@@ -379,12 +383,12 @@ class RefAdversary(mesa.Agent):
         if self.fought is not None:
             lab, k, kx, x, won = self.fought
             prize = lab.prize()
-            if model.adv_rule in ("best_response", "roth_erev"):
+            if model.adversary_strategy.best_responds:
                 d = lab.defence[k] + m.defence_floor
                 target = best_effort(prize, kx * lab.base(k), d, self.budget, m.decisiveness)
                 new = x + adv.effort_adjustment * (target - x)
                 self.effort = 0.0 if target == 0.0 and new < 0.01 * self.budget else new
-            if model.adv_rule == "roth_erev" and x > 0:
+            if model.adversary_strategy.reinforces_channels and x > 0:
                 reward = prize if won else 0.0
                 spill = adv.experimentation * reward / 2.0
                 self.propensity = [
@@ -445,7 +449,8 @@ class ReferenceModel(mesa.Model):
         super().__init__(rng=rng)
         self.config = cfg = config_from_flat(**params)
         m, pol = cfg.model, cfg.policy
-        self.adv_rule, self.lab_rule = cfg.learning.adversary.rule, cfg.learning.lab.rule
+        self.adversary_strategy = strategies.for_adversaries(cfg.learning.adversary.rule)
+        self.lab_strategy = strategies.for_labs(cfg.learning.lab.rule)
         self.coupling = m.coupling
         beta = cfg.learning.lab.foresight  # discounted stream of a unit of defence
         self.foresight = 1.0 / (
@@ -537,7 +542,7 @@ class ReferenceModel(mesa.Model):
                 ]
         self.adversaries.shuffle_do("attack")
         self.labs.do("consequences")
-        if self.adv_rule == "imitation":
+        if self.adversary_strategy.imitates:
             self.adversaries.do("imitate")
             self.adversaries.shuffle_do("copy_neighbour")
             self.adversaries.do("apply_copy")
@@ -545,9 +550,9 @@ class ReferenceModel(mesa.Model):
         self.adversaries.do("learn_from_neighbours")
         self.adversaries.do("update_knowledge")
         self.labs.do("observe")
-        if self.lab_rule == "best_response":
+        if self.lab_strategy.best_responds:
             self.labs.shuffle_do("best_respond")
-        elif self.lab_rule == "imitation":
+        elif self.lab_strategy.imitates:
             self.labs.do("imitate")
             self.labs.shuffle_do("copy_other")
             self.labs.do("apply_copy")

@@ -20,9 +20,12 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.strategies import ADVERSARY_STRATEGIES, LAB_STRATEGIES
+
 CHANNELS: tuple[str, ...] = ("weights", "prompt", "output")
-ADVERSARY_RULES: tuple[str, ...] = ("roth_erev", "best_response", "imitation", "fixed")
-LAB_RULES: tuple[str, ...] = ("best_response", "imitation", "fixed")
+#: The learning rules, one strategy class each (sim/strategies.py); the first is the default.
+ADVERSARY_RULES: tuple[str, ...] = tuple(ADVERSARY_STRATEGIES)
+LAB_RULES: tuple[str, ...] = tuple(LAB_STRATEGIES)
 TOPOLOGIES: tuple[str, ...] = ("watts_strogatz", "barabasi_albert", "erdos_renyi", "none")
 OPEN_SELECTIONS: tuple[str, ...] = ("random", "largest", "smallest")
 PRIZE_CONGESTION: tuple[str, ...] = ("none", "linear")

@@ -1,349 +1,123 @@
-"""Pure numpy kernels of the alignment-paradox model.
+"""Compiled twins (numba) of the hot rules in :mod:`sim.rules`.
 
-Every function here takes arrays (and, where it draws, a ``numpy.random.Generator``) and returns
-arrays; none touches Mesa or global state. The Mesa model in :mod:`sim.model` is a thin layer that
-calls these in the order of a step (``docs/ODD.md`` §3). Section references (§n) are to
-``docs/ODD.md``, which specifies the model.
+The numpy functions of :mod:`sim.rules` state each rule over whole arrays; the kernels here
+compute the same rules adversary by adversary (or lab by lab) in compiled loops, which is what
+makes large populations affordable. Nothing else lives here: ``tests/test_engine.py`` checks
+every kernel against its rule.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from sim.rules import GOLDEN, MAX_SPLIT_STEP, MIN_EFFORT_SHARE, TOKEN_EFFORT, foresight_factor
+
+if TYPE_CHECKING:
+    from sim.config import Config
+
 Array = NDArray[np.float64]
 
-#: Values of q and c are floored here before raising them to a power below one, so that slopes
-#: stay finite at zero (they are multiplied by exactly zero when the coupling κ is zero).
-_TINY = 1e-12
-
 
 # ---------------------------------------------------------------------------------------------
-# Alignment, clarity and the attack effectiveness they imply (§2)
+# Typed parameters: the constants each kernel reads, named and built once per model
 # ---------------------------------------------------------------------------------------------
 
 
-def alignment_quality(capital: Array, scale: float) -> Array:
-    """q = 1 − exp(−A / A0), in [0, 1)."""
-    return -np.expm1(-np.asarray(capital, dtype=float) / scale)
-
-
-def clarity(quality: Array, coupling: float, exponent: float) -> Array:
-    """Value-direction clarity c = κ q^γ, in [0, κ]."""
-    return coupling * np.power(quality, exponent)
-
-
-def clarity_slope(quality: Array, coupling: float, exponent: float) -> Array:
-    """dc/dq = κ γ q^(γ−1); exactly zero when κ = 0."""
-    q = np.maximum(quality, _TINY)
-    return coupling * exponent * np.power(q, exponent - 1.0)
-
-
-def attackability(clar: Array, base: Array, gain: Array, elasticity: Array) -> Array:
-    """Per lab and channel, alpha_k + theta_k c_i^eps_k (shape N x 3).
-
-    The attacker's effectiveness is K_jk times this (§2): clarity is the only route by which
-    alignment enters it.
-    """
-    c = np.asarray(clar, dtype=float)[:, None]
-    return base[None, :] + gain[None, :] * np.power(c, elasticity[None, :])
-
-
-def attackability_slope(clar: Array, gain: Array, elasticity: Array) -> Array:
-    """d(alpha + theta c^eps)/dc = theta eps c^(eps−1) (N x 3), finite at c = 0."""
-    c = np.maximum(np.asarray(clar, dtype=float), _TINY)[:, None]
-    return gain[None, :] * elasticity[None, :] * np.power(c, elasticity[None, :] - 1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# The Tullock contest (§3, step 5)
-# ---------------------------------------------------------------------------------------------
-
-
-def contest_probability(attack: Array, defence: Array, decisiveness: float) -> Array:
-    """Success probability p = z^μ / (z^μ + Y^μ) for attack strength z = a x and defence Y = D + d0.
-
-    Written as z / (z + Y) for μ = 1 (one division) and as 1 / (1 + (Y/z)^μ) otherwise (for
-    numerical range). p = 0 when z = 0 (no attack), and p = 1 when Y = 0 < z (an undefended
-    target).
-    """
-    z = np.asarray(attack, dtype=float)
-    y = np.asarray(defence, dtype=float)
-    z, y = np.broadcast_arrays(z, y)
-    out = np.zeros(z.shape)
-    pos = z > 0
-    if decisiveness == 1.0:
-        np.divide(z, z + y, out=out, where=pos)
-        return out
-    ratio = np.divide(y, z, out=np.zeros(z.shape), where=pos)
-    np.divide(1.0, 1.0 + np.power(ratio, decisiveness), out=out, where=pos)
-    return out
-
-
-def contest_elasticity(prob: Array, decisiveness: float) -> Array:
-    """∂p / ∂ log z = μ p (1 − p): how the success probability responds to attack strength."""
-    return decisiveness * prob * (1.0 - prob)
-
-
-#: Effort, as a share of the prize, put against an undefended target (see BestResponse.effort).
-TOKEN_EFFORT = 1e-6
-
-
-class BestResponse:
-    """The attacker's myopic best response in a Tullock contest.
-
-    With prize V, effectiveness a and defence Y, the attacker maximises V p(a x, Y) − x over x ≥ 0.
-    Writing t = a x / Y and ρ = V a / Y, this is max_t ρ t^μ/(t^μ + 1) − t: the optimal ratio t*
-    depends on ρ and μ only. For μ = 1 it is closed form, t* = max(0, √ρ − 1).
-
-    For other μ the interior optimum is tabulated exactly by running the first-order condition
-    backwards: ρ(t) = (t^μ + 1)² t^(1−μ) / μ gives the ρ at which t is a stationary point, and the
-    branch where ρ(t) increases is the maximum. The optimum is interior where its payoff is
-    positive, i.e. above a threshold ρ_c (for μ > 1 the optimum jumps there from 0 to an interior
-    value); below ρ_c the best response is not to attack.
-    """
-
-    def __init__(self, decisiveness: float, n_table: int = 20_000) -> None:
-        self.mu = float(decisiveness)
-        self._table: tuple[Array, Array, float] | None = None
-        if self.mu != 1.0:
-            self._table = self._build_table(n_table)
-
-    def _build_table(self, n: int) -> tuple[Array, Array, float]:
-        mu = self.mu
-        t = np.geomspace(1e-9, 1e9, n)
-        log_rho = 2.0 * np.log1p(np.power(t, mu)) + (1.0 - mu) * np.log(t) - np.log(mu)
-        rising = np.gradient(log_rho) > 0.0
-        start = int(np.argmax(rising))  # for μ > 1, ρ(t) first falls, then rises
-        t, log_rho = t[start:], log_rho[start:]
-        payoff = np.exp(log_rho) * _tullock_share(t, mu) - t
-        pays = np.flatnonzero(payoff >= 0.0)
-        first = int(pays[0]) if pays.size else t.size - 1
-        if first > 0:  # interpolate the threshold between the last losing and first paying point
-            w = payoff[first] / (payoff[first] - payoff[first - 1])
-            log_rho_c = log_rho[first] - w * (log_rho[first] - log_rho[first - 1])
-        else:
-            log_rho_c = log_rho[0]
-        return log_rho[first:], t[first:], float(log_rho_c)
-
-    def ratio(self, rho: Array) -> Array:
-        """Optimal t* = a x* / Y for the given ρ = V a / Y."""
-        rho = np.asarray(rho, dtype=float)
-        if self._table is None:
-            return np.maximum(np.sqrt(np.maximum(rho, 0.0)) - 1.0, 0.0)
-        log_rho, table, log_rho_c = self._table
-        with np.errstate(divide="ignore"):
-            lr = np.log(np.maximum(rho, 1e-300))
-        out = np.interp(lr, log_rho, table)
-        high = lr > log_rho[-1]
-        if high.any():
-            # beyond the table the optimum grows like ρ^(1/(μ+1))
-            out[high] = table[-1] * np.exp((lr[high] - log_rho[-1]) / (self.mu + 1.0))
-        out[lr < log_rho_c] = 0.0
-        return out
-
-    def effort(self, prize: Array, effectiveness: Array, defence: Array, cap: Array) -> Array:
-        """x* = t* Y / a, clipped to [0, cap]; zero where the attack has no effectiveness.
-
-        Against no defence at all (Y = 0) any positive effort wins and no best effort exists;
-        the attacker then puts in a token effort of 10⁻⁶ V, so that it keeps attacking.
-        """
-        a = np.asarray(effectiveness, dtype=float)
-        y = np.asarray(defence, dtype=float)
-        v = np.asarray(prize, dtype=float)
-        pos = a > 0
-        safe_a = np.where(pos, a, 1.0)
-        rho = np.where(pos, v * safe_a / np.maximum(y, 1e-300), 0.0)
-        x = np.where(pos, self.ratio(rho) * y / safe_a, 0.0)
-        x = np.where(pos & (y <= 0.0) & (v > 0.0), TOKEN_EFFORT * v, x)
-        if np.isscalar(cap) or np.ndim(cap) == 0:
-            return np.clip(x, 0.0, float(cap))
-        return np.clip(x, 0.0, cap)
-
-
-def _tullock_share(t: Array, mu: float) -> Array:
-    tm = np.power(t, mu)
-    return tm / (tm + 1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Value, compromise, harm and net alignment (§3, steps 4 and 6; §5)
-# ---------------------------------------------------------------------------------------------
-
-
-def damage_value(reach: Array, quality: Array, clar: Array, scale: float) -> Array:
-    """Prize or stake scale · w_i · q_i · (1 + c_i): a cleanly inverted, widely used model."""
-    return scale * reach * quality * (1.0 + clar)
-
-
-def net_alignment(quality: Array, clar: Array, compromised: Array) -> Array:
-    """n_i = q_i (1 − φ_i (1 + c_i)): clean use scores q, compromised use scores −c q."""
-    return quality * (1.0 - compromised * (1.0 + clar))
-
-
-def fresh_compromise(successes: Array, share: float) -> Array:
-    """Share of (not yet compromised) use compromised by this many independent successes."""
-    return -np.expm1(np.asarray(successes, dtype=float) * np.log1p(-min(share, 1.0 - 1e-15)))
-
-
-def update_compromise(
-    compromised: Array, successes: Array, share: float, persistence: float
-) -> Array:
-    """Compromised share per lab and channel (N x 3) after one step.
-
-    A share ρ of last step's compromised use is still compromised; the successes of this step
-    compromise a share 1 − (1 − σ)^S of the rest, attributed to channels in proportion to their
-    successes.
-    """
-    carried = persistence * compromised
-    total_carried = carried.sum(axis=1)
-    s_total = successes.sum(axis=1)
-    fresh = (1.0 - total_carried) * fresh_compromise(s_total, share)
-    split = np.divide(
-        successes, s_total[:, None], out=np.zeros_like(carried), where=s_total[:, None] > 0
-    )
-    return carried + fresh[:, None] * split
-
-
-def residual_harm(reach: Array, quality: Array, severity: float) -> float:
-    """Σ_i w_i (1 − q_i) h0: the harm alignment exists to prevent, every step."""
-    return float(np.sum(reach * (1.0 - quality)) * severity)
-
-
-def exploitation_harm(
-    reach: Array, quality: Array, clar: Array, compromised: Array, severity: Array
-) -> Array:
-    """Per lab and channel, w_i q_i (1 + c_i) h_k φ_ik (N x 3)."""
-    scale = reach * quality * (1.0 + clar)
-    return scale[:, None] * compromised * severity[None, :]
-
-
-# ---------------------------------------------------------------------------------------------
-# Marginal return on alignment (§5, §7.4)
-# ---------------------------------------------------------------------------------------------
-
-
-def expected_compromise(carried: Array, log_survival: Array) -> Array:
-    """E[φ_i] = ρφ_prev + (1 − ρφ_prev)(1 − Π_j (1 − σ p_ij)); ``log_survival`` = Σ log(1 − σp)."""
-    return carried + (1.0 - carried) * (-np.expm1(log_survival))
-
-
-def marginal_return(
-    *,
-    quality: Array,
-    clar: Array,
-    clar_slope: Array,
-    carried: Array,
-    attack_lab: NDArray[np.intp],
-    attack_channel: NDArray[np.intp],
-    attack_prob: Array,
-    attack_base: Array,
-    attack_gain_slope: Array,
-    share: float,
-    decisiveness: float,
-) -> tuple[Array, Array]:
-    """∂E[n_i]/∂q_i with attack efforts, targets, defences and knowledge held at their values.
-
-    ``attack_*`` describe this step's attempts: target lab and channel, success probability p,
-    and the attempt's clarity-free factor A_ik = alpha_k + theta_k c_i^eps_k (the attack's
-    effectiveness is K_jk A_ik). ``attack_gain_slope`` is dA_ik/dc at the attempt's target.
-
-    Exact from the contest function: dp/dq = μ p (1 − p) (dA/dc / A) (dc/dq). Returns the
-    marginal return and E[n_i] (both length N).
-    """
-    n = quality.shape[0]
-    one_minus = np.maximum(1.0 - share * attack_prob, 1e-300)
-    log_surv = np.bincount(attack_lab, weights=np.log(one_minus), minlength=n)
-    dlogp_dc = np.divide(
-        attack_gain_slope, attack_base, out=np.zeros_like(attack_base), where=attack_base > 0
-    )
-    dp_dq = contest_elasticity(attack_prob, decisiveness) * dlogp_dc * clar_slope[attack_lab]
-    dlog_surv = np.bincount(attack_lab, weights=-share * dp_dq / one_minus, minlength=n)
-    del attack_channel  # channels enter through attack_base and attack_gain_slope
-    return marginal_return_from_sums(quality, clar, clar_slope, carried, log_surv, dlog_surv)
-
-
-def marginal_return_from_sums(
-    quality: Array, clar: Array, clar_slope: Array, carried: Array, log_surv: Array,
-    dlog_surv: Array,
-) -> tuple[Array, Array]:  # fmt: skip
-    """The lab-level part of :func:`marginal_return`, from the per-lab sums over attempts of
-    log(1 − σ p) (``log_surv``) and of −σ (∂p/∂q) / (1 − σ p) (``dlog_surv``)."""
-    e_phi = expected_compromise(carried, log_surv)
-    de_phi = -(1.0 - carried) * np.exp(log_surv) * dlog_surv
-    e_n = quality * (1.0 - e_phi * (1.0 + clar))
-    slope = 1.0 - e_phi * (1.0 + clar) - quality * (de_phi * (1.0 + clar) + e_phi * clar_slope)
-    return slope, e_n
-
-
-# ---------------------------------------------------------------------------------------------
-# Choice, knowledge and small helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def sample_logits(logits: Array, uniforms: Array) -> NDArray[np.intp]:
-    """One categorical draw per row from unnormalised log-probabilities (−inf = unavailable).
-
-    Inverse-CDF sampling with one uniform per row; returns −1 for rows with no option.
-    """
-    top = logits.max(axis=1)
-    has = np.isfinite(top)
-    w = np.exp(logits - np.where(has, top, 0.0)[:, None])
-    cum = np.cumsum(w, axis=1)
-    threshold = uniforms * cum[:, -1]
-    idx = (cum <= threshold[:, None]).sum(axis=1)
-    idx = np.minimum(idx, logits.shape[1] - 1)
-    return np.where(has, idx, -1)
-
-
-def diffuse_knowledge(
-    knowledge: Array, src: NDArray[np.intp], dst: NDArray[np.intp], degree: Array, rate: float
-) -> Array:
-    """Each adversary moves toward better-informed neighbours (Jacobi update, all at once).
-
-    K_j ← K_j + η (1/deg_j) Σ_{l ∈ N(j)} max(0, K_l − K_j). Knowledge only ever rises, and
-    never past the best-informed neighbour's (the update is a convex combination since η ≤ 1).
-    """
-    if src.size == 0 or rate == 0.0:
-        return knowledge
-    gap = np.maximum(knowledge[dst] - knowledge[src], 0.0)
-    out = knowledge.copy()
-    inv_deg = np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)
-    for k in range(knowledge.shape[1]):
-        pull = np.bincount(src, weights=gap[:, k], minlength=knowledge.shape[0])
-        out[:, k] += rate * pull * inv_deg
-    return out
-
-
-def reach_weights(n: int, exponent: float) -> Array:
-    """Zipf reach w_i ∝ i^−ζ, summing to 1 (heavy-tailed deployment shares)."""
-    w = np.power(np.arange(1, n + 1, dtype=float), -exponent)
-    return w / w.sum()
-
-
-def lognormal(rng: np.random.Generator, n: int, mean: float, sd_log: float) -> Array:
-    """Mean-preserving lognormal draws (σ = 0 gives the mean exactly)."""
-    if sd_log == 0.0:
-        return np.full(n, float(mean))
-    return rng.lognormal(np.log(mean) - 0.5 * sd_log**2, sd_log, size=n)
-
-
-def project_simplex(v: Array) -> Array:
-    """Euclidean projection of each row of v onto the probability simplex (Duchi et al. 2008)."""
-    v = np.atleast_2d(v)
-    u = -np.sort(-v, axis=1)
-    css = np.cumsum(u, axis=1) - 1.0
-    ind = np.arange(1, v.shape[1] + 1)
-    cond = u - css / ind > 0
-    rho = v.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
-    theta = css[np.arange(v.shape[0]), rho] / (rho + 1.0)
-    return np.maximum(v - theta[:, None], 0.0)
-
-
-def fermi(delta: Array, intensity: float) -> Array:
-    """Fermi imitation probability 1 / (1 + exp(−β Δπ)) (Szabó & Tőke 1998)."""
-    return 0.5 * (1.0 + np.tanh(0.5 * intensity * np.asarray(delta, dtype=float)))
+class LabConstants(NamedTuple):
+    """What the labs' objective (:func:`sim.rules.lab_objective`) reads from the configuration."""
+
+    fixed_alignment: float  # NaN: q follows alignment capital
+    alignment_decay: float  # δ_A
+    alignment_scale: float  # A0
+    clarity_exponent: float  # γ
+    defence_decay: float  # δ_D
+    defence_floor: float  # d0
+    decisiveness: float  # μ
+    compromise_share: float  # σ
+    compromise_persistence: float  # ρ
+    defender_value: float  # v_d
+    stake_factor: float  # F, the foresight factor (1: the myopic lab)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> LabConstants:
+        m = cfg.model
+        return cls(
+            np.nan if m.fixed_alignment is None else float(m.fixed_alignment),
+            float(m.alignment_decay),
+            float(m.alignment_scale),
+            float(m.clarity_exponent),
+            float(m.defence_decay),
+            float(m.defence_floor),
+            float(m.decisiveness),
+            float(m.compromise_share),
+            float(m.compromise_persistence),
+            float(m.defender_value),
+            foresight_factor(cfg.learning.lab.foresight, m.defence_decay, m.compromise_persistence),
+        )
+
+
+class LabSearch(NamedTuple):
+    """How the labs' best response searches (:func:`sim.rules.lab_policy_step`)."""
+
+    step_size: float  # share of the way to the best share moved per step
+    ceiling: float  # largest alignment share, 1 − the defence mandate
+    max_split_step: float = MAX_SPLIT_STEP
+    grid: int = 9  # grid points that bracket the best share
+    rounds: int = 20  # golden-section rounds that refine it
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> LabSearch:
+        return cls(float(cfg.learning.lab.step_size), 1.0 - float(cfg.policy.defence_mandate))
+
+
+class AdversaryLearning(NamedTuple):
+    """What the adversaries' adaptation reads (:func:`adapt_adversaries`)."""
+
+    best_respond: bool  # effort moves toward the myopic best response
+    reinforce: bool  # Roth–Erev reinforcement of channel propensities
+    effort_adjustment: float  # η_x
+    min_effort_share: float
+    forgetting: float  # φ
+    experimentation: float  # ε
+    knowledge_decay: float
+    knowledge_gain: float
+
+    @classmethod
+    def from_config(cls, cfg: Config, *, best_respond: bool, reinforce: bool) -> AdversaryLearning:
+        a, m = cfg.learning.adversary, cfg.model
+        return cls(
+            bool(best_respond),
+            bool(reinforce),
+            float(a.effort_adjustment),
+            MIN_EFFORT_SHARE,
+            float(a.forgetting),
+            float(a.experimentation),
+            float(m.knowledge_decay),
+            float(m.knowledge_gain),
+        )
+
+
+class ContestSettings(NamedTuple):
+    """What the contests read (:func:`contest_outcomes`)."""
+
+    n_labs: int
+    compromise_share: float  # σ
+    decisiveness: float  # μ
+    detection: float  # ψ, the chance an attempt is detected
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> ContestSettings:
+        m = cfg.model
+        return cls(
+            int(m.n_labs),
+            float(m.compromise_share),
+            float(m.decisiveness),
+            float(cfg.policy.detection_probability),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +135,8 @@ def fermi(delta: Array, intensity: float) -> Array:
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _contest_p(z: float, y: float, mu: float) -> float:
-    """Scalar :func:`contest_probability`: z / (z + Y) or 1 / (1 + (Y/z)^μ) for z > 0, else 0."""
+    """Scalar :func:`sim.rules.contest_probability`: z / (z + Y) or 1 / (1 + (Y/z)^μ) for z > 0,
+    else 0."""
     if z > 0.0:
         if mu == 1.0:
             return z / (z + y)
@@ -562,7 +337,7 @@ def choose_targets(
 ) -> dict[str, np.ndarray]:
     """Each active adversary's target (lab, channel), drawn from one uniform, and the contest.
 
-    The compiled form of :func:`sim.model.target_logits` followed by :func:`sample_logits`:
+    The compiled form of :func:`sim.rules.target_logits` then :func:`sim.rules.sample_logits`:
     utility λ (p̂ V_a(i) − x_j) for every accessible pair (−∞ elsewhere), then either one logit
     over all pairs or, with Roth–Erev ``propensity``, the channel in proportion to the
     propensities of channels with an accessible lab and the lab within it by logit; the draw is
@@ -639,7 +414,7 @@ def _diffuse_serial(knowledge, indptr, dst, degree, rate, out):  # fmt: skip
 def diffuse_knowledge_csr(
     knowledge: Array, indptr: NDArray[np.int64], dst: NDArray, degree: Array, rate: float
 ) -> Array:
-    """:func:`diffuse_knowledge` over a CSR adjacency (neighbours of j: ``dst[indptr[j]:
+    """:func:`sim.rules.diffuse_knowledge` over a CSR adjacency (neighbours of j: ``dst[indptr[j]:
     indptr[j + 1]]``), compiled, with no per-edge temporaries; same sums in the same order."""
     if dst.size == 0 or rate == 0.0:
         return knowledge
@@ -650,26 +425,25 @@ def diffuse_knowledge_csr(
 
 
 # ---------------------------------------------------------------------------------------------
-# Compiled lab best response (the same rule as sim.model.lab_policy_step on lab_objective)
+# Compiled lab best response (the same rule as sim.rules.lab_policy_step on lab_objective)
 # ---------------------------------------------------------------------------------------------
-
-_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 
 
 @njit(cache=True, error_model="numpy")
 def _lab_value(i, share, w0, w1, w2, capital, investable, defence, compromised, seen_attempts,
                seen_strength, reach, coupling, base, gain, elasticity, severity, liability,
                prm):  # fmt: skip
-    """:func:`sim.model.lab_objective` for lab i at share s and split (w0, w1, w2).
-
-    ``prm`` packs the model constants: fixed alignment (NaN: none), δ_A, A0, γ, δ_D, d0, μ,
-    σ, ρ, v_d and, optionally, the foresight factor F that weights the terms compromise drives
-    (:func:`sim.model.foresight_factor`; 1, the myopic lab, when ``prm`` has only ten entries).
-    """
-    fixed, decay_a, scale, gamma, decay_d, floor, mu, sigma, rho, v_d = (
-        prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7], prm[8], prm[9]
+    """:func:`sim.rules.lab_objective` for lab i at share s and split (w0, w1, w2);
+    ``prm`` is a :class:`LabConstants`."""
+    fixed, decay_a, scale, gamma, decay_d = (
+        prm.fixed_alignment, prm.alignment_decay, prm.alignment_scale, prm.clarity_exponent,
+        prm.defence_decay,
     )  # fmt: skip
-    stake = prm[10] if prm.size > 10 else 1.0
+    floor, mu, sigma, rho, v_d = (
+        prm.defence_floor, prm.decisiveness, prm.compromise_share, prm.compromise_persistence,
+        prm.defender_value,
+    )  # fmt: skip
+    stake = prm.stake_factor
     spend_a = share * investable[i]
     if np.isnan(fixed):
         q = -np.expm1(-((1.0 - decay_a) * capital[i] + spend_a) / scale)
@@ -716,7 +490,7 @@ def _lab_value(i, share, w0, w1, w2, capital, investable, defence, compromised, 
 
 @njit(cache=True)
 def _project_simplex_row(v):  # fmt: skip
-    """Row form of :func:`project_simplex` (Duchi et al. 2008)."""
+    """Row form of :func:`sim.rules.project_simplex` (Duchi et al. 2008)."""
     u = -np.sort(-v)
     css = np.cumsum(u) - 1.0
     rho = 0
@@ -730,11 +504,14 @@ def _project_simplex_row(v):  # fmt: skip
 @njit(cache=True, error_model="numpy")
 def lab_best_response(share, split, capital, investable, defence, compromised, seen_attempts,
                       seen_strength, reach, coupling, base, gain, elasticity, severity, liability,
-                      prm, step_size, scale, ceiling, max_split_step, grid, rounds):  # fmt: skip
-    """Compiled :func:`sim.model.lab_policy_step` on :func:`sim.model.lab_objective`: per lab, a
+                      prm, scale, search):  # fmt: skip
+    """Compiled :func:`sim.rules.lab_policy_step` on :func:`sim.rules.lab_objective`: per lab, a
     grid over [0, ceiling] brackets the best share, golden-section search refines it, the share
     moves ``step_size`` of the way; then a Newton step per channel on the split, projected onto
-    the simplex. Returns the new shares and splits."""
+    the simplex. ``prm`` is a :class:`LabConstants`, ``search`` a :class:`LabSearch`. Returns the
+    new shares and splits."""
+    step_size, ceiling, max_split_step = search.step_size, search.ceiling, search.max_split_step
+    grid, rounds = search.grid, search.rounds
     n = share.size
     new_share = np.empty(n)
     new_split = np.empty_like(split)
@@ -749,19 +526,19 @@ def lab_best_response(share, split, capital, investable, defence, compromised, s
             values[g] = _lab_value(i, points[g], w0, w1, w2, *args)
         best = np.argmax(values)
         lo, hi = points[max(best - 1, 0)], points[min(best + 1, grid - 1)]
-        c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+        c, d = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
         fc, fd = _lab_value(i, c, w0, w1, w2, *args), _lab_value(i, d, w0, w1, w2, *args)
         for _ in range(rounds):
             if fc >= fd:  # the maximum lies in [lo, d]
                 hi = d
-                c_new = hi - _GOLDEN * (hi - lo)
+                c_new = hi - GOLDEN * (hi - lo)
                 fd = fc
                 fc = _lab_value(i, c_new, w0, w1, w2, *args)
                 d = c
                 c = c_new
             else:
                 lo = c
-                d_new = lo + _GOLDEN * (hi - lo)
+                d_new = lo + GOLDEN * (hi - lo)
                 fc = fd
                 fd = _lab_value(i, d_new, w0, w1, w2, *args)
                 c = d
@@ -801,17 +578,18 @@ def lab_best_response(share, split, capital, investable, defence, compromised, s
 
 @njit(cache=True, error_model="numpy")
 def contest_outcomes(who, lab, channel, effort, knowledge, base, prob, u_success, u_detect,
-                     detection, deterred_until, deter_to, n_labs, share, decisiveness,
-                     gain_slope, clar_slope):  # fmt: skip
+                     deterred_until, deter_to, settings, gain_slope, clar_slope):  # fmt: skip
     """This step's contests, one pass over the choosers in adversary order.
 
     An attempt (positive effort) succeeds when its uniform is below p and is detected when its
     other uniform is below ψ; a detected adversary is deterred until ``deter_to``. Returns the
     success flags of the choosers; per lab and channel (N x 3) the attempts, the successes and
     the summed strength K x of the attempts (what the labs observe); per lab the sums that
-    :func:`marginal_return_from_sums` needs (as :func:`marginal_return` forms them); and the
-    effort spent on attempts.
+    :func:`sim.rules.marginal_return_from_sums` needs (as :func:`sim.rules.marginal_return` forms
+    them); and the effort spent on attempts. ``settings`` is a :class:`ContestSettings`.
     """
+    n_labs, share = settings.n_labs, settings.compromise_share
+    decisiveness, detection = settings.decisiveness, settings.detection
     success = np.zeros(who.size, dtype=np.bool_)
     attempts = np.zeros((n_labs, 3), dtype=np.int64)
     successes = np.zeros((n_labs, 3), dtype=np.int64)
@@ -842,16 +620,21 @@ def contest_outcomes(who, lab, channel, effort, knowledge, base, prob, u_success
 @njit(cache=True, error_model="numpy")
 def adapt_adversaries(who, lab, channel, effort_fought, knowledge_fought, success, prize,
                       attackability, defence, budget, targets, effort, propensity, knowledge,
-                      best_respond, reinforce, effort_adjustment, min_effort_share, forgetting,
-                      experimentation, knowledge_decay, knowledge_gain):  # fmt: skip
+                      learning):  # fmt: skip
     """The adversaries' adaptation after the contests, in the model's order (``docs/ODD.md``
     §3, step 7): effort toward the myopic best response (``best_respond``), Roth–Erev reinforcement
     of channel propensities (``reinforce``), then knowledge decay and learning from success.
 
-    ``targets`` holds precomputed best-response efforts per chooser (:meth:`BestResponse.effort`)
-    or is empty, in which case the μ = 1 closed form x* = max(0, √(V a / Y) − 1) Y / a is used
-    (with the token effort against no defence), clipped to the budget.
+    ``targets`` holds precomputed best-response efforts per chooser
+    (:meth:`sim.rules.BestResponse.effort`) or is empty, in which case the μ = 1 closed form
+    x* = max(0, √(V a / Y) − 1) Y / a is used
+    (with the token effort against no defence), clipped to the budget. ``learning`` is an
+    :class:`AdversaryLearning`.
     """
+    best_respond, reinforce = learning.best_respond, learning.reinforce
+    effort_adjustment, min_effort_share = learning.effort_adjustment, learning.min_effort_share
+    forgetting, experimentation = learning.forgetting, learning.experimentation
+    knowledge_decay, knowledge_gain = learning.knowledge_decay, learning.knowledge_gain
     closed_form = targets.size == 0
     for c in range(who.size):
         j = who[c]

@@ -41,7 +41,6 @@ and the attacks it draws.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -51,7 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim import kernels as kn
+from sim import rules, strategies
 from sim.config import CHANNELS, Config
 
 Float = np.ndarray
@@ -158,14 +157,18 @@ class _Vars:
 def coverage(cfg: Config) -> list[str]:
     """Reasons the market theory does not describe ``cfg`` (empty when it does)."""
     m, pol, learn = cfg.model, cfg.policy, cfg.learning
+    adversary = strategies.for_adversaries(learn.adversary.rule)
+    lab = strategies.for_labs(learn.lab.rule)
     reasons = []
-    if learn.adversary.rule == "imitation":
-        reasons.append("learning.adversary.rule=imitation (no stationary theory of the Fermi rule)")
-    if learn.lab.rule == "imitation":
-        reasons.append("learning.lab.rule=imitation (no stationary theory of the Fermi rule)")
-    if learn.lab.rule == "best_response" and pol.liability != 0:
+    if adversary.no_stationary_theory:
+        reasons.append(
+            f"learning.adversary.rule={adversary.name} ({adversary.no_stationary_theory})"
+        )
+    if lab.no_stationary_theory:
+        reasons.append(f"learning.lab.rule={lab.name} ({lab.no_stationary_theory})")
+    if lab.best_responds and pol.liability != 0:
         reasons.append("policy.liability > 0 (the labs' defence path assumes no liability term)")
-    if learn.lab.rule != "imitation" and m.defence_decay == 0:
+    if not lab.imitates and m.defence_decay == 0:
         reasons.append(
             "model.defence_decay = 0 (defence capital only accumulates: no stationary state)"
         )
@@ -187,15 +190,15 @@ class MarketTheory:
         self.base = np.array([c.base_vulnerability for c in ch])
         self.gain = np.array([c.clarity_gain for c in ch])
         self.elasticity = np.array([c.clarity_elasticity for c in ch])
-        self.best_response = kn.BestResponse(m.decisiveness)
-        self.reach = kn.reach_weights(m.n_labs, m.reach_exponent)
+        self.best_response = rules.BestResponse(m.decisiveness)
+        self.adversary_strategy = strategies.for_adversaries(config.learning.adversary.rule)
+        self.lab_strategy = strategies.for_labs(config.learning.lab.rule)
+        self.reach = rules.reach_weights(m.n_labs, m.reach_exponent)
         self.budget_nodes, self.budget_weights = _lognormal_nodes(
             m.adversary_budget_mean, m.adversary_budget_dispersion, budget_nodes
         )
-        foresight = float(getattr(config.learning.lab, "foresight", 0.0) or 0.0)
-        self.stake_factor = 1.0 / (
-            (1.0 - foresight * (1.0 - m.defence_decay))
-            * (1.0 - foresight * m.compromise_persistence)
+        self.stake_factor = rules.foresight_factor(
+            config.learning.lab.foresight, m.defence_decay, m.compromise_persistence
         )
         self.congestion = getattr(m, "prize_congestion", "none") == "linear"
 
@@ -276,7 +279,7 @@ class MarketTheory:
         polishes the state it arrives at.
         """
         m, pol = self.cfg.model, self.cfg.policy
-        acfg, lcfg = self.cfg.learning.adversary, self.cfg.learning.lab
+        acfg = self.cfg.learning.adversary
         structure = structure or self.expected_structure()
         kappa = m.coupling if coupling is None else coupling
         n_labs = m.n_labs
@@ -308,7 +311,7 @@ class MarketTheory:
         access[:, :, 1] = np.maximum(open_w[None, :], access_api[:, None])
         access[:, :, 2] = 1.0
 
-        rule = acfg.rule
+        adversary = self.adversary_strategy
         ctx = _Context(
             q=q, c=c, a_lab=a_lab, stake=stake, prize=m.attacker_value * w * damage,
             investable=investable, budgets=budgets, weights=weights, access=access,
@@ -325,16 +328,16 @@ class MarketTheory:
         )
         if warmup > 0:
             x = self._transient(ctx, x, warmup)
-        if lcfg.rule == "fixed":
+        if not (self.lab_strategy.best_responds or self.lab_strategy.imitates):
             x.defence = self._initial_defence(investable)
         converged, residual, it = False, np.inf, 0
         step, last = 0.5, np.inf
         lab_target = None
         for it in range(1, max_iter + 1):
             v = self._evaluate(ctx, x)
-            new_effort = v["br_effort"] if rule in ("best_response", "roth_erev") else x.effort
+            new_effort = v["br_effort"] if adversary.best_responds else x.effort
             new_knowledge = self._knowledge(x.knowledge, v["success_ch"], weights, c)
-            if rule == "roth_erev":
+            if adversary.reinforces_channels:
                 new_probs = self._roth_erev(x.probs, v["reward"], access)
             else:
                 new_probs = x.probs
@@ -343,7 +346,7 @@ class MarketTheory:
             # The labs' best response is the costly part; between full evaluations the last
             # target is kept (the fixed point is the same: convergence is only declared on an
             # iteration that evaluated it).
-            fresh_target = lcfg.rule == "best_response" and (it <= 40 or it % 4 == 0)
+            fresh_target = self.lab_strategy.best_responds and (it <= 40 or it % 4 == 0)
             if fresh_target:
                 lab_target = self._lab_defence(
                     v["attempts"], v["strength"], a_lab, stake * (1.0 - rho * new_phi), investable
@@ -366,7 +369,7 @@ class MarketTheory:
             x.probs = x.probs + step * (new_probs - x.probs)
             x.phi = x.phi + step * (new_phi - x.phi)
             x.defence = x.defence + step * (new_defence - x.defence)
-            if residual < tol and (fresh_target or lcfg.rule != "best_response"):
+            if residual < tol and (fresh_target or not self.lab_strategy.best_responds):
                 converged = True
                 break
         v = self._evaluate(ctx, x)
@@ -405,12 +408,12 @@ class MarketTheory:
         prize = ctx.prize * (1.0 - x.phi) if self.congestion else ctx.prize
         y = x.defence + m.defence_floor  # N x 3
         z = k_pub[:, None, :] * ctx.a_lab[None, None, :] * x.effort[:, None, None]  # T x N x 3
-        p = kn.contest_probability(z, y[None, :, :], m.decisiveness)
+        p = rules.contest_probability(z, y[None, :, :], m.decisiveness)
         target = self._targeting(p, prize, x.effort, ctx.access, x.probs, acfg.rationality,
-                                 acfg.rule)  # fmt: skip
+                                 self.adversary_strategy.reinforces_channels)  # fmt: skip
         u = np.where(x.effort > 0, ctx.active, 0.0)
         out = {"k_pub": k_pub, "p": p, "target": target, "u": u, "prize": prize}
-        if acfg.rule in ("best_response", "roth_erev"):
+        if self.adversary_strategy.best_responds:
             # the capped best response, averaged over the targets chosen
             eff = np.broadcast_to(k_pub[:, None, :] * ctx.a_lab[None, None, :], p.shape)
             br = self.best_response.effort(
@@ -421,7 +424,7 @@ class MarketTheory:
             )
             out["br_effort"] = np.einsum("tik,tik->t", target, br)
         out["success_ch"] = u[:, None] * np.einsum("tik,tik->tk", target, p)
-        if acfg.rule == "roth_erev":
+        if self.adversary_strategy.reinforces_channels:
             out["reward"] = np.einsum("tik,tik,i->tk", _within_channel(target), p, prize)
         n_adv = m.n_adversaries
         flow = n_adv * ctx.weights * u  # attempting mass per type
@@ -448,7 +451,8 @@ class MarketTheory:
         smooth what they saw and move their spending η_s of the way to the best response.
         """
         m, pol = self.cfg.model, self.cfg.policy
-        acfg, lcfg = self.cfg.learning.adversary, self.cfg.learning.lab
+        acfg = self.cfg.learning.adversary
+        lcfg = self.cfg.learning.lab
         rho = m.compromise_persistence
         split = np.array(
             [lcfg.defence_split.weights, lcfg.defence_split.prompt, lcfg.defence_split.output]
@@ -463,9 +467,9 @@ class MarketTheory:
             x.defence = (1.0 - m.defence_decay) * x.defence + spend
             v = self._evaluate(ctx, x)
             x.phi = rho * x.phi + (1.0 - rho * x.phi) * v["fresh"]
-            if acfg.rule in ("best_response", "roth_erev"):
+            if self.adversary_strategy.best_responds:
                 x.effort = x.effort + acfg.effort_adjustment * (v["br_effort"] - x.effort)
-            if acfg.rule == "roth_erev":
+            if self.adversary_strategy.reinforces_channels:
                 g = x.probs * v["reward"]
                 reinforce = (1.0 - 1.5 * eps) * g + (eps / 2.0) * g.sum(axis=1, keepdims=True)
                 play = v["u"][:, None]  # only adversaries that attempted update
@@ -479,7 +483,7 @@ class MarketTheory:
                 gap = np.maximum(learned[None, :, :] - learned[:, None, :], 0.0)
                 learned = learned + m.diffusion_rate * np.einsum("u,tuk->tk", ctx.weights, gap)
             x.knowledge = learned
-            if lcfg.rule == "best_response":
+            if self.lab_strategy.best_responds:
                 seen = v["attempts"] > 0
                 seen_n += lcfg.memory * (v["attempts"] - seen_n)
                 seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
@@ -506,7 +510,7 @@ class MarketTheory:
         decay = max(m.defence_decay, 1e-12)
         return ((1.0 - s0) * investable)[:, None] * split[None, :] / decay
 
-    def _targeting(self, p, prize, effort, access, probs_ch, lam, rule) -> Float:
+    def _targeting(self, p, prize, effort, access, probs_ch, lam, reinforce) -> Float:
         """P(lab i, channel k) per type: the simulation's logit, with Roth–Erev's channel stage.
 
         Access probabilities (a lab open in some draws, closed in others) enter as log-weights,
@@ -516,7 +520,7 @@ class MarketTheory:
         util = lam * (p * prize[None, :, None] - effort[:, None, None])
         with np.errstate(divide="ignore"):
             logits = util + np.log(access)
-        if rule == "roth_erev":
+        if reinforce:
             top = np.max(logits, axis=1, keepdims=True)
             ok = np.isfinite(top[:, 0, :])
             safe = np.where(np.isfinite(top), top, 0.0)
@@ -617,7 +621,7 @@ class MarketTheory:
             path = self._path_tabulated(attempts, z, investable)
 
         def objective(d: Float) -> Float:
-            pp = kn.contest_probability(z[:, None, :], d + floor, mu)
+            pp = rules.contest_probability(z[:, None, :], d + floor, mu)
             logs = attempts[:, None, :] * np.log1p(-np.minimum(sigma * pp, 1.0 - 1e-15))
             return stake[:, None] * -np.expm1(logs.sum(axis=2)) + d.sum(axis=2)
 
@@ -637,8 +641,8 @@ class MarketTheory:
             lo_i = np.log(grid[rows, np.maximum(best - 1, 0)])
             hi_i = np.log(grid[rows, np.minimum(best + 1, grid.shape[1] - 1)])
             for _ in range(rounds):
-                a1 = hi_i - _GOLDEN * (hi_i - lo_i)
-                a2 = lo_i + _GOLDEN * (hi_i - lo_i)
+                a1 = hi_i - rules.GOLDEN * (hi_i - lo_i)
+                a2 = lo_i + rules.GOLDEN * (hi_i - lo_i)
                 d1, d2 = path(np.exp(a1)[:, None]), path(np.exp(a2)[:, None])
                 v1 = np.where(_feasible(d1, investable, m, pol), objective(d1), np.inf)[:, 0]
                 v2 = np.where(_feasible(d2, investable, m, pol), objective(d2), np.inf)[:, 0]
@@ -687,7 +691,7 @@ class MarketTheory:
         lo = max(floor, 1e-9)
         hi = max(1e3 * (z.max() + 1.0), 10.0 * investable.max() / max(m.defence_decay, 1e-3))
         ys = np.geomspace(lo, hi, 400)
-        pg = kn.contest_probability(z[:, :, None], ys[None, None, :], mu)  # N x 3 x G
+        pg = rules.contest_probability(z[:, :, None], ys[None, None, :], mu)  # N x 3 x G
         g = (
             attempts[:, :, None]
             * sigma
@@ -728,9 +732,6 @@ class MarketTheory:
             return np.where(defended, np.maximum(y - floor, 0.0), 0.0)
 
         return path
-
-
-_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 def _feasible(d: Float, investable: Float, m: Any, pol: Any) -> Float:

@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 from scipy.integrate import solve_ivp
 
-from sim import kernels as kn
+from sim import rules, strategies
 from sim.config import CHANNELS, Config
-from sim.model import lab_objective, lab_policy_step
+from sim.rules import lab_objective, lab_policy_step
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,9 @@ class MeanField:
         self.elasticity = np.array([c.clarity_elasticity for c in ch])
         self.severity = np.array([c.severity for c in ch])
         self.k0 = np.array([c.initial_knowledge for c in ch])
-        self.best_response = kn.BestResponse(m.decisiveness)
+        self.best_response = rules.BestResponse(m.decisiveness)
+        self.adversary_strategy = strategies.for_adversaries(config.learning.adversary.rule)
+        self.lab_strategy = strategies.for_labs(config.learning.lab.rule)
 
     # ------------------------------------------------------------------ state
 
@@ -112,7 +114,7 @@ class MeanField:
         defence = state[_D] + m.defence_floor
         x = state[_X]
         knowledge = state[_K]
-        p = kn.contest_probability(knowledge * a_lab * x, defence, m.decisiveness)
+        p = rules.contest_probability(knowledge * a_lab * x, defence, m.decisiveness)
         prize = m.attacker_value * (1.0 / n_labs) * q * (1.0 + c)
         open_share = state[_OPEN]
         # Share of labs accessible per channel, for adversaries with and without query access.
@@ -126,7 +128,7 @@ class MeanField:
         ):
             if weight <= 0:
                 continue
-            if acfg.rule == "roth_erev":
+            if self.adversary_strategy.reinforces_channels:
                 r = state[_R] * (acc > 0)
                 probs = r / r.sum() if r.sum() > 0 else acc / acc.sum()
             else:
@@ -172,7 +174,7 @@ class MeanField:
     def increment(self, state: np.ndarray) -> np.ndarray:
         """E[X_{t+1}] − X_t at the population means (the ODE's right-hand side)."""
         m, pol = self.cfg.model, self.cfg.policy
-        acfg, lcfg = self.cfg.learning.adversary, self.cfg.learning.lab
+        acfg = self.cfg.learning.adversary
         d = np.zeros_like(state)
         s, omega = state[_S], state[_OM]
         budget = m.lab_budget_mean
@@ -202,7 +204,7 @@ class MeanField:
         k_decayed = (1.0 - m.knowledge_decay) * k_pub
         d[_K] = k_decayed + m.knowledge_gain * (1.0 - k_decayed) * success - state[_K]
 
-        if acfg.rule in ("best_response", "roth_erev"):
+        if self.adversary_strategy.best_responds:
             x_br = self.best_response.effort(
                 np.full(3, view["prize"]),
                 k_pub * view["a_lab"],
@@ -211,7 +213,7 @@ class MeanField:
             )
             target = float(view["shares"] @ x_br) if view["shares"].sum() > 0 else state[_X]
             d[_X] = acfg.effort_adjustment * (target - state[_X])
-        if acfg.rule == "roth_erev":
+        if self.adversary_strategy.reinforces_channels:
             reward = success * view["prize"]
             spill_r = acfg.experimentation * reward / 2.0
             reinforce = (1.0 - acfg.experimentation) * reward - spill_r + spill_r.sum()
@@ -221,13 +223,13 @@ class MeanField:
                 -pol.detection_probability * view["attempting"]
                 + (1.0 - state[_U]) / pol.deterrence_steps
             )
-        if lcfg.rule == "best_response":
+        if self.lab_strategy.best_responds:
             d[_S], d[_OM] = self._lab_gradient_step(state + d, view, k_pub)
         return d
 
     def _lab_gradient_step(self, after, view, knowledge) -> tuple[float, np.ndarray]:
         """The labs' projected gradient step, taken (as in the simulation) after this step's
-        compromise, on the same one-step-ahead objective (:func:`sim.model.lab_objective`)."""
+        compromise, on the same one-step-ahead objective (:func:`sim.rules.lab_objective`)."""
         m, pol, lcfg = self.cfg.model, self.cfg.policy, self.cfg.learning.lab
         reach = np.array([1.0 / m.n_labs])
 

@@ -9,15 +9,12 @@ import pytest
 
 import sim.network as network_mod
 from sim import kernels as kn
+from sim import rules
 from sim.api import simulate, timeseries
 from sim.config import NetworkConfig
-from sim.model import (
-    MAX_SPLIT_STEP,
-    AlignmentParadoxModel,
-    lab_policy_step,
-    target_logits,
-)
+from sim.model import AlignmentParadoxModel
 from sim.network import Network, build_network
+from sim.rules import MAX_SPLIT_STEP, lab_objective, lab_policy_step, target_logits
 
 from .conftest import SMALL
 
@@ -47,7 +44,7 @@ def test_compiled_targeting_matches_the_logit_statement(mu, roth_erev):
     logits = target_logits(**inp, rationality=3.0, decisiveness=mu, propensity=propensity).reshape(
         n_adv, -1
     )
-    expected = kn.sample_logits(logits, uniforms)
+    expected = rules.sample_logits(logits, uniforms)
     lab, channel = np.empty(n_adv, dtype=np.intp), np.empty(n_adv, dtype=np.intp)
     chosen = kn.choose_targets(
         **inp,
@@ -67,7 +64,7 @@ def test_compiled_targeting_matches_the_logit_statement(mu, roth_erev):
     np.testing.assert_array_equal(chosen["base"], inp["attackability"][i, k])
     strength = inp["knowledge"][who, k] * inp["attackability"][i, k] * inp["effort"][who]
     np.testing.assert_allclose(  # μ ≠ 1: numpy's and the C library's pow may differ by an ulp
-        chosen["prob"], kn.contest_probability(strength, inp["defence"][i, k], mu), rtol=1e-15
+        chosen["prob"], rules.contest_probability(strength, inp["defence"][i, k], mu), rtol=1e-15
     )
 
 
@@ -92,7 +89,7 @@ def test_compiled_diffusion_matches_the_edge_list_statement():
     g = nx.watts_strogatz_graph(500, 6, 0.3, seed=4)
     net = Network.from_edges(500, np.array(list(g.edges())))
     k = np.random.default_rng(1).random((500, 3))
-    expected = kn.diffuse_knowledge(k, net.src, net.dst.astype(np.intp), net.degree, 0.3)
+    expected = rules.diffuse_knowledge(k, net.src, net.dst.astype(np.intp), net.degree, 0.3)
     got = kn.diffuse_knowledge_csr(k, net.indptr, net.dst, net.degree, 0.3)
     np.testing.assert_array_equal(got, expected)
 
@@ -107,25 +104,11 @@ def _lab_state(seed: int, **params) -> AlignmentParadoxModel:
 LAB_CASES = [{}, {"liability": 2.0}, {"fixed_alignment": 0.6, "decisiveness": 2.0}]
 
 
-def _compiled_objective(model: AlignmentParadoxModel, *, stake: bool = False):
-    """lab_objective over all labs, evaluated lab by lab by the compiled kernel (with
-    ``stake``, the constants carry the foresight factor F as their eleventh entry)."""
-    m, pol, lab = model.config.model, model.config.policy, model.lab
-    prm = np.array(
-        [
-            np.nan if m.fixed_alignment is None else m.fixed_alignment,
-            m.alignment_decay,
-            m.alignment_scale,
-            m.clarity_exponent,
-            m.defence_decay,
-            m.defence_floor,
-            m.decisiveness,
-            m.compromise_share,
-            m.compromise_persistence,
-            m.defender_value,
-        ]
-        + ([model.stake_factor] if stake else [])
-    )
+def _compiled_objective(model: AlignmentParadoxModel):
+    """lab_objective over all labs, evaluated lab by lab by the compiled kernel on the model's
+    own constants (:class:`sim.kernels.LabConstants`, foresight factor F included)."""
+    pol, lab = model.config.policy, model.lab
+    prm = model.lab_constants
     args = (
         lab.capital,
         lab.budget * (1.0 - pol.decoupling_share),
@@ -152,6 +135,34 @@ def _compiled_objective(model: AlignmentParadoxModel, *, stake: bool = False):
     return objective
 
 
+def _numpy_objective(model: AlignmentParadoxModel):
+    """:func:`sim.rules.lab_objective` at the model's current state."""
+    m, pol, lab = model.config.model, model.config.policy, model.lab
+
+    def objective(share, split):
+        return lab_objective(
+            share,
+            split,
+            capital=lab.capital,
+            investable=lab.budget * (1.0 - pol.decoupling_share),
+            defence=lab.defence,
+            compromised=lab.compromised,
+            seen_attempts=lab.seen_attempts,
+            seen_strength=lab.seen_strength,
+            reach=lab.reach,
+            coupling=model.coupling,
+            base=model.base,
+            gain=model.gain,
+            elasticity=model.elasticity,
+            severity=model.severity,
+            liability=pol.liability,
+            model=m,
+            stake_factor=model.stake_factor,
+        )
+
+    return objective
+
+
 @pytest.mark.parametrize("params", LAB_CASES)
 def test_compiled_lab_objective_matches_lab_objective(params):
     model = _lab_state(3, **params)
@@ -159,9 +170,9 @@ def test_compiled_lab_objective_matches_lab_objective(params):
     rng = np.random.default_rng(0)
     for _ in range(5):
         share = rng.random(model.lab.reach.size)
-        split = kn.project_simplex(rng.random((model.lab.reach.size, 3)))
+        split = rules.project_simplex(rng.random((model.lab.reach.size, 3)))
         np.testing.assert_allclose(
-            compiled(share, split), model._lab_objective(share, split), rtol=1e-13, atol=1e-15
+            compiled(share, split), _numpy_objective(model)(share, split), rtol=1e-13, atol=1e-15
         )
 
 
@@ -201,13 +212,13 @@ def test_forward_looking_lab_objective_and_best_response_match_the_numpy_stateme
     gradient fallback scaled by v_d F w."""
     model = _lab_state(3, **params)
     assert model.stake_factor > 1.0
-    compiled = _compiled_objective(model, stake=True)
+    compiled = _compiled_objective(model)
     rng = np.random.default_rng(1)
     for _ in range(5):
         share = rng.random(model.lab.reach.size)
-        split = kn.project_simplex(rng.random((model.lab.reach.size, 3)))
+        split = rules.project_simplex(rng.random((model.lab.reach.size, 3)))
         np.testing.assert_allclose(
-            compiled(share, split), model._lab_objective(share, split), rtol=1e-13, atol=1e-15
+            compiled(share, split), _numpy_objective(model)(share, split), rtol=1e-13, atol=1e-15
         )
     lab = model.lab
     expected = lab_policy_step(
@@ -250,8 +261,19 @@ def test_compiled_adversary_adaptation_matches_the_array_statements(mu):
     # replay with the whole-array statements
     model.adv.effort[:] = att["effort_before"]
     model.adv.propensity[:] = att["propensity_before"]
-    model._adversary_best_response(att)
-    model._roth_erev(att)
+    adv, cfg = model.adv, model.config.learning.adversary
+    who, lab, ch = att["who"], att["lab"], att["channel"]
+    target = model.best_response.effort(
+        att["prize"][lab], att["knowledge"] * att["base"], att["defence"][lab, ch], adv.budget[who]
+    )
+    adv.effort[who] = rules.adversary_effort_step(
+        target, att["effort"], adv.budget[who], cfg.effort_adjustment
+    )
+    tried = att["attempted"]
+    reward = att["success"][tried] * att["prize"][lab[tried]]
+    adv.propensity[who[tried]] = rules.roth_erev_update(
+        adv.propensity[who[tried]], ch[tried], reward, cfg.forgetting, cfg.experimentation
+    )
     np.testing.assert_array_equal(model.adv.effort, got_effort)
     np.testing.assert_array_equal(model.adv.propensity, got_prop)
     m = model.config.model
@@ -268,16 +290,16 @@ def test_compiled_contest_sums_match_marginal_return():
     att = _capture_step(model)
     m, lab = model.config.model, model.lab
     tried = att["attempted"]
-    slope, _ = kn.marginal_return(
+    slope, _ = rules.marginal_return(
         quality=lab.quality,
         clar=lab.clarity,
-        clar_slope=kn.clarity_slope(lab.quality, model.coupling, m.clarity_exponent),
+        clar_slope=rules.clarity_slope(lab.quality, model.coupling, m.clarity_exponent),
         carried=m.compromise_persistence * compromised_before.sum(axis=1),
         attack_lab=att["lab"][tried],
         attack_channel=att["channel"][tried],
         attack_prob=att["prob"][tried],
         attack_base=att["base"][tried],
-        attack_gain_slope=kn.attackability_slope(lab.clarity, model.gain, model.elasticity)[
+        attack_gain_slope=rules.attackability_slope(lab.clarity, model.gain, model.elasticity)[
             att["lab"][tried], att["channel"][tried]
         ],
         share=m.compromise_share,

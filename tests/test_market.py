@@ -91,11 +91,12 @@ def test_lab_defence_is_the_optimum_of_the_labs_objective(mu):
     a_lab = np.array([2.9, 1.2, 1.4])
     stake = np.array([22.0, 6.0, 1.5])
     budget = np.array([1.0, 1.0, 1.0])
+    from sim import rules
+
     found = theory._lab_defence(attempts, strength, a_lab, stake, budget)
-    from sim import kernels as kn
 
     def loss(d, i):
-        p = kn.contest_probability(strength[i] * a_lab, np.maximum(d, 0) + m.defence_floor, mu)
+        p = rules.contest_probability(strength[i] * a_lab, np.maximum(d, 0) + m.defence_floor, mu)
         log_s = attempts[i] * np.log1p(-np.minimum(m.compromise_share * p, 1 - 1e-15))
         return stake[i] * -np.expm1(log_s.sum()) + np.maximum(d, 0).sum()
 

@@ -9,10 +9,12 @@ import pytest
 
 import sim
 import sim.model as model_mod
+from sim import rules
 from sim.agents import Adversary, Lab
 from sim.api import simulate, timeseries
 from sim.config import ADVERSARY_RULES, LAB_RULES
-from sim.model import AlignmentParadoxModel, lab_objective
+from sim.model import AlignmentParadoxModel
+from sim.rules import lab_objective
 
 from .conftest import SMALL
 
@@ -331,9 +333,7 @@ def test_best_response_adversaries_move_to_the_best_response():
         captured["defence"][lab, ch],
         model.adv.budget[who],
     )
-    expected = np.where(
-        expected < model_mod.MIN_EFFORT_SHARE * model.adv.budget[who], 0.0, expected
-    )
+    expected = np.where(expected < rules.MIN_EFFORT_SHARE * model.adv.budget[who], 0.0, expected)
     np.testing.assert_allclose(model.adv.effort[who], expected, rtol=1e-12)
     assert np.any(expected > 0) and np.any(expected != captured["effort"])
 
@@ -434,14 +434,14 @@ def test_linear_prize_congestion_spreads_attacks_across_labs():
 
 
 def test_foresight_factor_and_myopic_default():
-    assert model_mod.foresight_factor(0.0, 0.2, 0.5) == 1.0
-    assert model_mod.foresight_factor(0.5, 0.2, 0.5) == pytest.approx(1 / (0.6 * 0.75))
+    assert rules.foresight_factor(0.0, 0.2, 0.5) == 1.0
+    assert rules.foresight_factor(0.5, 0.2, 0.5) == pytest.approx(1 / (0.6 * 0.75))
     # a stream of (1 − δ_D)^τ ρ^s β^(τ+s), summed directly
     beta, dd, rho = 0.7, 0.3, 0.4
     direct = sum(
         (beta * (1 - dd)) ** tau * (beta * rho) ** s for tau in range(400) for s in range(400)
     )
-    assert model_mod.foresight_factor(beta, dd, rho) == pytest.approx(direct, rel=1e-12)
+    assert rules.foresight_factor(beta, dd, rho) == pytest.approx(direct, rel=1e-12)
     named = timeseries(simulate(steps=20, seed=1, lab_foresight=0.0, **SMALL))
     unnamed = timeseries(simulate(steps=20, seed=1, **SMALL))
     pd.testing.assert_frame_equal(named, unnamed, check_exact=True)

@@ -1,4 +1,4 @@
-"""Kernels against analytic cases."""
+"""The rules of sim/rules.py against analytic cases."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from sim import kernels as kn
+from sim import rules
 
 
 def test_alignment_quality_analytic():
-    q = kn.alignment_quality(np.array([0.0, 2.0, 1e9]), 2.0)
+    q = rules.alignment_quality(np.array([0.0, 2.0, 1e9]), 2.0)
     assert q[0] == 0.0
     assert q[1] == pytest.approx(1 - np.exp(-1))
     assert q[2] <= 1.0
@@ -18,60 +18,60 @@ def test_alignment_quality_analytic():
 
 def test_clarity_is_zero_without_coupling_and_power_law_otherwise():
     q = np.array([0.0, 0.25, 0.5, 0.99])
-    assert np.all(kn.clarity(q, 0.0, 1.7) == 0.0)
-    np.testing.assert_allclose(kn.clarity(q, 0.6, 2.0), 0.6 * q**2)
+    assert np.all(rules.clarity(q, 0.0, 1.7) == 0.0)
+    np.testing.assert_allclose(rules.clarity(q, 0.6, 2.0), 0.6 * q**2)
     # the slope is exactly zero at κ = 0, also at q = 0 with γ < 1
-    assert np.all(kn.clarity_slope(q, 0.0, 0.5) == 0.0)
-    np.testing.assert_allclose(kn.clarity_slope(q[1:], 0.6, 2.0), 1.2 * q[1:])
+    assert np.all(rules.clarity_slope(q, 0.0, 0.5) == 0.0)
+    np.testing.assert_allclose(rules.clarity_slope(q[1:], 0.6, 2.0), 1.2 * q[1:])
 
 
 @pytest.mark.parametrize("mu", [0.5, 1.0, 3.0])
 def test_contest_probability_analytic_cases(mu):
     z = np.array([0.0, 1.0, 2.0, 5.0])
     y = np.array([1.0, 1.0, 2.0, 0.0])
-    p = kn.contest_probability(z, y, mu)
+    p = rules.contest_probability(z, y, mu)
     assert p[0] == 0.0  # no attack, no success
     assert p[1] == pytest.approx(0.5)  # equal strengths: a fair contest
     assert p[2] == pytest.approx(0.5)
     assert p[3] == 1.0  # undefended
     np.testing.assert_allclose(
-        kn.contest_probability(np.array([3.0]), np.array([1.0]), mu), 3**mu / (3**mu + 1)
+        rules.contest_probability(np.array([3.0]), np.array([1.0]), mu), 3**mu / (3**mu + 1)
     )
 
 
 def test_contest_elasticity_matches_finite_difference():
     z, y, mu, h = 1.3, 0.7, 1.8, 1e-6
-    p = kn.contest_probability(np.array([z]), np.array([y]), mu)
+    p = rules.contest_probability(np.array([z]), np.array([y]), mu)
     fd = (
-        kn.contest_probability(np.array([z * np.exp(h)]), np.array([y]), mu)
-        - kn.contest_probability(np.array([z * np.exp(-h)]), np.array([y]), mu)
+        rules.contest_probability(np.array([z * np.exp(h)]), np.array([y]), mu)
+        - rules.contest_probability(np.array([z * np.exp(-h)]), np.array([y]), mu)
     ) / (2 * h)
-    assert kn.contest_elasticity(p, mu)[0] == pytest.approx(fd[0], rel=1e-6)
+    assert rules.contest_elasticity(p, mu)[0] == pytest.approx(fd[0], rel=1e-6)
 
 
 @pytest.mark.parametrize("mu", [0.3, 1.5, 2.5, 5.0])
 def test_best_response_ratio_is_optimal_on_a_dense_grid(mu):
     """Including the jump from 0 to an interior optimum that μ > 1 produces."""
-    br = kn.BestResponse(mu)
+    br = rules.BestResponse(mu)
     rho = np.geomspace(0.05, 1e4, 400)
     t = br.ratio(rho)
-    got = rho * kn._tullock_share(t, mu) - t
+    got = rho * rules._tullock_share(t, mu) - t
     grid = np.concatenate([[0.0], np.geomspace(1e-6, 1e3, 200_000)])
-    best = np.array([(r * kn._tullock_share(grid, mu) - grid).max() for r in rho])
+    best = np.array([(r * rules._tullock_share(grid, mu) - grid).max() for r in rho])
     assert np.all(got >= best - 1e-6 * np.maximum(1.0, best))
     assert np.all(got >= 0.0)
 
 
 @pytest.mark.parametrize("mu", [1.0, 0.6, 2.5])
 def test_best_response_maximises_the_attackers_payoff(mu):
-    br = kn.BestResponse(mu)
+    br = rules.BestResponse(mu)
     rng = np.random.default_rng(3)
     for _ in range(25):
         prize, a, y = rng.uniform(0.1, 50), rng.uniform(0.05, 3), rng.uniform(0.05, 5)
 
         def payoff(x, prize=prize, a=a, y=y):
             x = np.atleast_1d(x)
-            return prize * kn.contest_probability(a * x, np.full(x.shape, y), mu) - x
+            return prize * rules.contest_probability(a * x, np.full(x.shape, y), mu) - x
 
         x_star = br.effort(np.array([prize]), np.array([a]), np.array([y]), 1e9)
         grid = np.concatenate([[0.0], np.geomspace(1e-6, prize, 200_000)])
@@ -81,7 +81,7 @@ def test_best_response_maximises_the_attackers_payoff(mu):
 
 def test_best_response_closed_form_for_mu_one():
     # x* = sqrt(V y / a) − y / a (Tullock 1980), clipped at zero and at the budget
-    br = kn.BestResponse(1.0)
+    br = rules.BestResponse(1.0)
     v, a, y = np.array([10.0, 0.5, 10.0]), np.array([2.0, 1.0, 2.0]), np.array([1.0, 1.0, 1.0])
     x = br.effort(v, a, y, np.array([100.0, 100.0, 1.0]))
     assert x[0] == pytest.approx(np.sqrt(10 / 2) - 0.5)
@@ -91,10 +91,10 @@ def test_best_response_closed_form_for_mu_one():
 
 def test_residual_and_exploitation_harm():
     w, q, c = np.array([0.6, 0.4]), np.array([0.5, 0.9]), np.array([0.2, 0.8])
-    assert kn.residual_harm(w, q, 2.0) == pytest.approx(2.0 * (0.6 * 0.5 + 0.4 * 0.1))
+    assert rules.residual_harm(w, q, 2.0) == pytest.approx(2.0 * (0.6 * 0.5 + 0.4 * 0.1))
     phi = np.array([[0.1, 0.0, 0.2], [0.0, 0.3, 0.0]])
     h = np.array([1.0, 0.5, 2.0])
-    harm = kn.exploitation_harm(w, q, c, phi, h)
+    harm = rules.exploitation_harm(w, q, c, phi, h)
     assert harm[0, 2] == pytest.approx(0.6 * 0.5 * 1.2 * 2.0 * 0.2)
     assert harm[1, 1] == pytest.approx(0.4 * 0.9 * 1.8 * 0.5 * 0.3)
     assert harm[0, 1] == 0.0
@@ -103,24 +103,24 @@ def test_residual_and_exploitation_harm():
 def test_compromise_update():
     phi = np.array([[0.2, 0.2, 0.0], [0.0, 0.0, 0.0]])
     successes = np.array([[0, 0, 0], [2, 0, 1]])
-    out = kn.update_compromise(phi, successes, share=0.1, persistence=0.5)
+    out = rules.update_compromise(phi, successes, share=0.1, persistence=0.5)
     np.testing.assert_allclose(out[0], [0.1, 0.1, 0.0])  # no success: half is patched
     fresh = 1 - 0.9**3
     np.testing.assert_allclose(out[1], [fresh * 2 / 3, 0.0, fresh / 3])
-    many = kn.update_compromise(out, np.full((2, 3), 10_000), 0.5, 0.9)
+    many = rules.update_compromise(out, np.full((2, 3), 10_000), 0.5, 0.9)
     assert np.all(many.sum(axis=1) <= 1.0 + 1e-12)
 
 
 def test_net_alignment_inverts_with_clarity():
     q, c = np.array([0.8, 0.8, 0.8]), np.array([0.0, 1.0, 1.0])
-    n = kn.net_alignment(q, c, np.array([0.0, 0.0, 1.0]))
+    n = rules.net_alignment(q, c, np.array([0.0, 0.0, 1.0]))
     np.testing.assert_allclose(n, [0.8, 0.8, -0.8])  # fully compromised, fully clear: −q
 
 
 def _expected_net(q, *, coupling, gamma, alpha, theta, eps, strength, defence, mu, sigma, carried):
     c = coupling * q**gamma
     a = alpha + theta * c**eps
-    p = kn.contest_probability(strength * a, defence, mu)
+    p = rules.contest_probability(strength * a, defence, mu)
     e_phi = carried + (1 - carried) * (1 - np.prod(1 - sigma * p))
     return q * (1 - e_phi * (1 + c))
 
@@ -138,13 +138,13 @@ def test_marginal_return_matches_finite_difference(coupling):
     params = dict(coupling=coupling, gamma=1.5, mu=1.4, sigma=0.05, carried=0.1)
     q0 = 0.7
     c0 = coupling * q0**1.5
-    a_lab = kn.attackability(np.array([c0]), alpha, theta, eps)[0]
-    slope_a = kn.attackability_slope(np.array([c0]), theta, eps)[0]
-    p = kn.contest_probability(strength * a_lab[channel], defence, 1.4)
-    mr, e_n = kn.marginal_return(
+    a_lab = rules.attackability(np.array([c0]), alpha, theta, eps)[0]
+    slope_a = rules.attackability_slope(np.array([c0]), theta, eps)[0]
+    p = rules.contest_probability(strength * a_lab[channel], defence, 1.4)
+    mr, e_n = rules.marginal_return(
         quality=np.array([q0]),
         clar=np.array([c0]),
-        clar_slope=kn.clarity_slope(np.array([q0]), coupling, 1.5),
+        clar_slope=rules.clarity_slope(np.array([q0]), coupling, 1.5),
         carried=np.array([0.1]),
         attack_lab=np.zeros(n_att, dtype=np.intp),
         attack_channel=channel,
@@ -179,9 +179,9 @@ def test_diffusion_on_a_path():
     k = np.array([[0.0], [1.0], [0.0]])
     src, dst = np.array([0, 1, 1, 2]), np.array([1, 0, 2, 1])
     deg = np.array([1.0, 2.0, 1.0])
-    out = kn.diffuse_knowledge(k, src, dst, deg, 0.25)
+    out = rules.diffuse_knowledge(k, src, dst, deg, 0.25)
     np.testing.assert_allclose(out[:, 0], [0.25, 1.0, 0.25])  # only the less informed move
-    full = kn.diffuse_knowledge(k, src, dst, deg, 1.0)
+    full = rules.diffuse_knowledge(k, src, dst, deg, 1.0)
     assert full.max() <= 1.0  # never past the best-informed neighbour
 
 
@@ -189,7 +189,7 @@ def test_sample_logits_frequencies_and_unavailable_options():
     rng = np.random.default_rng(5)
     logits = np.array([np.log([0.2, 0.5, 0.3]), [-np.inf, 0.0, -np.inf], [-np.inf] * 3])
     rows = np.repeat(logits, 40_000, axis=0)
-    idx = kn.sample_logits(rows, rng.random(rows.shape[0]))
+    idx = rules.sample_logits(rows, rng.random(rows.shape[0]))
     first = np.bincount(idx[:40_000], minlength=3) / 40_000
     np.testing.assert_allclose(first, [0.2, 0.5, 0.3], atol=0.01)
     assert np.all(idx[40_000:80_000] == 1)
@@ -198,7 +198,7 @@ def test_sample_logits_frequencies_and_unavailable_options():
 
 def test_project_simplex():
     v = np.array([[0.5, 0.5, 0.5], [2.0, -1.0, 0.0], [0.2, 0.3, 0.5]])
-    p = kn.project_simplex(v)
+    p = rules.project_simplex(v)
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     assert np.all(p >= 0)
     np.testing.assert_allclose(p[0], [1 / 3] * 3)
@@ -207,18 +207,18 @@ def test_project_simplex():
 
 
 def test_reach_and_budgets():
-    w = kn.reach_weights(5, 1.0)
+    w = rules.reach_weights(5, 1.0)
     assert w.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(w[0] / w[1], 2.0)
-    assert np.all(kn.reach_weights(4, 0.0) == 0.25)
-    b = kn.lognormal(np.random.default_rng(0), 200_000, 2.0, 0.8)
+    assert np.all(rules.reach_weights(4, 0.0) == 0.25)
+    b = rules.lognormal(np.random.default_rng(0), 200_000, 2.0, 0.8)
     assert b.mean() == pytest.approx(2.0, rel=0.02)
-    assert np.all(kn.lognormal(np.random.default_rng(0), 3, 2.0, 0.0) == 2.0)
+    assert np.all(rules.lognormal(np.random.default_rng(0), 3, 2.0, 0.0) == 2.0)
 
 
 def test_fermi():
-    assert kn.fermi(np.array([0.0]), 3.0)[0] == pytest.approx(0.5)
-    assert kn.fermi(np.array([1.0]), 2.0)[0] == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert rules.fermi(np.array([0.0]), 3.0)[0] == pytest.approx(0.5)
+    assert rules.fermi(np.array([1.0]), 2.0)[0] == pytest.approx(1 / (1 + np.exp(-2.0)))
 
 
 def test_bruteforce_helper_is_sane():
