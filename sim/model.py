@@ -131,8 +131,11 @@ class AlignmentParadoxModel(mesa.Model):
         self.net: Network = build_network(
             m.network, m.n_adversaries, int(self.rng.integers(2**31 - 1))
         )
-        self.lab_agents = AgentSet([Lab(self, i) for i in range(m.n_labs)], random=self.random)
-        self._adversary_agents: AgentSet | None = None
+        # Every agent exists and is registered from the start; its state is a row of the arrays.
+        self.lab_agents: AgentSet = Lab.create_agents(self, m.n_labs, np.arange(m.n_labs))
+        self.adversary_agents: AgentSet = Adversary.create_agents(
+            self, m.n_adversaries, np.arange(m.n_adversaries)
+        )
 
         self.outcomes: dict[str, float] = {}
         self._derive()
@@ -155,8 +158,7 @@ class AlignmentParadoxModel(mesa.Model):
                 },
                 Adversary: {"effort": "effort", "active": "active", "knowledge": "knowledge"},
             }
-            _ = self.adversary_agents  # materialise them so the collector can see them
-        self.datacollector = OutcomeCollector(
+        self.datacollector = mesa.DataCollector(
             model_reporters={name: partial(_read_outcome, name) for name in OUTCOMES},
             agenttype_reporters=agent_reporters,
         )
@@ -223,16 +225,6 @@ class AlignmentParadoxModel(mesa.Model):
             target_lab=np.full(n, -1, dtype=np.intp),
             target_channel=np.full(n, -1, dtype=np.intp),
         )
-
-    @property
-    def adversary_agents(self) -> AgentSet:
-        """Mesa agents for the adversaries, created on first use (views onto the arrays)."""
-        if self._adversary_agents is None:
-            n = self.config.model.n_adversaries
-            self._adversary_agents = AgentSet(
-                [Adversary(self, j) for j in range(n)], random=self.random
-            )
-        return self._adversary_agents
 
     @property
     def network(self):
@@ -591,30 +583,3 @@ class AlignmentParadoxModel(mesa.Model):
 def _read_outcome(name: str, model: AlignmentParadoxModel) -> float:
     """DataCollector model reporter (used through ``functools.partial``, which pickles)."""
     return model.outcomes[name]
-
-
-class OutcomeCollector(mesa.DataCollector):
-    """Mesa's DataCollector, recording the outcomes without deep copies.
-
-    Mesa deep-copies every model reporter's value on every collect, in case it is mutable; the
-    outcomes are Python floats (immutable), so they are appended as they are. Everything else
-    (agent reporters, tables, the data frames, ``mesa.batch_run``) is Mesa's own.
-    """
-
-    def collect(self, model: mesa.Model) -> None:
-        outcomes = getattr(model, "outcomes", None)
-        if outcomes is None or any(
-            not (isinstance(r, partial) and r.func is _read_outcome)
-            for r in self.model_reporters.values()
-        ):
-            super().collect(model)
-            return
-        self._collection_steps.append(model.time)
-        for name, column in self.model_vars.items():
-            column.append(outcomes[name])
-        reporters = self.model_reporters
-        self.model_reporters = {}  # the agent-level part of Mesa's collect
-        try:
-            super().collect(model)
-        finally:
-            self.model_reporters = reporters

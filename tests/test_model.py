@@ -245,6 +245,19 @@ def test_lab_objective_gradient_vanishes_at_the_tullock_best_response():
     assert objective(s_star) > objective(s_star - 0.05)
 
 
+def test_every_agent_is_registered_when_the_model_is_built():
+    """A Mesa model: all agents exist from the start, and the count never changes."""
+    model = AlignmentParadoxModel(rng=0, n_labs=4, n_adversaries=50)
+    assert len(model.agents) == 54
+    assert len(model.agents_by_type[Lab]) == 4 and len(model.agents_by_type[Adversary]) == 50
+    assert [a.index for a in model.adversary_agents] == list(range(50))
+    _ = model.adversary_agents, model.lab_agents
+    model.step()
+    assert len(model.agents) == 54
+    with pytest.raises(AttributeError, match="derived by the model"):
+        next(iter(model.lab_agents)).alignment_quality = 0.5
+
+
 def test_agents_are_views_onto_the_arrays():
     model = AlignmentParadoxModel(rng=0, **SMALL)
     model.step()
@@ -273,8 +286,6 @@ def test_per_agent_state_on_request():
     assert len(labs) == 3 * 3 and "alignment_quality" in labs
     advs = model.datacollector.get_agenttype_vars_dataframe(Adversary)
     assert len(advs) == 3 * 20
-    plain = AlignmentParadoxModel(rng=0, n_labs=3, n_adversaries=20)
-    assert plain._adversary_agents is None  # not materialised by default
 
 
 def test_batch_run_drives_the_model():
