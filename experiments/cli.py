@@ -7,6 +7,7 @@ plain argparse one); this dispatcher only picks it and hands over the remaining 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: command → (module, one-line description, example)
@@ -79,8 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paradox: unknown command '{command}'\n\n{usage()}", file=sys.stderr, end="")
         return 2
     sys.argv = [f"paradox {command}", *rest]
+    # Hydra's errors reach hydra_errors.explain (one line, exit 2) instead of Hydra's report.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     module = importlib.import_module(COMMANDS[command][0])
-    result = module.main()
+    try:
+        result = module.main()
+    except Exception as err:
+        from experiments.hydra_errors import explain
+
+        message = explain(err, command)
+        if message is None:
+            raise
+        print(f"paradox {command}: {message}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

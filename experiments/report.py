@@ -89,7 +89,9 @@ def compose_designs(
             try:
                 cfg = compose(config_name=PRIMARY, overrides=args)
             except (HydraException, OmegaConfBaseException) as err:
-                first = str(err).strip().splitlines()[0]
+                from experiments.hydra_errors import explain
+
+                first = explain(err, "report") or str(err).strip().splitlines()[0]
                 raise ReportError(f"{part}: {first}") from None
             design = to_design(cfg, args)
             design.spec.name = part

@@ -130,6 +130,7 @@ def to_design(cfg: DictConfig, overrides: Sequence[str] = (), primary: str = PRI
     job = OmegaConf.to_object(cfg)
     if not isinstance(job, SweepJob):
         raise TypeError("the composed config is not typed by sweep_job_schema")
+    schema.check_keys(cfg, type(job))  # a `+key=value` the schema lacks is refused, not dropped
     base = base_config(job)
     spec = job.sweep
     scenarios: dict[str, Config] = {}

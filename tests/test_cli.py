@@ -101,7 +101,7 @@ def test_per_agent_tables_on_request(tmp_path):
     [
         ("model.n_labs=-3", "model.n_labs"),
         ("model.coupling=1.5", "model.coupling"),
-        ("scenario=nonexistent", "scenario/nonexistent"),
+        ("scenario=nonexistent", "unknown scenario 'nonexistent'"),
         ("steps=abc", "steps"),
         ("no_such_key=1", "no_such_key"),
         ("model.no_such_key=1", "no_such_key"),
@@ -114,7 +114,7 @@ def test_per_agent_tables_on_request(tmp_path):
 def test_bad_input_fails_cleanly(tmp_path, override, needle):
     out = tmp_path / "bad"
     proc = paradox("run", "steps=3", override, f"hydra.run.dir={out}", cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not out.exists(), "a rejected run must leave no folder behind"

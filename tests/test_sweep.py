@@ -587,7 +587,7 @@ def test_failed_runs_give_a_non_zero_exit_and_a_summary(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (["sweep=nonexistent"], "sweep/nonexistent"),
+        (["sweep=nonexistent"], "unknown sweep 'nonexistent'"),
         (["sweep.uncertainties.0.key=model.cuopling"], "did you mean model.coupling"),
         (["model.coupling=3"], "'model.coupling': 3.0; allowed: a number in [0, 1]"),
         (
@@ -600,7 +600,7 @@ def test_failed_runs_give_a_non_zero_exit_and_a_summary(tmp_path):
 def test_bad_sweep_input_fails_cleanly(tmp_path, overrides, needle):
     out = tmp_path / "bad"
     proc = paradox("sweep", "steps=1", *overrides, f"hydra.run.dir={out}", cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not out.exists(), "a rejected sweep leaves no folder behind"
