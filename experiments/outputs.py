@@ -142,12 +142,13 @@ def validated_or_exit(cfg: Any, app: str) -> tuple[Any, Path]:
     put into the folder, and exit 2 (bad input leaves nothing behind)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from experiments.schema import to_config
+    from experiments.schema import label_scenario, to_config
     from sim.config import ParameterError
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     try:
+        label_scenario(cfg, hc.runtime.choices.get("scenario"))
         return to_config(cfg), out_dir
     except ParameterError as err:
         discard_run_dir(out_dir, hc.job.name)

@@ -105,6 +105,14 @@ def check_keys(cfg: Any, schema: type = Config, prefix: str = "", root: type | N
                     check_keys(item, sub, f"{name}[{i}].", root or schema)
 
 
+def label_scenario(cfg: DictConfig, choice: str | None) -> None:
+    """Label a composed configuration by the scenario file actually composed (``choice``, the
+    ``scenario`` group's option), not by whatever ``scenario:`` value it holds: a user scenario
+    without that key would otherwise run labelled ``baseline``."""
+    if choice and "scenario" in cfg and cfg.scenario != choice:
+        cfg.scenario = str(choice)
+
+
 def to_config(cfg: DictConfig) -> Config:
     """Composed Hydra config → validated :class:`Config` (raises ``ParameterError``, or
     :class:`UnknownKey` for a key the schema does not have)."""

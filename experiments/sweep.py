@@ -155,6 +155,7 @@ def _compose_scenario(level: Any, overrides: Sequence[str], where: str, primary:
     parser = OverridesParser.create()
     kept = [o for o in overrides if parser.parse_override(o).key_or_group != "scenario"]
     composed = compose(config_name=primary, overrides=[*kept, f"scenario={level}"])
+    schema.label_scenario(composed, str(level))
     job = OmegaConf.to_object(composed)
     assert isinstance(job, SweepJob)
     return base_config(job)
@@ -191,6 +192,7 @@ def start_job(
     fresh = not (out_dir / "sweep.json").exists()
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     try:
+        schema.label_scenario(cfg, hc.runtime.choices.get("scenario"))
         design = to_design(cfg, overrides, primary)
         if check is not None:
             check(design)

@@ -30,7 +30,7 @@ from sim.config import CHANNELS, Config
 from sim.market import market_summary
 from sim.meanfield import MeanField
 
-DEFAULT_DIR = "results/theory/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}_${scenario}"
+DEFAULT_DIR = "results/theory/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}_${hydra:runtime.choices.scenario}"
 
 
 def static_limit_notes(cfg: Config) -> list[str]:

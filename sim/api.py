@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.config import Config
+from sim.config import Config, check_run_settings
 from sim.model import AlignmentParadoxModel
 from sim.outcomes import OUTCOMES
 
@@ -24,7 +24,10 @@ def simulate(
     """Build a model from ``config`` or keyword parameters, seed it, and run ``steps`` steps.
 
     ``progress`` (if given) is called after every step with the number of steps done.
+    ``scenario=<name>`` (a keyword parameter) composes that scenario as ``paradox run`` does;
+    ``steps`` and ``seed`` are checked like the config keys (``ParameterError``).
     """
+    steps, seed = check_run_settings(steps, seed)
     model = AlignmentParadoxModel(rng=seed, config=config, **params)
     for done in range(1, steps + 1):
         model.step()
@@ -44,7 +47,9 @@ def run_model(*, steps: int = 200, seed: int = 0, **params: Any) -> dict[str, np
     """The model as a function: keyword parameters in, outcome time series out.
 
     Returns a dict mapping every outcome name to a float array of length ``steps + 1`` (step 0
-    is the initial state). Suitable as an EMA Workbench model function or inside a SALib loop.
+    is the initial state). Suitable as an EMA Workbench model function or inside a SALib loop:
+    integral floats are accepted for integer keys, and ``scenario=<name>`` starts from a scenario
+    of ``conf/scenario/`` as ``paradox run scenario=<name>`` does.
     """
     table = timeseries(simulate(steps=steps, seed=seed, **params))
     return {name: table[name].to_numpy(dtype=float) for name in OUTCOMES}

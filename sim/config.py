@@ -528,6 +528,17 @@ class Config:
         validate(self)
 
 
+def check_run_settings(steps: Any, seed: Any) -> tuple[Any, Any]:
+    """``steps`` and ``seed`` of a run given apart from its :class:`Config` (the Python API),
+    checked like the config keys of those names; integral floats become ints."""
+    fields = _leaf_fields()
+    steps, seed = integral(steps, fields["steps"]), integral(seed, fields["seed"])
+    _check_leaf("steps", fields["steps"], steps)
+    if not hasattr(seed, "bit_generator"):  # a numpy Generator is used as given
+        _check_leaf("seed", fields["seed"], seed)
+    return steps, seed
+
+
 def _check_run(cfg: Config) -> None:
     """The run settings that a range in the metadata cannot express: ``burn_in``."""
     b, steps = cfg.burn_in, cfg.steps
@@ -709,17 +720,28 @@ FLAT_KEYS: dict[str, str] = {}
 def config_from_flat(**params: Any) -> Config:
     """Build (and validate) a Config from flat keyword parameters, e.g. ``coupling=0.5``.
 
-    Unknown names raise ``TypeError`` naming the closest known ones.
+    ``scenario=<name>`` starts from that scenario of ``conf/scenario/`` (or a scenario YAML
+    file's path), composed as ``paradox run scenario=<name>`` composes it; the other parameters
+    then override it. Integral floats (``n_labs=12.0``, as EMA Workbench and SALib sample) are
+    accepted for integer keys. Unknown names raise ``TypeError`` naming the closest known ones.
     """
     if not FLAT_KEYS:
         FLAT_KEYS.update(flat_keys())
-    cfg = Config.__new__(Config)  # skip validation until every value is in place
-    base = Config()
-    for f in dataclasses.fields(Config):
-        setattr(cfg, f.name, getattr(base, f.name))
+    if params.get("scenario") is not None:
+        from sim.scenarios import scenario_config
+
+        cfg = scenario_config(str(params["scenario"]))  # raises ParameterError if unknown
+    else:
+        cfg = Config.__new__(Config)  # skip validation until every value is in place
+        base = Config()
+        for f in dataclasses.fields(Config):
+            setattr(cfg, f.name, getattr(base, f.name))
+    fields = _leaf_fields()
     for name, value in params.items():
-        if name in ("seed", "steps", "burn_in", "scenario", "collect_agents"):
-            setattr(cfg, name, value)
+        if name == "scenario":
+            continue
+        if name in ("seed", "steps", "burn_in", "collect_agents"):
+            setattr(cfg, name, integral(value, fields[name]))
             continue
         if name not in FLAT_KEYS:
             import difflib
@@ -731,9 +753,29 @@ def config_from_flat(**params: Any) -> Config:
         node: Any = cfg
         for part in parents:
             node = getattr(node, part)
-        setattr(node, leaf, value)
+        setattr(node, leaf, integral(value, fields[FLAT_KEYS[name]]))
     validate(cfg)
     return cfg
+
+
+_LEAF_FIELDS: dict[str, dataclasses.Field] = {}
+
+
+def _leaf_fields() -> dict[str, dataclasses.Field]:
+    if not _LEAF_FIELDS:
+        _LEAF_FIELDS.update({key: f for key, f, _ in iter_fields(Config())})
+    return _LEAF_FIELDS
+
+
+def integral(value: Any, f: dataclasses.Field) -> Any:
+    """``value`` as a Python int if ``f`` is an integer field and ``value`` an integral float
+    (``12.0``, ``numpy.float64(12.0)``); otherwise unchanged (so the range check still refuses
+    ``12.5``, and integers keep their type)."""
+    if "int" not in str(f.type) or isinstance(value, (bool, numbers.Integral)):
+        return value
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return value
 
 
 def to_flat(cfg: Config) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import paradox
+from .conftest import SCENARIOS, paradox
 
 SMALL = ["steps=3", "model.n_labs=4", "model.n_adversaries=40"]
 
@@ -77,3 +77,82 @@ def test_bad_user_scenario_files_name_the_file_and_key(tmp_path):
     broken = paradox(*common, "scenario=broken", cwd=tmp_path)
     _one_line_exit_2(broken, "malformed YAML in", "broken.yaml, line 4")
     assert not out.exists()
+
+
+# -- item 2: the Python API composes scenarios as the CLI does, and validates like it ----------
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_api_scenarios_equal_hydra_composition(compose_config, name):
+    from experiments.schema import to_config
+    from sim.config import config_from_flat
+
+    assert config_from_flat(scenario=name) == to_config(compose_config(f"scenario={name}"))
+
+
+def test_run_model_uses_the_scenario_and_equals_the_cli_config(compose_config):
+    import numpy as np
+
+    import sim
+    from experiments.schema import to_config
+    from sim.api import simulate, timeseries
+
+    small = {"n_labs": 4, "n_adversaries": 40}
+    esc = sim.run_model(steps=4, seed=3, scenario="escalation", **small)
+    base = sim.run_model(steps=4, seed=3, **small)
+    assert not np.array_equal(esc["spend_attack"], base["spend_attack"])
+    config = to_config(
+        compose_config("scenario=escalation", "model.n_labs=4", "model.n_adversaries=40")
+    )
+    table = timeseries(simulate(steps=4, seed=3, config=config))
+    for name, values in esc.items():
+        np.testing.assert_array_equal(values, table[name].to_numpy(dtype=float))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"scenario": "nonexistent"}, "'scenario': 'nonexistent'; allowed: one of baseline"),
+        ({"steps": -5}, "'steps': -5; allowed: an integer in [0,"),
+        ({"seed": -1}, "'seed': -1"),
+        ({"n_labs": 6.5}, "'model.n_labs': 6.5; allowed: an integer"),
+    ],
+)
+def test_run_model_refuses_bad_input(kwargs, needle):
+    import sim
+
+    with pytest.raises(sim.ParameterError) as err:
+        sim.run_model(**{"steps": 2, "n_adversaries": 40, **kwargs})
+    assert needle in str(err.value)
+
+
+def test_run_model_accepts_integral_floats_for_integer_keys():
+    import numpy as np
+
+    import sim
+
+    exact = sim.run_model(steps=3, seed=2, n_labs=5, n_adversaries=40)
+    floats = sim.run_model(steps=3.0, seed=2.0, n_labs=np.float64(5.0), n_adversaries=40.0)
+    for name, values in exact.items():
+        np.testing.assert_array_equal(values, floats[name])
+
+
+# -- item 3: a user scenario is labelled by its own name ---------------------------------------
+
+
+def test_user_scenario_without_a_label_is_named_after_its_file(tmp_path):
+    import pandas as pd
+    import yaml
+
+    conf = tmp_path / "myconf" / "scenario"
+    conf.mkdir(parents=True)
+    (conf / "mine.yaml").write_text("# @package _global_\nmodel:\n  coupling: 0.3\n")
+    proc = paradox("run", "--config-dir", str(tmp_path / "myconf"), "scenario=mine", *SMALL,
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / proc.stdout.strip().splitlines()[-1]
+    assert folder.name.endswith("_mine"), folder
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["scenario"] == "mine" and config["model"]["coupling"] == 0.3
+    assert set(pd.read_parquet(folder / "timeseries.parquet")["scenario"]) == {"mine"}
+    assert "scenario mine" in proc.stdout
