@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all lint format conf lock bench clean sysdeps
+.PHONY: run test test-slow test-all test-system lint format conf lock bench clean sysdeps
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not system"
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow
 
 test-all: $(STAMP)
 	$(BIN)/pytest
+
+# Tests that need a program or service of the machine (marker `system`: the app in Debian's
+# headless chromium, ...); they skip with the reason when it is absent (see `make sysdeps`).
+test-system: $(STAMP)
+	$(BIN)/pytest -m system
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -32,6 +32,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "merge sweep shards or a Hydra multirun folder into one runs.parquet",
         "paradox collect results/multiruns/2025-01-31/12-00-00-000000",
     ),
+    "status": (
+        "experiments.status",
+        "per-shard progress of a sweep or a multirun of its shards (e.g. on SLURM)",
+        "paradox status results/sweeps/2025-01-31/12-00-00-000000_sobol_screen_multirun",
+    ),
     "plot": (
         "experiments.plot",
         "every figure a results folder supports (PDF, PNG 300 dpi, caption)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ from experiments.sweep import PRIMARY, register, to_design
 from sim.outcomes import OUTCOMES
 from sim.sweep import OUTCOME_COLUMNS, run_sweep
 
-from .conftest import CONF, paradox
+from .conftest import CONF, PARADOX, REPO, paradox
 
 #: 2 couplings x 2 seeds of a tiny run
 DESIGN = [
@@ -111,14 +112,30 @@ def test_collect_refuses_shards_of_different_sweeps(tmp_path, capsys):
 
 
 def test_slurm_launcher_config_composes(tmp_path):
-    """The SLURM launcher cannot run here (no cluster), but its config must compose."""
+    """The SLURM launcher's config composes (tests/test_slurm.py runs it on a real SLURM)."""
     proc = paradox(
         "run", "hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
-    assert "hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in proc.stdout
-    for key in ("partition:", "timeout_min: 120", "cpus_per_task: 4", "array_parallelism: 64"):
+    assert "hydra_plugins.paradox_launcher.slurm.ParadoxSlurmLauncher" in proc.stdout
+    for key in ("partition:", "timeout_min: 120", "cpus_per_task: 2", "mem_gb: 2", "detach: false"):
         assert key in proc.stdout
+
+
+def test_slurm_launcher_refuses_without_slurm_in_one_line(tmp_path):
+    """Where SLURM's commands are missing, the pre-flight says so before anything is written."""
+    proc = subprocess.run(
+        [*PARADOX, "sweep", "-m", "hydra/launcher=slurm", "sweep=paradox_curve", "steps=2",
+         f"hydra.sweep.dir={tmp_path / 'm'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": str(tmp_path), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "paradox sweep: hydra/launcher=slurm needs SLURM's commands, and sbatch, sinfo, squeue, "
+        "scancel is not on PATH: submit from a machine of the cluster (its login node)"
+    ]
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize(
