@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from sim.files import atomic_write, write_json, write_text  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = (
@@ -28,33 +26,6 @@ PACKAGES = (
     "omegaconf",
     "matplotlib",
 )
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    def _w(tmp: Path) -> None:
-        tmp.write_text(json.dumps(data, indent=2, allow_nan=True, default=str) + "\n")
-
-    atomic_write(path, _w)
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_parquet(path: Path, frame: Any) -> None:

@@ -186,10 +186,9 @@ class MarketTheory:
             raise NotCovered("; ".join(reasons))
         self.cfg = config
         m = config.model
-        ch = [getattr(m.channels, k) for k in CHANNELS]
-        self.base = np.array([c.base_vulnerability for c in ch])
-        self.gain = np.array([c.clarity_gain for c in ch])
-        self.elasticity = np.array([c.clarity_elasticity for c in ch])
+        self.channels = rules.ChannelParameters.from_model(m)
+        self.base, self.gain = self.channels.base, self.channels.gain
+        self.elasticity = self.channels.elasticity
         self.best_response = rules.BestResponse(m.decisiveness)
         self.adversary_strategy = strategies.for_adversaries(config.learning.adversary.rule)
         self.lab_strategy = strategies.for_labs(config.learning.lab.rule)
@@ -318,7 +317,7 @@ class MarketTheory:
             active=1.0 / (1.0 + pol.detection_probability * pol.deterrence_steps)
             if pol.deterrence_steps > 0 else 1.0,
         )  # fmt: skip
-        k0 = np.array([getattr(m.channels, k).initial_knowledge for k in CHANNELS])
+        k0 = self.channels.initial_knowledge
         x = _Vars(
             effort=acfg.effort_share * budgets,
             knowledge=np.tile(k0, (n_types, 1)),  # end-of-step knowledge

@@ -63,12 +63,9 @@ class MeanField:
     def __init__(self, config: Config) -> None:
         self.cfg = config
         m = config.model
-        ch = [getattr(m.channels, k) for k in CHANNELS]
-        self.base = np.array([c.base_vulnerability for c in ch])
-        self.gain = np.array([c.clarity_gain for c in ch])
-        self.elasticity = np.array([c.clarity_elasticity for c in ch])
-        self.severity = np.array([c.severity for c in ch])
-        self.k0 = np.array([c.initial_knowledge for c in ch])
+        channels = rules.ChannelParameters.from_model(m)
+        self.base, self.gain, self.elasticity = channels.base, channels.gain, channels.elasticity
+        self.severity, self.k0 = channels.severity, channels.initial_knowledge
         self.best_response = rules.BestResponse(m.decisiveness)
         self.adversary_strategy = strategies.for_adversaries(config.learning.adversary.rule)
         self.lab_strategy = strategies.for_labs(config.learning.lab.rule)

@@ -109,11 +109,9 @@ class AlignmentParadoxModel(mesa.Model):
         self.adversary_strategy = strategies.for_adversaries(config.learning.adversary.rule)
         self.lab_strategy = strategies.for_labs(config.learning.lab.rule)
         self.coupling = m.coupling
-        ch = [getattr(m.channels, k) for k in CHANNELS]
-        self.base = np.array([c.base_vulnerability for c in ch])
-        self.gain = np.array([c.clarity_gain for c in ch])
-        self.elasticity = np.array([c.clarity_elasticity for c in ch])
-        self.severity = np.array([c.severity for c in ch])
+        channels = rules.ChannelParameters.from_model(m)
+        self.base, self.gain, self.elasticity = channels.base, channels.gain, channels.elasticity
+        self.severity = channels.severity
         self.best_response = rules.BestResponse(m.decisiveness)
         # the kernels' constants, named and built once
         self.lab_constants = kn.LabConstants.from_config(config)

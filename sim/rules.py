@@ -17,10 +17,12 @@ Nothing here touches Mesa, global state or numba; a function that draws takes a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+from sim.config import CHANNELS
 
 Array = NDArray[np.float64]
 Float = Array
@@ -37,6 +39,28 @@ MIN_EFFORT_SHARE = 0.01
 #: Values of q and c are floored here before raising them to a power below one, so that slopes
 #: stay finite at zero (they are multiplied by exactly zero when the coupling κ is zero).
 _TINY = 1e-12
+
+
+class ChannelParameters(NamedTuple):
+    """The per-channel constants of §2, one array of three (weights, prompt, output) each."""
+
+    base: Array  # α_k, base vulnerability
+    gain: Array  # θ_k, how much clarity adds
+    elasticity: Array  # ε_k, how sharply it adds
+    severity: Array  # h_k, harm per unit of compromised use
+    initial_knowledge: Array  # mean K_k at t = 0
+
+    @classmethod
+    def from_model(cls, model_cfg: Any) -> ChannelParameters:
+        """From ``config.model`` (its ``channels`` block, in the order of ``CHANNELS``)."""
+        ch = [getattr(model_cfg.channels, name) for name in CHANNELS]
+        return cls(
+            np.array([c.base_vulnerability for c in ch]),
+            np.array([c.clarity_gain for c in ch]),
+            np.array([c.clarity_elasticity for c in ch]),
+            np.array([c.severity for c in ch]),
+            np.array([c.initial_knowledge for c in ch]),
+        )
 
 
 # ---------------------------------------------------------------------------------------------

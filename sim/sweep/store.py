@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sim.config import Config, iter_fields
+from sim.files import atomic_path, write_json  # noqa: F401 (part of this module's API)
 from sim.outcomes import OUTCOMES
 from sim.sweep.design import Design
 from sim.sweep.spec import NOT_FACTORS, SweepMismatch, SweepSpec, _kind, schema_fields
@@ -112,28 +111,6 @@ def parameter_row(cfg: Config) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Writing: atomic files, part files, block-wise merge
 # --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path next to ``path``, renamed onto it only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=repr) + "\n")
 
 
 class PartWriter:
