@@ -14,7 +14,9 @@ Two kinds of folder are understood:
   The jobs' ``timeseries.parquet`` files are concatenated into ``<folder>/timeseries.parquet``.
 
 The path of the merged ``runs.parquet`` is printed last. Exit status: 0 if every run is there
-and ok, 1 if some failed or are missing, 2 if the folder holds nothing to collect.
+and ok, 1 if some failed or are missing, 2 if the folder holds nothing to collect. A multirun's
+expected number of jobs comes from its ``multirun.yaml`` (written before the first job starts),
+so jobs of a multirun that was killed before they started count as missing.
 
 The module also holds :class:`PrintMultirunFolder`, the Hydra callback that prints a multirun's
 folder as the last line of ``paradox run -m`` / ``paradox sweep -m``.
@@ -79,7 +81,7 @@ def collect(folder: Path, *, timeseries: bool = True) -> Collected:
     if shard_dirs:
         return _collect_shards(folder, shard_dirs, timeseries)
     jobs = [p for p in folder.iterdir() if p.is_dir() and _is_job(p)]
-    if jobs:
+    if jobs or (folder / "multirun.yaml").exists():  # a multirun stopped before its first job
         return _collect_multirun(folder, jobs, timeseries)
     raise CollectError(
         f"nothing to collect in {folder}: no sweep.json there or in its subfolders, and no "
@@ -195,15 +197,54 @@ def _collect_multirun(folder: Path, jobs: list[Path], timeseries: bool) -> Colle
         _concat_timeseries(folder, jobs, rows)
     failed = [r for r in rows if r["status"] != "ok"]
     first = f"run {failed[0]['run_id']}: {failed[0]['error']}" if failed else None
+    launched = launched_jobs(folder)
+    if launched is None:
+        notes.append(
+            "the number of jobs the multirun launched is unknown (no multirun.yaml, or a "
+            "sweeper other than Hydra's basic one): jobs that never started are not counted"
+        )
+    elif numbered and launched > len(jobs):
+        found = {int(j.name) for j in jobs}
+        absent = [n for n in range(launched) if n not in found]
+        shown = ", ".join(map(str, absent[:10])) + (", ..." if len(absent) > 10 else "")
+        notes.append(f"jobs never started (the multirun stopped): {shown}")
     return Collected(
         runs_path=folder / RUNS_FILE,
         kind="multirun",
         rows=len(rows),
-        expected=len(jobs),
+        expected=max(len(jobs), launched or 0),
         failed=len(failed),
         first_error=first,
         notes=notes,
     )
+
+
+def launched_jobs(folder: Path) -> int | None:
+    """How many jobs the multirun in ``folder`` launched (or was going to launch), from the
+    ``multirun.yaml`` Hydra writes before the first job starts; ``None`` when it cannot be known.
+
+    Job folders only appear as jobs start, so a multirun killed midway (``kill -9``, a node
+    failure) has fewer folders than jobs; counting folders would report it complete.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = folder / "multirun.yaml"
+    if not path.exists():
+        return None
+    try:
+        conf = OmegaConf.load(path)
+        sweeper = str(OmegaConf.select(conf, "hydra.sweeper._target_", default=""))
+        if not sweeper.endswith("BasicSweeper"):
+            return None
+        args = list(OmegaConf.select(conf, "hydra.overrides.task", default=[]) or [])
+        params = OmegaConf.select(conf, "hydra.sweeper.params", default=None) or {}
+        args = [f"{k}={v}" for k, v in params.items()] + args
+        overrides = OverridesParser.create().parse_overrides(args)
+        batches = BasicSweeper.split_arguments(overrides, None)
+    except Exception:  # an unreadable record: say it is unknown rather than guess
+        return None
+    return sum(len(batch) for batch in batches)
 
 
 def _concat_timeseries(folder: Path, jobs: list[Path], rows: list[dict[str, Any]]) -> None:

@@ -156,3 +156,25 @@ def test_user_scenario_without_a_label_is_named_after_its_file(tmp_path):
     assert config["scenario"] == "mine" and config["model"]["coupling"] == 0.3
     assert set(pd.read_parquet(folder / "timeseries.parquet")["scenario"]) == {"mine"}
     assert "scenario mine" in proc.stdout
+
+
+# -- item 4: collect knows how many jobs the multirun launched ----------------------------------
+
+
+def test_collect_reports_jobs_of_a_stopped_multirun_as_missing(tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    multi = tmp_path / "multi"
+    proc = paradox("run", "-m", "seed=0,1,2", *SMALL, f"hydra.sweep.dir={multi}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    complete = paradox("collect", str(multi), cwd=tmp_path)
+    assert complete.returncode == 0 and "3 of 3 runs" in complete.stdout, complete.stdout
+    # A multirun killed before its last job started has no folder for that job.
+    shutil.rmtree(multi / "2")
+    stopped = paradox("collect", str(multi), cwd=tmp_path)
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "2 of 3 runs" in stopped.stdout and "1 missing" in stopped.stdout
+    assert "jobs never started (the multirun stopped): 2" in stopped.stdout
+    assert len(pd.read_parquet(multi / "runs.parquet")) == 2
