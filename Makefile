@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all test-system lint format conf lock bench clean sysdeps
+.PHONY: run test test-slow test-all test-system lint format conf lock bench clean sysdeps app
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements.lock -e '.[dev,launchers,discovery]'
+		-c requirements.lock -e '.[dev,launchers,discovery,viz]'
 	touch $(STAMP)
 
 # The main job: the default experiment set (scenarios, paradox curve, regime map, policy grid)
@@ -33,6 +33,10 @@ test-all: $(STAMP)
 test-system: $(STAMP)
 	$(BIN)/pytest -m system
 
+# The live app: Mesa's SolaraViz page on 127.0.0.1 (prints its URL; works offline).
+app: $(STAMP)
+	$(BIN)/paradox app
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -54,7 +58,7 @@ conf: $(STAMP)
 # Re-resolve the lock from pyproject.toml's ranges in a throwaway venv.
 lock:
 	rm -rf /tmp/paradox-lock && $(PYTHON) -m venv /tmp/paradox-lock
-	/tmp/paradox-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,launchers,discovery]'
+	/tmp/paradox-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,launchers,discovery,viz]'
 	( echo '# Exact versions used by `make` (pip install -c requirements.lock). Regenerate with `make lock`.'; \
 	  /tmp/paradox-lock/bin/python -m pip freeze --exclude-editable | grep -v -i '^alignment-paradox-sim' ) > requirements.lock
 

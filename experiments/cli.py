@@ -57,6 +57,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "the market theory against the simulation on random markets (table and figure)",
         "paradox validate --markets 32 --seeds 20",
     ),
+    "app": (
+        "experiments.app",
+        "the live model in the browser (Mesa SolaraViz on 127.0.0.1, offline); prints its URL",
+        "paradox app --port 8765",
+    ),
 }
 
 FOOTER = """
