@@ -206,15 +206,8 @@ class MarketTheory:
     def expected_structure(self) -> MarketStructure:
         """Open weights by the configured selection (random: the expected share per lab)."""
         m, pol = self.cfg.model, self.cfg.policy
-        n = m.n_labs
-        n_open = round(pol.open_weights_share * n)
-        open_w = np.zeros(n)
-        if pol.open_weights_selection == "largest":
-            open_w[:n_open] = 1.0
-        elif pol.open_weights_selection == "smallest":
-            open_w[n - n_open :] = 1.0
-        else:
-            open_w[:] = n_open / n
+        share, selection = pol.open_weights_share, pol.open_weights_selection
+        open_w = rules.open_weights(m.n_labs, share, selection, None).astype(float)
         return MarketStructure(open_weights=open_w)
 
     def draw_structures(
@@ -228,17 +221,10 @@ class MarketTheory:
         expectation over the window.
         """
         m, pol = self.cfg.model, self.cfg.policy
-        n = m.n_labs
-        n_open = round(pol.open_weights_share * n)
+        share, selection = pol.open_weights_share, pol.open_weights_selection
         out = []
         for _ in range(draws):
-            open_w = np.zeros(n, dtype=bool)
-            if pol.open_weights_selection == "largest":
-                open_w[:n_open] = True
-            elif pol.open_weights_selection == "smallest":
-                open_w[n - n_open :] = True
-            else:
-                open_w[rng.choice(n, size=n_open, replace=False)] = True
+            open_w = rules.open_weights(m.n_labs, share, selection, rng)
             out.append(MarketStructure(open_weights=self.with_leaks(open_w, rng, start, stop)))
         return out
 

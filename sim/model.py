@@ -168,14 +168,7 @@ class AlignmentParadoxModel(mesa.Model):
         m, pol, lab = self.config.model, self.config.policy, self.config.learning.lab
         n = m.n_labs
         reach = rules.reach_weights(n, m.reach_exponent)
-        n_open = round(pol.open_weights_share * n)
-        open_w = np.zeros(n, dtype=bool)
-        if pol.open_weights_selection == "largest":
-            open_w[:n_open] = True
-        elif pol.open_weights_selection == "smallest":
-            open_w[n - n_open :] = True
-        else:
-            open_w[self.rng.choice(n, size=n_open, replace=False)] = True
+        open_w = rules.open_weights(n, pol.open_weights_share, pol.open_weights_selection, self.rng)
         split = np.array(
             [lab.defence_split.weights, lab.defence_split.prompt, lab.defence_split.output]
         )

@@ -366,6 +366,30 @@ def reach_weights(n: int, exponent: float) -> Array:
     return w / w.sum()
 
 
+def open_weights(
+    n: int, share: float, selection: str, rng: np.random.Generator | None
+) -> NDArray[np.bool_]:
+    """Which of n labs (largest reach first) publish open weights at t = 0 (§2, §6).
+
+    round(share · n) labs: the largest (``largest``), the smallest (``smallest``), or a uniform
+    random set drawn with ``rng`` (``random``; with ``rng=None`` the expected indicator
+    ``n_open / n`` per lab is returned instead, as floats).
+    """
+    n_open = round(share * n)
+    if selection == "largest":
+        out = np.zeros(n, dtype=bool)
+        out[:n_open] = True
+    elif selection == "smallest":
+        out = np.zeros(n, dtype=bool)
+        out[n - n_open :] = True
+    elif rng is None:
+        return np.full(n, n_open / n)
+    else:
+        out = np.zeros(n, dtype=bool)
+        out[rng.choice(n, size=n_open, replace=False)] = True
+    return out
+
+
 def lognormal(rng: np.random.Generator, n: int, mean: float, sd_log: float) -> Array:
     """Mean-preserving lognormal draws (σ = 0 gives the mean exactly)."""
     if sd_log == 0.0:
