@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ def param(
     hi: float | None = None,
     lo_open: bool = False,
     hi_open: bool = False,
-    choices: tuple[str, ...] | None = None,
+    choices: Collection[str] | None = None,
     nullable: bool = False,
 ) -> Any:
     """A dataclass field carrying its symbol, documentation and allowed range."""
@@ -395,7 +396,8 @@ class PolicyConfig:
 class AdversaryLearningConfig:
     """How adversaries choose targets and adapt effort and strategies."""
 
-    rule: str = param("roth_erev", choices=ADVERSARY_RULES, doc="adversary learning rule")
+    # the live registry: a strategy registered later (sim.strategies) is accepted too
+    rule: str = param("roth_erev", choices=ADVERSARY_STRATEGIES, doc="adversary learning rule")
     rationality: float = param(
         2.0, symbol="λ", lo=0.0, hi=1e6, doc="logit (quantal) rationality of target choice"
     )
@@ -454,7 +456,7 @@ class DefenceSplitConfig:
 class LabLearningConfig:
     """How labs set their alignment share s_i and defence split ω_i."""
 
-    rule: str = param("best_response", choices=LAB_RULES, doc="lab learning rule")
+    rule: str = param("best_response", choices=LAB_STRATEGIES, doc="lab learning rule")
     alignment_share: float = param(
         0.5,
         symbol="s_i(0)",
@@ -698,8 +700,6 @@ def _flat_name(path: tuple[str, ...]) -> str:
     group, *rest = path
     if group == "model" and rest[0] == "channels":
         rest = rest[1:]
-    elif group == "learning":
-        pass
     return "_".join(rest)
 
 

@@ -9,7 +9,7 @@ fixed point of the simulation's own rules evaluated in expectation:
 
 * **labs** i = 1..N keep their own reach w_i, budget b_i, access (open or closed weights) and
   defence D_ik; labs that best-respond hold the defence at which the myopic objective of
-  :func:`sim.model.lab_objective` is stationary (the observed attack counts and mean strengths
+  :func:`sim.rules.lab_objective` is stationary (the observed attack counts and mean strengths
   are their expectations); labs on the fixed rule spend (1 − s) b ω every step;
 * **adversaries** are types: Gauss–Hermite nodes of the lognormal budget distribution times
   query access (yes/no), each with its own effort, knowledge per channel and channel
@@ -269,8 +269,8 @@ class MarketTheory:
         kappa = m.coupling if coupling is None else coupling
         n_labs = m.n_labs
         w = self.reach
-        c = kappa * q**m.clarity_exponent
-        a_lab = self.base + self.gain * c**self.elasticity  # 3 (all labs share q)
+        c = kappa * q**m.clarity_exponent  # rules.clarity for a scalar q (Python's pow)
+        a_lab = rules.attackability(np.array([c]), self.base, self.gain, self.elasticity)[0]  # 3
         damage = q * (1.0 + c)
         stake = m.defender_value * self.stake_factor * w * damage  # lab's loss scale
         open_w = np.asarray(structure.open_weights, dtype=float)

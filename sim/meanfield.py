@@ -98,7 +98,7 @@ class MeanField:
         m = self.cfg.model
         if m.fixed_alignment is not None:
             return float(m.fixed_alignment)
-        return float(-np.expm1(-capital / m.alignment_scale))
+        return float(rules.alignment_quality(capital, m.alignment_scale))
 
     def _attack_view(self, state: np.ndarray) -> dict[str, np.ndarray | float]:
         """Targeting and contest quantities at the current state."""
@@ -106,8 +106,8 @@ class MeanField:
         n_labs, n_adv = m.n_labs, m.n_adversaries
         q = self._quality(state[_A])
         kappa = state[_KAPPA]
-        c = kappa * q**m.clarity_exponent
-        a_lab = self.base + self.gain * c**self.elasticity
+        c = kappa * q**m.clarity_exponent  # rules.clarity for a scalar q (Python's pow)
+        a_lab = rules.attackability(np.array([c]), self.base, self.gain, self.elasticity)[0]
         defence = state[_D] + m.defence_floor
         x = state[_X]
         knowledge = state[_K]
@@ -317,7 +317,7 @@ class MeanField:
         rows = []
         for t, state in zip(times, states, strict=True):
             q = self._quality(state[_A])
-            c = state[_KAPPA] * q**m.clarity_exponent
+            c = state[_KAPPA] * q**m.clarity_exponent  # rules.clarity, scalar q
             phi = state[_PHI]
             view = self._attack_view(state)
             investable = m.lab_budget_mean * (1 - self.cfg.policy.decoupling_share)

@@ -2,9 +2,11 @@
 
 One step runs, in this order: leaks, invest, derive q and c, publish, target, contest,
 consequences (compromise, harm, detection), adapt (knowledge, diffusion, learning), collect.
-Each stage is a call into :mod:`sim.kernels` over whole arrays; there is no per-agent Python loop
-on the hot path. ``docs/ODD.md`` specifies the model and gives every modelling choice with its
-reason.
+Each stage applies a rule of :mod:`sim.rules` (or its compiled twin in :mod:`sim.kernels`) to
+whole population arrays; there is no per-agent Python loop on the hot path. The agents
+(:mod:`sim.agents`) are Mesa agents whose attributes are rows of those arrays, and the learning
+rules are the strategy objects of :mod:`sim.strategies`. ``docs/ODD.md`` specifies the model and
+gives every modelling choice with its reason; ``docs/architecture.md`` shows the layers.
 """
 
 from __future__ import annotations

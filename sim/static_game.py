@@ -33,6 +33,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq, minimize_scalar
 
+from sim import rules
 from sim.config import CHANNELS, Config
 
 Array = NDArray[np.float64]
@@ -68,7 +69,7 @@ class StaticGame:
         )
 
     def clarity(self, q: ArrayLike) -> Array:
-        return self.coupling * np.power(np.asarray(q, dtype=float), self.clarity_exponent)
+        return rules.clarity(np.asarray(q, dtype=float), self.coupling, self.clarity_exponent)
 
     def effectiveness(self, q: ArrayLike) -> Array:
         """a(q) = α + θ c(q)^ε."""

@@ -135,3 +135,41 @@ def test_importing_the_configuration_does_not_load_the_engine():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_worked_example_of_docs_architecture_runs(tmp_path):
+    text = (REPO / "docs" / "architecture.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    proc = subprocess.run(
+        [sys.executable, "-c", block],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("net alignment after 30 steps: ")
+
+
+def test_a_registered_strategy_is_a_valid_rule_and_changes_the_run():
+    """The configuration takes its rule names from the live registries, and the engine
+    dispatches on the strategy's properties: a new class is enough for a new combination."""
+    from sim import strategies
+    from sim.api import run_model
+
+    class EffortOnly(strategies.AdversaryStrategy):
+        name = "test_effort_only"
+        best_responds = True  # Roth-Erev's effort rule without its channel learning
+
+    strategies.adversary_strategy(EffortOnly)
+    try:
+        params = dict(steps=15, seed=2, n_labs=4, n_adversaries=80)
+        new = run_model(**params, adversary_rule="test_effort_only")
+        same = run_model(**params, adversary_rule="best_response")
+        other = run_model(**params, adversary_rule="roth_erev")
+    finally:
+        del strategies.ADVERSARY_STRATEGIES["test_effort_only"]
+    # the same properties as best_response: the same run; not roth_erev's
+    assert all((new[k] == same[k]).all() for k in new)
+    assert any((new[k] != other[k]).any() for k in new)
