@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import shlex
 import shutil
@@ -64,12 +66,21 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def command_line() -> str | None:
+    """The command as the user typed it, subcommand included (``paradox sweep sweep=...``):
+    the dispatcher sets ``sys.argv[0]`` to ``paradox <command>``."""
+    if not sys.argv:
+        return None
+    head = sys.argv[0].split() if sys.argv[0].startswith("paradox ") else ["paradox"]
+    return shlex.join([*head, *sys.argv[1:]])
+
+
 def provenance(
     *, seed: int, overrides: list[str], started: str, finished: str, wall_seconds: float
 ) -> dict[str, Any]:
     return {
         "seed": seed,
-        "command": shlex.join(["paradox", *sys.argv[1:]]) if sys.argv else None,
+        "command": command_line(),
         "argv": list(sys.argv),
         "overrides": overrides,
         "started_at": started,
@@ -80,6 +91,30 @@ def provenance(
         "platform": platform.platform(),
         "packages": versions(),
     }
+
+
+def write_provenance(path: Path, prov: dict[str, Any]) -> None:
+    """Write ``provenance.json`` keeping every invocation that wrote into its folder.
+
+    The file's top level is the latest invocation (as before); ``invocations`` lists them all,
+    oldest first, each with its command, git state and times. An entry with the same
+    ``started_at`` and ``pid`` (the start record of this invocation) is replaced.
+    """
+    prov = {**prov, "pid": os.getpid()}
+    previous: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict):
+            previous = old.get("invocations") or [
+                {k: v for k, v in old.items() if k != "invocations"}
+            ]
+    entry = {k: v for k, v in prov.items() if k != "invocations"}
+    same = (entry.get("started_at"), entry.get("pid"))
+    kept = [e for e in previous if (e.get("started_at"), e.get("pid")) != same]
+    write_json(path, {**entry, "invocations": [*kept, entry]})
 
 
 HYDRA_OWN = (".hydra",)
@@ -107,6 +142,25 @@ def discard_run_dir(path: Path, job_name: str, stop_at: Path | None = None) -> N
         current = current.parent
 
 
+def check_output_dir(hc: Any, key: str) -> None:
+    """Refuse an empty ``hydra.run.dir=`` (Hydra then writes into the current folder, e.g. the
+    repository root) and any output folder that is the repository itself."""
+    from hydra.types import RunMode
+
+    from sim.config import ParameterError
+
+    out = Path(hc.runtime.output_dir).resolve()
+    raw = hc.sweep.dir if hc.mode == RunMode.MULTIRUN else hc.run.dir
+    empty = raw is None or not str(raw).strip()
+    if hc.mode == RunMode.MULTIRUN:
+        key = "hydra.sweep.dir"
+    if empty or out == REPO.resolve():
+        where = "the repository" if out == REPO.resolve() else "the current folder"
+        raise ParameterError(
+            key, str(raw or ""), f"a folder for the outputs (empty or {where} is refused: {out})"
+        )
+
+
 def validated_or_exit(cfg: Any, app: str) -> tuple[Any, Path]:
     """Inside a Hydra app: the composed ``cfg`` as a validated :class:`sim.config.Config` and
     the run folder; on a ``ParameterError`` print one line naming the key, remove what Hydra
@@ -119,6 +173,7 @@ def validated_or_exit(cfg: Any, app: str) -> tuple[Any, Path]:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     try:
+        check_output_dir(hc, "hydra.run.dir")
         label_scenario(cfg, hc.runtime.choices.get("scenario"))
         return to_config(cfg), out_dir
     except ParameterError as err:

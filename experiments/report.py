@@ -43,11 +43,11 @@ from sim.sweep import (
     SweepAborted,
     SweepMismatch,
     SweepResult,
-    check_manifest,
     describe_manifest,
     format_result,
     run_sweep,
 )
+from sim.sweep.guard import check_folder
 
 #: The default experiment set, in the order it runs.
 PARTS: tuple[str, ...] = ("scenarios", "paradox_curve", "regime_map", "policy_grid")
@@ -106,7 +106,7 @@ def run_parts(
     """Run (or resume) each part into ``out/sweeps/<part>/``; check every folder first, so a
     mismatch stops the report before anything runs."""
     for part, design in designs.items():
-        check_manifest(out / "sweeps" / part, design, new_folder="give a new --out")
+        check_folder(out / "sweeps" / part, design, new_folder="give a new --out")
     results = {}
     for i, (part, design) in enumerate(designs.items(), start=1):
         folder = out / "sweeps" / part
@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     base = next(iter(designs.values())).base
     argv_used = sys.argv[1:] if argv is None else list(argv)
     report, warnings = write_report(out, shlex.join(["paradox", "report", *argv_used]))
-    outputs.write_json(out / "provenance.json", outputs.provenance(
+    outputs.write_provenance(out / "provenance.json", outputs.provenance(
         seed=base.seed, overrides=list(args.overrides), started=started,
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
         wall_seconds=round(time.perf_counter() - t0, 2)))  # fmt: skip

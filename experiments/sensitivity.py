@@ -490,7 +490,7 @@ def _app(cfg: DictConfig) -> None:
         "design": report.analysis.total,
         "discovery": report.discovery is not None,
     }
-    outputs.write_json(job.out_dir / "provenance.json", prov)
+    outputs.write_provenance(job.out_dir / "provenance.json", prov)
     print(format_result(job.design, report.result))
     print(format_report(job.design, spec, report))
     print(job.out_dir)

@@ -37,10 +37,10 @@ from sim.sweep import (
     SweepMismatch,
     SweepResult,
     SweepSpec,
-    check_manifest,
     format_result,
     run_sweep,
 )
+from sim.sweep.guard import check_folder, code_version, folder_lock
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 #: Name of the sweep app's primary config (built from conf/config.yaml, see primary_config).
@@ -192,6 +192,7 @@ def start_job(
     fresh = not (out_dir / "sweep.json").exists()
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     try:
+        outputs.check_output_dir(hc, "hydra.run.dir")
         schema.label_scenario(cfg, hc.runtime.choices.get("scenario"))
         design = to_design(cfg, overrides, primary)
         if check is not None:
@@ -216,9 +217,12 @@ def run_job[T](job: Job, cfg: DictConfig, body: Callable[[], T], app: str = "par
     design, out_dir = job.design, job.out_dir
     print(f"sweep {design.spec.name}: {design.describe()} -> {out_dir}", file=sys.stderr)
     try:
-        check_manifest(out_dir, design)
-        outputs.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        return body()
+        with folder_lock(out_dir):  # a second sweep on this folder is refused, not run twice
+            check_folder(out_dir, design)  # the same sweep, from the same code
+            outputs.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+            # recorded before the runs, so an invocation killed midway is still listed
+            outputs.write_provenance(out_dir / "provenance.json", start_provenance(job))
+            return body()
     except SweepMismatch as err:
         print(f"{app}: {err}", file=sys.stderr)
         sys.exit(2)
@@ -234,6 +238,20 @@ def run_job[T](job: Job, cfg: DictConfig, body: Callable[[], T], app: str = "par
         sys.exit(130)
 
 
+def start_provenance(job: Job) -> dict[str, Any]:
+    """The provenance of a sweep invocation as it starts (completed by :func:`job_provenance`)."""
+    prov = outputs.provenance(
+        seed=job.design.base.seed,
+        overrides=job.overrides,
+        started=job.started,
+        finished=None,  # type: ignore[arg-type]
+        wall_seconds=None,  # type: ignore[arg-type]
+    )
+    prov["code"] = code_version()
+    prov["status"] = "running"
+    return prov
+
+
 def job_provenance(job: Job, result: SweepResult) -> dict[str, Any]:
     """``provenance.json`` of a sweep job: versions, command, wall time, runs done and failed."""
     prov = outputs.provenance(
@@ -243,6 +261,8 @@ def job_provenance(job: Job, result: SweepResult) -> dict[str, Any]:
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
         wall_seconds=round(time.perf_counter() - job.t0, 4),
     )
+    prov["code"] = code_version()
+    prov["status"] = "finished"
     prov["sweep"] = {
         "runs": result.runs,
         "ran": result.ran,
@@ -258,7 +278,7 @@ def job_provenance(job: Job, result: SweepResult) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     job = start_job(cfg)
     result = run_job(job, cfg, lambda: run_sweep(job.design, job.out_dir))
-    outputs.write_json(job.out_dir / "provenance.json", job_provenance(job, result))
+    outputs.write_provenance(job.out_dir / "provenance.json", job_provenance(job, result))
     print(format_result(job.design, result))
     print(job.out_dir)
     # In a multirun (e.g. shards) a non-zero exit would stop the remaining jobs; there the

@@ -3,6 +3,8 @@ Hydra's text, faults and signals; each test fails on the code before its fix."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from .conftest import SCENARIOS, paradox
@@ -18,6 +20,16 @@ def _one_line_exit_2(proc, *needles: str) -> None:
     assert len(lines) == 1, proc.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def _refused(proc, *needles: str) -> None:
+    """Exit 2, no traceback, the reason on the last line of stderr (after the sweep's banner)."""
+    text = proc.stderr + proc.stdout
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text
+    last = proc.stderr.strip().splitlines()[-1]
+    for needle in needles:
+        assert needle in last, last
 
 
 # -- item 1: a key the schema does not have is refused, with or without `+` --------------------
@@ -178,3 +190,66 @@ def test_collect_reports_jobs_of_a_stopped_multirun_as_missing(tmp_path):
     assert "2 of 3 runs" in stopped.stdout and "1 missing" in stopped.stdout
     assert "jobs never started (the multirun stopped): 2" in stopped.stdout
     assert len(pd.read_parquet(multi / "runs.parquet")) == 2
+
+
+# -- item 5: resume refuses runs of other code; provenance keeps every invocation --------------
+
+TINY_SWEEP = [
+    "sweep=paradox_curve",
+    "steps=2",
+    "model.n_labs=4",
+    "model.n_adversaries=40",
+    "sweep.uncertainties.0.levels=[0.0,1.0]",
+    "sweep.levers.0.levels=[0.2,0.8]",
+    "sweep.replicates=2",
+    "sweep.workers=1",
+]
+
+
+def test_resume_refuses_a_folder_written_by_other_code(tmp_path):
+    import json
+
+    out = tmp_path / "sweep"
+    first = paradox("sweep", *TINY_SWEEP, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert len(manifest["code"]["sources"]) == 16
+    # As if the model had been edited since: the folder records other run code.
+    manifest["code"]["sources"] = "0" * 16
+    (out / "sweep.json").write_text(json.dumps(manifest))
+    before = (out / "runs.parquet").read_bytes()
+    refused = paradox("sweep", *TINY_SWEEP, f"hydra.run.dir={out}", cwd=tmp_path)
+    _refused(refused, "holds runs of other model code", "sweep.resume_other_code=true")
+    assert (out / "runs.parquet").read_bytes() == before
+    forced = paradox(
+        "sweep", *TINY_SWEEP, "sweep.resume_other_code=true", f"hydra.run.dir={out}", cwd=tmp_path
+    )
+    assert forced.returncode == 0, forced.stderr
+    prov = json.loads((out / "provenance.json").read_text())
+    # the refused invocation wrote nothing; both others are kept, each with its command
+    assert [i["status"] for i in prov["invocations"]] == ["finished", "finished"]
+    assert all(i["command"].startswith("paradox sweep ") for i in prov["invocations"])
+    assert "sweep.resume_other_code=true" in prov["invocations"][-1]["command"]
+    assert prov["command"] == prov["invocations"][-1]["command"]
+
+
+# -- item 7: one sweep at a time in a folder; no outputs in the current folder -----------------
+
+
+def test_a_second_sweep_on_a_busy_folder_is_refused(tmp_path):
+    from sim.sweep.guard import folder_lock
+
+    out = tmp_path / "sweep"
+    with folder_lock(out):  # this test process plays the sweep still running
+        busy = paradox("sweep", *TINY_SWEEP, f"hydra.run.dir={out}", cwd=tmp_path)
+    _refused(busy, "is in use by a sweep still running", f"pid {os.getpid()}")
+    assert not (out / "runs.parquet").exists() and not (out / "sweep.json").exists()
+    free = paradox("sweep", *TINY_SWEEP, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert free.returncode == 0, free.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_an_empty_run_dir_is_refused(tmp_path, command):
+    proc = paradox(command, *SMALL, "hydra.run.dir=", cwd=tmp_path)
+    _one_line_exit_2(proc, "'hydra.run.dir'", "a folder for the outputs")
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())

@@ -28,11 +28,11 @@ from tqdm import tqdm
 from sim.config import Config, validate
 from sim.outcomes import OUTCOMES, summarize
 from sim.sweep.design import Design
+from sim.sweep.guard import check_folder, code_version, folder_lock
 from sim.sweep.spec import SweepAborted
 from sim.sweep.store import (
     MANIFEST_FILE,
     PartWriter,
-    check_manifest,
     done_runs,
     finalize,
     outcome_row,
@@ -139,11 +139,16 @@ def run_sweep(
     parts and the parts are removed. Runs already in the folder are skipped. ``runner`` maps a
     validated configuration to its per-step table (default: the simulation).
     """
+    with folder_lock(folder):  # one process at a time writes into a sweep folder
+        return _run_sweep(design, folder, runner, flush_seconds)
+
+
+def _run_sweep(design: Design, folder: Path, runner: Runner, flush_seconds: float) -> SweepResult:
     t0 = time.perf_counter()
     spec = design.spec
     folder.mkdir(parents=True, exist_ok=True)
-    if not check_manifest(folder, design):
-        write_json(folder / MANIFEST_FILE, design.manifest())
+    if not check_folder(folder, design):
+        write_json(folder / MANIFEST_FILE, {**design.manifest(), "code": code_version()})
     scan_folder(folder)
     ids = design.shard_range()
     done = done_runs(run_sources(folder), ids)

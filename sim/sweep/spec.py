@@ -59,6 +59,7 @@ class SweepSpec:
     shard: int = 0  # this job runs shard `shard` of `num_shards` contiguous slices of the runs
     num_shards: int = 1
     progress: bool | None = None  # progress bar on stderr; null: only when stderr is a terminal
+    resume_other_code: bool = False  # resume a folder whose runs came from other model code
 
 
 #: Spec fields that decide which runs exist and what they compute (the rest only say how to run).
