@@ -225,3 +225,30 @@ def test_bruteforce_helper_is_sane():
     # guards the brute-force comparison above: the Tullock μ = 1 optimum is interior here
     res = minimize_scalar(lambda x: -(4 * x / (x + 1) - x), bounds=(0, 10), method="bounded")
     assert res.x == pytest.approx(1.0, rel=1e-4)
+
+
+def test_open_weights_selection():
+    rng = np.random.default_rng(5)
+    assert rules.open_weights(5, 0.4, "largest", rng).tolist() == [1, 1, 0, 0, 0]
+    assert rules.open_weights(5, 0.4, "smallest", rng).tolist() == [0, 0, 0, 1, 1]
+    drawn = np.array([rules.open_weights(5, 0.4, "random", rng) for _ in range(4000)])
+    assert (drawn.sum(axis=1) == 2).all()  # round(0.4 · 5) labs, every draw
+    np.testing.assert_allclose(drawn.mean(axis=0), 0.4, atol=0.03)  # uniformly chosen
+    np.testing.assert_allclose(rules.open_weights(5, 0.4, "random", None), 0.4)  # expectation
+
+
+def test_adversary_effort_step_adjusts_partially_and_stops_when_attacking_does_not_pay():
+    budget = np.array([10.0, 10.0, 10.0])
+    effort = np.array([2.0, 0.12, 0.5, 0.5])
+    target = np.array([6.0, 0.0, 0.0, 1.0])
+    new = rules.adversary_effort_step(target, effort, np.full(4, 10.0), 0.25)
+    # 0.09 is below 1% of the budget with nothing worth attacking: stop; 0.375 is not
+    np.testing.assert_allclose(new, [3.0, 0.0, 0.375, 0.625])
+    assert rules.adversary_effort_step(np.array([0.0]), np.array([20.0]), budget[:1], 0.5) == 10.0
+
+
+def test_roth_erev_update_reinforces_the_chosen_channel_and_forgets():
+    prop = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    new = rules.roth_erev_update(prop.copy(), np.array([1, 0]), np.array([4.0, 0.0]), 0.1, 0.3)
+    np.testing.assert_allclose(new[0], [0.9 + 0.6, 0.9 + 0.7 * 4.0, 0.9 + 0.6])
+    np.testing.assert_allclose(new[1], [1.0, 1.0, 1.0])  # all zero: reset to ones
