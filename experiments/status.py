@@ -12,8 +12,9 @@ each shard's job and its state are shown too. One line per shard, then a total::
     2      200-299        0       -  PENDING Resources (job 12_2)
     total  300          140       0  3 shards of 3 started, 1 finished
 
-Exit status: 0 when every run of the design is done, 1 while some are not, 2 when the folder
-holds no sweep.
+For a multirun of ``paradox run`` (one job per run) it lists the jobs, finished when their
+``summary.json`` exists. Exit status: 0 when every run is done, 1 while some are not, 2 when the
+folder holds neither.
 """
 
 from __future__ import annotations
@@ -177,6 +178,26 @@ def format_status(shards: list[Shard], n_runs: int | None, num_shards: int | Non
     return "\n".join(lines)
 
 
+def run_jobs(folder: Path) -> tuple[str, bool]:
+    """Status of a multirun of ``paradox run`` (job folders with ``summary.json``): the table
+    and whether every job has finished."""
+    tasks = _slurm_tasks(folder)
+    folders = {int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()}
+    states = _squeue(list(tasks.values())) if tasks else {}
+    lines = [f"{'job':<6} state"]
+    finished = 0
+    for num in sorted(folders | set(tasks)):
+        done = (folder / str(num) / "summary.json").exists()
+        finished += done
+        state = "finished" if done else states.get(tasks.get(num, ""), "not finished")
+        if num in tasks:
+            state += f" (job {tasks[num]})"
+        lines.append(f"{num:<6} {state}")
+    total = len(folders | set(tasks))
+    lines.append(f"{'total':<6} {total} jobs of paradox run, {finished} finished")
+    return "\n".join(lines), finished == total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="paradox status",
@@ -188,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         print(f"paradox status: {args.folder} is not a folder", file=sys.stderr)
         return 2
+    has_sweep = (args.folder / MANIFEST_FILE).exists() or any(
+        args.folder.glob(f"*/{MANIFEST_FILE}")
+    )
+    if not has_sweep and any(args.folder.glob("*/.hydra")):
+        text, finished = run_jobs(args.folder)
+        print(text)
+        return 0 if finished else 1
     try:
         shards, n_runs, num_shards = status(args.folder)
     except FileNotFoundError as err:
