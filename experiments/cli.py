@@ -92,9 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [f"paradox {command}", *rest]
     # Hydra's errors reach hydra_errors.explain (one line, exit 2) instead of Hydra's report.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    module = importlib.import_module(COMMANDS[command][0])
+    from experiments import signals
+
+    signals.install()  # SIGTERM (SLURM, timeout) is handled like Ctrl-C
     try:
+        module = importlib.import_module(COMMANDS[command][0])
         result = module.main()
+    except KeyboardInterrupt as err:  # not handled further down: nothing to resume
+        print(f"paradox {command}: {signals.describe(err)}", file=sys.stderr)
+        return signals.exit_status(err)
     except Exception as err:
         from experiments.hydra_errors import explain
 

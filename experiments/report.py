@@ -767,10 +767,12 @@ def main(argv: list[str] | None = None) -> int:
     except SweepAborted as err:
         print(f"paradox report: {err} (with --out {out})", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"paradox report: interrupted; finished runs are saved: rerun with --out {out} "
-              "to resume", file=sys.stderr)  # fmt: skip
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (experiments.signals)
+        from experiments import signals
+
+        print(f"paradox report: {signals.describe(err)}; finished runs are saved: rerun with "
+              f"--out {out} to resume", file=sys.stderr)  # fmt: skip
+        return signals.exit_status(err)
     base = next(iter(designs.values())).base
     argv_used = sys.argv[1:] if argv is None else list(argv)
     report, warnings = write_report(out, shlex.join(["paradox", "report", *argv_used]))

@@ -29,7 +29,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import outputs, schema
+from experiments import outputs, schema, signals
 from sim.config import Config, ParameterError
 from sim.sweep import (
     Design,
@@ -229,13 +229,13 @@ def run_job[T](job: Job, cfg: DictConfig, body: Callable[[], T], app: str = "par
     except SweepAborted as err:
         print(f"{app}: {err}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (experiments.signals)
         print(
-            f"{app}: interrupted; the finished runs are saved: rerun the same command "
-            f"with hydra.run.dir={out_dir} to resume",
+            f"{app}: {signals.describe(err)}; the finished runs are saved: rerun the same "
+            f"command with hydra.run.dir={out_dir} to resume",
             file=sys.stderr,
         )
-        sys.exit(130)
+        sys.exit(signals.exit_status(err))
 
 
 def start_provenance(job: Job) -> dict[str, Any]:

@@ -3,6 +3,7 @@ Hydra's text, faults and signals; each test fails on the code before its fix."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -253,3 +254,139 @@ def test_an_empty_run_dir_is_refused(tmp_path, command):
     proc = paradox(command, *SMALL, "hydra.run.dir=", cwd=tmp_path)
     _one_line_exit_2(proc, "'hydra.run.dir'", "a folder for the outputs")
     assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+# -- item 8: SIGTERM is handled like Ctrl-C; workers die with the sweep -------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    from pathlib import Path
+
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return tree
+
+
+def _descendants(pid: int) -> set[int]:
+    tree, found, todo = _children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    from pathlib import Path
+
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _start_long_sweep(tmp_path, out):
+    import subprocess
+    import time
+
+    from .conftest import PARADOX, REPO
+
+    args = [
+        "sweep",
+        "sweep=paradox_curve",
+        "steps=150",
+        "model.n_labs=4",
+        "model.n_adversaries=100",
+        "sweep.workers=2",
+        "sweep.chunk_size=2",
+        f"hydra.run.dir={out}",
+    ]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [*PARADOX, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = [p for p in _descendants(proc.pid) if "forkserver" in _cmdline(p)]
+        if len(list((out / "parts").glob("runs-*.parquet"))) >= 1 and len(workers) >= 3:
+            return proc, args
+        time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"the sweep did not get going: {proc.communicate()}")
+
+
+def _cmdline(pid: int) -> str:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _stop_all(proc, pids: set[int]) -> None:
+    """Clean up after a failing test: the processes this test started, by their own PIDs."""
+    import signal
+
+    for pid in _alive(pids | {proc.pid}):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.communicate(timeout=10)
+
+
+def _wait_gone(pids: set[int], seconds: float) -> set[int]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _alive(pids)
+
+
+def test_sigterm_saves_the_finished_runs_and_says_how_to_resume(tmp_path):
+    import signal
+
+    import pandas as pd
+
+    out = tmp_path / "sweep"
+    proc, _ = _start_long_sweep(tmp_path, out)
+    family = _descendants(proc.pid)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 143, stderr
+        assert "terminated (SIGTERM)" in stderr and f"hydra.run.dir={out}" in stderr
+        assert "Traceback" not in stderr
+        assert not _wait_gone(family, 10), "worker processes outlived the sweep"
+        saved = pd.concat(pd.read_parquet(p) for p in (out / "parts").glob("runs-*.parquet"))
+        assert len(saved) >= 1 and (saved["status"] == "ok").all()
+    finally:
+        _stop_all(proc, family)
+
+
+def test_workers_die_with_a_killed_sweep(tmp_path):
+    import signal
+
+    out = tmp_path / "sweep"
+    proc, _ = _start_long_sweep(tmp_path, out)
+    family = _descendants(proc.pid)
+    try:
+        assert len(family) >= 3  # the fork server (and resource tracker) and two workers
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        survivors = _wait_gone(family, 15)
+        assert not survivors, [_cmdline(p)[:80] for p in survivors]
+    finally:
+        _stop_all(proc, family)

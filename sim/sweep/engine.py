@@ -255,8 +255,45 @@ def _run_pool(
     """Keep ``4 x workers`` runs in flight; record each as it finishes."""
     ctx = _pool_context()
     with _standard_start_method(ctx.get_start_method()):
-        pool = ProcessPoolExecutor(workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=die_with, initargs=(os.getpid(),)
+        )
         _pool_loop(pool, 4 * workers, tasks, writer, bar, flush_seconds)
+
+
+def die_with(pid: int) -> None:
+    """Worker initializer: end this process as soon as process ``pid`` (the sweep) ends.
+
+    A worker's parent is the fork server, not the sweep, so a parent-death signal would not
+    fire when the sweep is killed (``kill -9``, an out-of-memory kill): the workers, and the fork
+    server waiting for them, would live on. A daemon thread waits on a pidfd of the sweep (or
+    polls it, where pidfds are missing) and exits the worker when it is gone.
+    """
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
+        fd = None
+
+    def _watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=_watch, name="die-with-sweep", daemon=True).start()
 
 
 def _pool_loop(
@@ -291,6 +328,13 @@ def _pool_loop(
             "a worker process died (out of memory, or killed); the finished runs are saved: "
             "rerun the same command to resume"
         ) from err
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: stop the workers now rather than wait for their runs (which a
+        # resume redoes); the finished runs are flushed by the caller.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
