@@ -50,6 +50,7 @@ from sim.sweep import (
     runs_schema,
     timeseries_schema,
 )
+from sim.sweep.guard import quarantine_corrupt
 
 
 class CollectError(ValueError):
@@ -114,6 +115,8 @@ def _collect_shards(folder: Path, shard_dirs: list[Path], timeseries: bool) -> C
     if repeated:
         notes.append(f"shards found twice (each run kept once): {', '.join(map(str, repeated))}")
     keep_ts = timeseries and all(m.get("save_timeseries") for m in manifests)
+    for d in shard_dirs:  # an unreadable table is set aside (its runs count as missing)
+        quarantine_corrupt(d, notify=lambda line: notes.append(line.removeprefix("sweep: ")))
     stats = finalize(
         shard_dirs,
         folder,

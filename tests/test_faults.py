@@ -390,3 +390,30 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
         assert not survivors, [_cmdline(p)[:80] for p in survivors]
     finally:
         _stop_all(proc, family)
+
+
+# -- item 9: a corrupt part file is quarantined and its runs rerun ------------------------------
+
+
+@pytest.mark.parametrize("damaged", ["part", "final"])
+def test_a_corrupt_run_table_is_quarantined_on_resume(tmp_path, damaged):
+    import pandas as pd
+
+    out = tmp_path / "sweep"
+    first = paradox("sweep", *TINY_SWEEP, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    expected = pd.read_parquet(out / "runs.parquet")
+    if damaged == "part":  # as left by a damaged disk: a part file of garbage
+        bad = out / "parts" / "runs-000000000000-000000000003-0123456789.parquet"
+        bad.parent.mkdir()
+        bad.write_bytes(b"PAR1 this is not a parquet file")
+    else:  # the final table cut in half
+        bad = out / "runs.parquet"
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    again = paradox("sweep", *TINY_SWEEP, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr
+    notes = [line for line in again.stderr.splitlines() if "unreadable" in line]
+    assert len(notes) == 1 and f"{bad.name}.corrupt" in notes[0], again.stderr
+    assert bad.with_name(bad.name + ".corrupt").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), expected)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from sim.config import Config, validate
 from sim.outcomes import OUTCOMES, summarize
 from sim.sweep.design import Design
-from sim.sweep.guard import check_folder, code_version, folder_lock
+from sim.sweep.guard import check_folder, code_version, folder_lock, quarantine_corrupt
 from sim.sweep.spec import SweepAborted
 from sim.sweep.store import (
     MANIFEST_FILE,
@@ -149,6 +149,7 @@ def _run_sweep(design: Design, folder: Path, runner: Runner, flush_seconds: floa
     folder.mkdir(parents=True, exist_ok=True)
     if not check_folder(folder, design):
         write_json(folder / MANIFEST_FILE, {**design.manifest(), "code": code_version()})
+    quarantine_corrupt(folder)  # a damaged part file is set aside and its runs rerun
     scan_folder(folder)
     ids = design.shard_range()
     done = done_runs(run_sources(folder), ids)

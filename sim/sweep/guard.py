@@ -144,3 +144,45 @@ def check_folder(folder: Path, design: Any, new_folder: str = "give a new hydra.
     old = json.loads((folder / MANIFEST_FILE).read_text())
     check_code(folder, old, force=design.spec.resume_other_code, new_folder=new_folder)
     return True
+
+
+def quarantine_corrupt(folder: Path, notify: Any = None) -> list[Path]:
+    """Rename unreadable run tables of ``folder`` (part files, or the final ``runs.parquet``)
+    to ``<name>.corrupt`` so that a resume reruns their runs instead of failing on them.
+
+    A part file is written atomically, so it is corrupt only if the disk or another program
+    damaged it. ``notify`` (default: print to stderr) gets one line per file. Returns the new
+    paths. A per-step part whose runs part is quarantined goes with it.
+    """
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from sim.sweep.store import PARTS_DIR, RUNS_FILE, TIMESERIES_FILE
+
+    parts = folder / PARTS_DIR
+    candidates = [folder / RUNS_FILE, *sorted(parts.glob("runs-*.parquet"))]
+    moved: list[Path] = []
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            pq.read_table(path, columns=["run_id", "status"])
+        except Exception as err:  # any unreadable file: truncated, garbage, wrong schema
+            companions = (
+                [folder / TIMESERIES_FILE]
+                if path.name == RUNS_FILE
+                else [parts / path.name.replace("runs-", "timeseries-", 1)]
+            )
+            for src in [path, *companions]:
+                if src.exists():
+                    target = src.with_name(src.name + ".corrupt")
+                    os.replace(src, target)
+                    moved.append(target)
+            reason = " ".join(str(err).split())[:120]
+            line = (
+                f"sweep: {path} is unreadable ({type(err).__name__}: {reason}); renamed to "
+                f"{path.name}.corrupt, its runs will be run again (or count as missing)"
+            )
+            (notify or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
+    return moved
