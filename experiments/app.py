@@ -37,7 +37,7 @@ from sim.config import CHANNELS, OPEN_SELECTIONS, Config, ParameterError, config
 REPO = Path(__file__).resolve().parent.parent
 
 #: Adversary networks larger than this are not drawn (the view says so).
-NETWORK_MAX_NODES = 1000
+NETWORK_MAX_NODES = 500
 #: Labs shown in the per-lab bars (the largest by reach).
 LABS_SHOWN = 50
 
@@ -207,10 +207,7 @@ class Explorer(mesa.Model):
 
             graph = self.sim.network
             n = graph.number_of_nodes()
-            if self.sim.config.model.network.topology == "watts_strogatz" or n > 300:
-                pos = nx.circular_layout(graph)
-            else:
-                pos = nx.spring_layout(graph, seed=self.seed, iterations=50)
+            pos = nx.spring_layout(graph, seed=self.seed, iterations=30)
             xy = np.array([pos[j] for j in range(n)]) if n else np.empty((0, 2))
             edges = np.array(list(graph.edges()), dtype=int).reshape(-1, 2)
             self._layout = {"edges": edges, "xy": xy}
@@ -255,11 +252,6 @@ def _overlay_attacks(model: Explorer, ax: Any) -> None:
     ax.legend(loc="best", fontsize=8)
 
 
-def _overlay_arms(model: Explorer, ax: Any) -> None:
-    _title(ax, model, "Arms race: spending per step")
-    ax.legend(loc="best", fontsize=8)
-
-
 def TimeSeriesView(model: Explorer):
     from mesa.visualization.components.matplotlib_components import PlotMatplotlib
 
@@ -275,12 +267,30 @@ def AttacksView(model: Explorer):
     return PlotMatplotlib(model, measure, post_process=functools.partial(_overlay_attacks, model))
 
 
-def ArmsRaceView(model: Explorer):
-    from mesa.visualization.components.matplotlib_components import PlotMatplotlib
+def _arms_figure(model: Explorer):
+    """Defence against attack spending, one point per step (as the report's arms-race figure,
+    left panel): circle at step 1, square at the current step."""
+    from matplotlib.figure import Figure
 
-    measure = {"spend_defence": "tab:blue", "spend_attack": "tab:red",
-               "spend_alignment": "tab:gray"}  # fmt: skip
-    return PlotMatplotlib(model, measure, post_process=functools.partial(_overlay_arms, model))
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.subplots()
+    _title(ax, model, "Arms race: defence against attack spending per step")
+    ax.set_xlabel("attack spending (adversaries' effort)")
+    ax.set_ylabel("defence spending (labs)")
+    df = model.datacollector.get_model_vars_dataframe()
+    if len(df) < 2:
+        return fig
+    attack = df["spend_attack"].to_numpy()[1:]
+    defence = df["spend_defence"].to_numpy()[1:]
+    steps = np.arange(1, attack.size + 1)
+    ax.plot(attack, defence, color="0.6", lw=0.8, zorder=1)
+    points = ax.scatter(attack, defence, c=steps, cmap="viridis", s=14, zorder=2)
+    ax.plot(attack[:1], defence[:1], "o", mfc="none", mec="k", ms=9, label="step 1")
+    ax.plot(attack[-1:], defence[-1:], "s", mfc="none", mec="k", ms=9,
+            label=f"step {steps[-1]}")  # fmt: skip
+    fig.colorbar(points, ax=ax, label="step")
+    ax.legend(loc="best", fontsize=8)
+    return fig
 
 
 def _labs_figure(model: Explorer):
@@ -342,10 +352,11 @@ def _network_figure(model: Explorer, colour_by: str):
         vmax = max(1, model.sim.config.policy.deterrence_steps)
     else:
         values, cmap, label = adv.knowledge.mean(axis=1), "viridis", "mean knowledge K"
-        vmax = 1.0
+        vmax = max(float(values.max()), 1e-9)
     if len(edges):
         ax.add_collection(LineCollection(xy[edges], colors="0.8", linewidths=0.3, zorder=1))
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap=cmap, vmin=0, vmax=vmax,
+    vmin = float(values.min()) if colour_by == "knowledge" else 0.0
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap=cmap, vmin=min(vmin, vmax), vmax=vmax,
                         s=max(4.0, 3000.0 / max(len(xy), 1)), zorder=2)  # fmt: skip
     fig.colorbar(points, ax=ax, shrink=0.7, label=label)
     ax.set_title(f"Adversary network ({m.network.topology}), step {model.sim.steps}",
@@ -364,6 +375,11 @@ def _components():
     def LabsView(model: Explorer):
         update_counter.get()
         solara.FigureMatplotlib(_labs_figure(model), format="png", bbox_inches="tight")
+
+    @solara.component
+    def ArmsRaceView(model: Explorer):
+        update_counter.get()
+        solara.FigureMatplotlib(_arms_figure(model), format="png", bbox_inches="tight")
 
     @solara.component
     def NetworkView(model: Explorer):
@@ -449,7 +465,7 @@ def make_page():
     @solara.component
     def Readout(model: Explorer):
         update_counter.get()
-        with solara.Card("Now"):
+        with solara.Card("Now"), solara.Column(gap="6px"):
             v = model.values
             q = f"q fixed at {v['q']:.2f}" if v["q_fixed"] else "q endogenous"
             solara.Text(f"scenario {v['scenario']}, seed {model.seed}, κ = {_fmt(v['coupling'])}, "

@@ -100,7 +100,7 @@ def test_market_theory_overlay_where_it_applies():
     assert uncovered.theory is None and "policy.liability" in uncovered.theory_note
 
 
-def test_views_draw_labs_and_network():
+def test_views_draw_labs_arms_race_and_network():
     values = {**app.scenario_values("baseline"), "n_labs": 6, "n_adversaries": 80,
               "detection_probability": 0.5}  # fmt: skip
     model = app.Explorer(values)
@@ -114,6 +114,10 @@ def test_views_draw_labs_and_network():
     assert len(points.get_offsets()) == 80
     deterred = (model.sim.adv.deterred_until > model.sim.steps).sum()
     assert (points.get_array() > 0).sum() == deterred > 0
+    arms = app._arms_figure(model).axes[0]
+    table = model.datacollector.get_model_vars_dataframe()
+    drawn = arms.collections[0].get_offsets()
+    assert drawn.tolist() == table[["spend_attack", "spend_defence"]].iloc[1:].to_numpy().tolist()
     big = app.Explorer({**values, "n_adversaries": app.NETWORK_MAX_NODES + 1})
     title = app._network_figure(big, "knowledge").axes[0].get_title()
     assert "drawn up to" in title
@@ -311,7 +315,8 @@ def test_the_page_in_headless_chromium(server, browser):
     first = page.plots()
     page.step(3)
     stepped = page.plots()
-    assert all(a != b for a, b in zip(first, stepped, strict=True))
+    # the time series, attacks, labs and arms race (the network is not drawn for M = 1000)
+    assert all(a != b for a, b in zip(first[:4], stepped[:4], strict=True))
     assert "step 3:" in page.text()
     reference = page.readout("net alignment")
 
@@ -333,7 +338,11 @@ def test_the_page_in_headless_chromium(server, browser):
     assert "reach exponent ζ = 1.5" in page.text()
     assert page.slider("coupling κ") == 1.0 and page.slider("reach exponent ζ") == 1.5
 
-    # exogenous q: Reset shows the market theory's prediction next to the simulation
+    # fewer adversaries (Page Down: a tenth of the range) and exogenous q: Reset draws the
+    # network and shows the market theory's prediction next to the simulation
+    page.slider("adversaries M")
+    page.press(Keys.PAGE_DOWN)
+    page.wait_for(lambda: "adversaries M = 500\n" in page.text())
     browser.execute_script(
         """[...document.querySelectorAll('label')]
              .find(l => l.textContent.trim() === arguments[0]).click();""",
@@ -342,11 +351,18 @@ def test_the_page_in_headless_chromium(server, browser):
     page.wait_for(lambda: "press Reset to apply" in page.text())
     page.button("Reset")
     page.wait_for(lambda: "market theory (stationary): N =" in page.text(), 90)
-    assert "scenario concentrated_market" in page.text()
+    assert "scenario concentrated_market" in page.text() and "M = 500" in page.text()
     page.step(2)
 
-    if os.environ.get("PARADOX_APP_SCREENSHOT"):
+    if os.environ.get("PARADOX_APP_SCREENSHOT"):  # the README's picture, after 40 steps
         page.step(38)
+        browser.set_window_size(1600, 1500)
+        browser.execute_script(
+            """document.activeElement.blur();
+               document.querySelectorAll('.v-navigation-drawer__content')
+                 .forEach(el => el.scrollTop = 0);"""
+        )
+        time.sleep(3)  # the grid re-lays out its plots for the new size
         browser.save_screenshot(os.environ["PARADOX_APP_SCREENSHOT"])
 
     # an invalid combination shows its message, and the page keeps working
