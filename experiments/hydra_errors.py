@@ -152,8 +152,31 @@ def explain(err: BaseException, app: str) -> str | None:
         return f"malformed YAML in {at}: {err.problem or err.context or 'cannot be parsed'}"
     if isinstance(err, yaml.YAMLError):
         return f"malformed YAML: {_first_line(err)}"
-    if isinstance(err, OmegaConfBaseException):
-        full_key = getattr(err, "full_key", None)
-        where = f" (key '{full_key}')" if full_key else ""
-        return f"{_first_line(err)}{where}"
+    return explain_resource(err)
+
+
+def explain_resource(err: BaseException) -> str | None:
+    """One line for a file, folder or memory problem (a read-only or full disk, an unreadable
+    table, too little memory), naming the file; ``None`` for anything else."""
+    import errno
+
+    if isinstance(err, OSError):
+        name = err.filename or ""
+        reason = err.strerror or " ".join(str(err).split())
+        detail = re.search(r"\[errno (\d+)\] (.*)", str(err))  # pyarrow's OSError: no errno
+        if err.errno is None and detail:
+            err = OSError(int(detail.group(1)), detail.group(2))
+            reason = detail.group(2)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            reason += " (the disk is full, or a file-size limit is reached)"
+        elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            reason += " (the folder is read-only for you: choose another output folder)"
+        return f"cannot use {name}: {reason}" if name else f"{reason}"
+    if type(err).__module__.startswith("pyarrow"):
+        text = " ".join(str(err).split())
+        match = re.search(r"'(/[^']+)'", text)
+        where = f" {match.group(1)}" if match else " a table"
+        return f"cannot read{where}: it is not a readable parquet file ({text[:160]})"
+    if isinstance(err, MemoryError):
+        return "out of memory (fewer adversaries, or fewer sweep.workers)"
     return None

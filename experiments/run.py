@@ -6,6 +6,7 @@ folder's files out) that tests call directly; :func:`main` is the thin Hydra wra
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,8 +20,9 @@ from tqdm import tqdm
 from experiments import outputs
 from experiments.schema import register
 from sim.api import simulate, timeseries
-from sim.config import Config
+from sim.config import Config, ParameterError
 from sim.outcomes import summarize
+from sim.resources import check_memory
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -138,13 +140,19 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     config, out_dir = outputs.validated_or_exit(cfg, "paradox run")
     try:
+        check_memory(config)  # 10^8 adversaries: refused with the estimate, not a crash
+    except ParameterError as err:
+        outputs.discard_run_dir(out_dir, hc.job.name)
+        print(f"paradox run: {err}", file=sys.stderr)
+        sys.exit(2)
+    try:
         summary = run(
             config,
             out_dir,
             resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True),
             overrides=list(hc.overrides.task),
         )
-    except BaseException:
+    except BaseException as err:
         # Nothing half-written: a failed or interrupted run leaves no results folder.
         for name in (
             "timeseries.parquet",
@@ -154,8 +162,16 @@ def main(cfg: DictConfig) -> None:
             "config.yaml",
             "provenance.json",
         ):
-            (out_dir / name).unlink(missing_ok=True)
-        outputs.discard_run_dir(out_dir, hc.job.name)
+            with contextlib.suppress(OSError):
+                (out_dir / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            outputs.discard_run_dir(out_dir, hc.job.name)
+        if isinstance(err, (OSError, MemoryError)):  # a full or read-only disk, no memory
+            from experiments.hydra_errors import explain_resource
+
+            reason = explain_resource(err) or str(err)
+            print(f"paradox run: cannot write {out_dir}: {reason}", file=sys.stderr)
+            sys.exit(2)
         raise
     print(format_summary(summary))
     print(out_dir)

@@ -14,6 +14,7 @@ command with ``hydra.run.dir=<folder>`` resumes a sweep that was stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -164,6 +165,26 @@ def _compose_scenario(level: Any, overrides: Sequence[str], where: str, primary:
 register()
 
 
+def check_design_memory(design: Design) -> None:
+    """Refuse a sweep whose largest run, times the workers running at once, cannot fit in
+    memory (raises ``ParameterError`` naming the population key)."""
+    from sim.resources import check_memory
+    from sim.sweep import available_cores
+
+    spec = design.spec
+    workers = max(1, min(spec.workers or available_cores(), design.n_runs))
+    largest, key = design.base, "model.n_adversaries"
+    for factor in design.factors:
+        if factor.key in ("model.n_adversaries", "model.n_labs"):
+            values = [*(factor.levels or []), *(factor.bounds or [])]
+            if values:
+                largest = dataclasses.replace(
+                    largest, model=dataclasses.replace(largest.model, **{
+                        factor.key.split(".")[1]: int(max(values))}))  # fmt: skip
+                key = f"{factor.key} (a factor of the sweep)"
+    check_memory(largest, workers, key=key)
+
+
 @dataclass
 class Job:
     """A sweep job about to run: its validated design and where it writes."""
@@ -195,6 +216,7 @@ def start_job(
         outputs.check_output_dir(hc, "hydra.run.dir")
         schema.label_scenario(cfg, hc.runtime.choices.get("scenario"))
         design = to_design(cfg, overrides, primary)
+        check_design_memory(design)
         if check is not None:
             check(design)
     except ParameterError as err:
@@ -229,6 +251,15 @@ def run_job[T](job: Job, cfg: DictConfig, body: Callable[[], T], app: str = "par
     except SweepAborted as err:
         print(f"{app}: {err}", file=sys.stderr)
         sys.exit(1)
+    except OSError as err:  # a full disk, a folder made read-only midway
+        from experiments.hydra_errors import explain_resource
+
+        print(
+            f"{app}: {explain_resource(err)}; the finished runs are saved: fix that and rerun "
+            f"the same command with hydra.run.dir={out_dir} to resume",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (experiments.signals)
         print(
             f"{app}: {signals.describe(err)}; the finished runs are saved: rerun the same "

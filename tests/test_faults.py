@@ -417,3 +417,59 @@ def test_a_corrupt_run_table_is_quarantined_on_resume(tmp_path, damaged):
     assert len(notes) == 1 and f"{bad.name}.corrupt" in notes[0], again.stderr
     assert bad.with_name(bad.name + ".corrupt").exists()
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), expected)
+
+
+# -- item 10: bad files, folders and resources: one line naming them, exit 2 -------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"PAR1 not a table"])
+def test_plot_names_an_unreadable_table(tmp_path, content):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "runs.parquet").write_bytes(content)
+    proc = paradox("plot", str(folder), cwd=tmp_path)
+    _refused(proc, f"cannot read {folder / 'runs.parquet'}", "not a readable parquet file")
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    proc = paradox("run", *SMALL, f"hydra.run.dir={tmp_path / 'afile' / 'run'}", cwd=tmp_path)
+    _one_line_exit_2(proc, f"cannot use {tmp_path / 'afile' / 'run'}", "Not a directory")
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path):
+    import resource
+    import signal
+    import subprocess
+
+    from .conftest import PARADOX, REPO
+
+    def small_files() -> None:  # as if the disk filled up: writes beyond 64 kB fail (EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [*PARADOX, "run", *SMALL, "steps=400", f"hydra.run.dir={out}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=small_files,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    _one_line_exit_2(proc, f"cannot write {out}", "the disk is full")
+    assert not out.exists() or not [p for p in out.rglob("*") if p.suffix == ".parquet"]
+
+
+def test_a_population_that_cannot_fit_is_refused_with_the_estimate(tmp_path):
+    from sim.config import config_from_flat
+    from sim.resources import available_bytes, estimate_bytes
+
+    huge = config_from_flat(n_adversaries=100_000_000)
+    have = available_bytes()
+    if have is None or estimate_bytes(huge) <= have:
+        pytest.skip("this machine has the memory for 10^8 adversaries")
+    out = tmp_path / "run"
+    for command in ("run", "sweep"):
+        proc = paradox(command, "model.n_adversaries=100000000", "sweep.workers=1"
+                       if command == "sweep" else "steps=1", f"hydra.run.dir={out}",
+                       cwd=tmp_path)  # fmt: skip
+        _refused(proc, "'model.n_adversaries': 100000000", "fits in memory", "GB available")
+        assert not out.exists()
