@@ -199,11 +199,15 @@ def analyse_folder(
         keep=[spec.prim.outcome] if run_discovery else [],
         progress=design.spec.progress,
     )
+    _clear_previous(folder)
+    # The indices are written before discovery starts, so they survive whatever PRIM does.
+    written = _write_tables(folder, analysis, None)
     found = scenario_discovery(design, analysis.points, spec.prim) if run_discovery else None
     note = discovery_note if found is None else found.note
     report = Report(folder, result, analysis, found, note)
-    _clear_previous(folder)
-    report.files += _write_tables(folder, analysis, found)
+    report.files += written
+    if found is not None:
+        report.files += _write_discovery(folder, found)
     report.files += _write_figures(folder, design, spec, analysis, found)
     report.summary = summary(design, spec, report)
     outputs.write_json(folder / TABLES["summary"], report.summary)
@@ -231,13 +235,19 @@ def _write_tables(folder: Path, analysis: Analysis, found: Discovery | None) -> 
     if analysis.second_order is not None:
         written.append(_csv(folder, TABLES["sobol2"], analysis.second_order))
     if found is not None:
-        written.append(_csv(folder, TABLES["boxes"], found.boxes))
-        written.append(_csv(folder, TABLES["trajectory"], found.trajectory))
+        written += _write_discovery(folder, found)
     points = analysis.points.table.copy()
     points["failed"] = analysis.points.failed
     outputs.write_parquet(folder / TABLES["points"], points.reset_index())
     written.append(folder / TABLES["points"])
     return written
+
+
+def _write_discovery(folder: Path, found: Discovery) -> list[Path]:
+    return [
+        _csv(folder, TABLES["boxes"], found.boxes),
+        _csv(folder, TABLES["trajectory"], found.trajectory),
+    ]
 
 
 def _slug(levels: dict[str, Any]) -> str:

@@ -556,6 +556,11 @@ def discover(
     for c in data.columns:
         if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]):
             data[c] = data[c].astype(object)
+        elif pd.api.types.is_integer_dtype(data[c]):
+            # PRIM puts box limits between observed values (29.5); pandas 3 refuses to store
+            # them in an int64 column of EMA Workbench's box limits, so integer factors go in
+            # as floats (their limits are then reported as floats, e.g. n_labs <= 29.5).
+            data[c] = data[c].astype(float)
     y = np.asarray(interesting, dtype=bool)
     rows, trajectories = [], []
     with _quiet():

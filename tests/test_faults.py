@@ -473,3 +473,39 @@ def test_a_population_that_cannot_fit_is_refused_with_the_estimate(tmp_path):
                        cwd=tmp_path)  # fmt: skip
         _refused(proc, "'model.n_adversaries': 100000000", "fits in memory", "GB available")
         assert not out.exists()
+
+
+# -- item 12: PRIM on integer factors; indices written before discovery -------------------------
+
+
+def test_prim_handles_integer_factors():
+    import numpy as np
+    import pandas as pd
+
+    from sim.gsa import discover
+
+    rng = np.random.default_rng(0)  # this draw made EMA Workbench 3.0 + pandas 3 raise
+    x = pd.DataFrame({"model.n_labs": rng.integers(1, 60, 200), "model.coupling": rng.random(200),
+                      "model.n_adversaries": rng.integers(0, 5, 200)})  # fmt: skip
+    y = ((x["model.coupling"] > 0.5) & (x["model.n_labs"] < rng.integers(10, 50))).to_numpy().copy()
+    y |= rng.random(200) < 0.1
+    boxes, trajectory = discover(x, y, max_boxes=3)
+    assert not boxes.empty and len(trajectory) > 0
+    assert "model.coupling" in set(boxes["parameter"])
+
+
+def test_indices_are_written_before_discovery_starts(tmp_path, monkeypatch):
+    import experiments.sensitivity as S
+    from sim.gsa import PrimSpec, SensitivitySpec
+
+    from .test_sensitivity import _sobol_design, ishigami_runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("PRIM failed")
+
+    monkeypatch.setattr(S, "scenario_discovery", broken)
+    spec = SensitivitySpec(outcomes=["mean_net_alignment"], figures=[],
+                           prim=PrimSpec(outcome="mean_paradox_index", threshold=0.5))  # fmt: skip
+    with pytest.raises(RuntimeError, match="PRIM failed"):
+        S.run_sensitivity(_sobol_design(16), tmp_path, spec, runner=ishigami_runner)
+    assert (tmp_path / "sobol_indices.csv").stat().st_size > 100
