@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "config_from_flat": "sim.config",
     "flat_keys": "sim.config",
     "run_model": "sim.api",
+    "run_summary": "sim.api",
     "summarize": "sim.outcomes",
     "timeseries": "sim.api",
 }

@@ -53,3 +53,29 @@ def run_model(*, steps: int = 200, seed: int = 0, **params: Any) -> dict[str, np
     """
     table = timeseries(simulate(steps=steps, seed=seed, **params))
     return {name: table[name].to_numpy(dtype=float) for name in OUTCOMES}
+
+
+def run_summary(
+    *, steps: int = 200, seed: int = 0, burn_in: int | str = "auto", **params: Any
+) -> dict[str, float]:
+    """The model as a function with scalar outcomes: ``mean_<outcome>`` (the time average after
+    the run's burn-in, as ``runs.parquet`` holds it), ``final_<outcome>`` and ``se_<outcome>``
+    for every outcome, plus ``burn_in`` (in steps).
+
+    Made for EMA Workbench (``Model("paradox", function=sim.run_summary)`` with
+    ``ScalarOutcome("mean_paradox_index")``) and SALib loops: keyword parameters in (integral
+    floats accepted for integer keys, ``scenario=`` composed), floats out.
+    """
+    from sim.config import Config
+    from sim.outcomes import summarize
+
+    steps, seed = check_run_settings(steps, seed)
+    Config(steps=steps, burn_in=burn_in)  # checks burn_in's own rule before the run
+    table = timeseries(simulate(steps=steps, seed=seed, **params))
+    summary = summarize(table, burn_in)
+    out: dict[str, float] = {"burn_in": float(summary["burn_in"])}
+    for name, stats in summary["outcomes"].items():
+        out[f"mean_{name}"] = float(stats["mean"])
+        out[f"final_{name}"] = float(stats["final"])
+        out[f"se_{name}"] = float(stats["se"])
+    return out
