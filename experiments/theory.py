@@ -146,9 +146,21 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(out_dir)
 
 
+HELP_HEADER = """paradox theory: what mathematics says about a configuration.
+The closed-form one-lab, one-adversary Tullock contest (x*, y*, p*), the net-alignment curve
+N(q), its optimum q*, the paradox region and the threshold coupling κ*, the mean-field ODE and
+the market theory. Takes the same keys as paradox run, e.g.
+  paradox theory scenario=contest_1v1 model.coupling=0.5
+Writes theory.json, paradox_curve.parquet, meanfield.parquet and market_curve.parquet into a
+fresh folder under results/theory/ and prints its path last.
+"""
+
+
 def main() -> None:
     if not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
         sys.argv.append(f"hydra.run.dir={DEFAULT_DIR}")
+    if any(a in ("--help", "-h") for a in sys.argv[1:]):  # not paradox run's help text
+        sys.argv += ["hydra.help.app_name=paradox theory", f"hydra.help.header='{HELP_HEADER}'"]
     _hydra_main()
 
 

@@ -541,3 +541,34 @@ def test_ema_workbench_runs_the_model_with_scalar_outcomes():
                                 coupling=row["coupling"],
                                 publication_rate=row["publication_rate"])  # fmt: skip
     assert as_floats["mean_net_alignment"] == outcomes["mean_net_alignment"][0]
+
+
+# -- item 16: theory's own help; provenance records the subcommand; shard numbering ------------
+
+
+def test_theory_help_is_its_own(tmp_path):
+    proc = paradox("theory", "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("paradox theory:") and "paradox run:" not in proc.stdout
+
+
+def test_provenance_command_can_be_rerun_as_recorded(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    proc = paradox("run", *SMALL, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    command = json.loads((out / "provenance.json").read_text())["command"]
+    assert command.startswith("paradox run steps=3 "), command
+
+
+def test_shards_are_numbered_as_sweep_shard_is():
+    from pathlib import Path
+
+    from sim.config import Config
+    from sim.sweep import Design, SweepResult, SweepSpec, format_result
+    from sim.sweep.spec import Factor
+
+    spec = SweepSpec(levers=[Factor(key="model.coupling", levels=[0.0, 1.0])], num_shards=4)
+    result = SweepResult(Path("."), 1, 0, 1, 0, 0, None, 1.0, 1)
+    assert "shard 0 (shards 0 to 3)" in format_result(Design(spec, Config()), result)

@@ -343,7 +343,9 @@ def _pool_loop(
 def format_result(design: Design, result: SweepResult) -> str:
     """The summary printed at the end of a sweep."""
     spec = design.spec
-    shard = f", shard {spec.shard + 1} of {spec.num_shards}" if spec.num_shards > 1 else ""
+    shard = (  # numbered as sweep.shard is: 0 to num_shards - 1
+        f", shard {spec.shard} (shards 0 to {spec.num_shards - 1})" if spec.num_shards > 1 else ""
+    )
     rate = result.ran / result.seconds if result.seconds > 0 else float("nan")
     lines = [
         f"sweep {spec.name}: {design.describe()}{shard}",
