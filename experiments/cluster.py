@@ -367,23 +367,29 @@ class Ended:
 class Unfinished(RuntimeError):
     """Some array tasks ended without a result; the message says how to resume."""
 
-    def __init__(self, ended: Sequence[Ended], total: int, resume: str, failures: Sequence[str]):
+    def __init__(
+        self,
+        ended: Sequence[Ended],
+        total: int,
+        resume: str,
+        failures: Sequence[str] = (),
+        timed_out: Sequence[str] = (),
+    ):
         self.ended = list(ended)
         parts = [
             f"job {e.index} ({e.job_id}: {e.state}{', log ' + str(e.log) if e.log else ''})"
             for e in ended
         ]
-        parts += list(failures)
-        hint = ""
+        parts += [*timed_out, *failures]
         states = {e.state.split()[0] for e in ended}
-        if "TIMEOUT" in states:
+        hint = ""
+        if timed_out or "TIMEOUT" in states:
             hint = " (timed out after its resubmissions: raise hydra.launcher.timeout_min)"
         elif "OUT_OF_MEMORY" in states:
             hint = " (out of memory: raise hydra.launcher.mem_gb)"
-        n = len(ended) + len(failures)
         super().__init__(
-            f"{n} of {total} jobs did not finish{hint}: {'; '.join(parts)}. The finished runs are "
-            f"saved; rerun to resume: {resume}"
+            f"{len(parts)} of {total} jobs did not finish{hint}: {'; '.join(parts)}. The "
+            f"finished runs are saved; rerun to resume: {resume}"
         )
 
 
@@ -460,7 +466,9 @@ def wait(
         if open_:
             elapsed = time.monotonic() - started
             time.sleep(min(max_poll_s, poll_s + elapsed / 20))
-    results, failures = [], []
+    results: list[Any] = []
+    failures: list[str] = []
+    timed_out: list[str] = []
     for i, job in enumerate(jobs):
         if any(e.index == i for e in ended):
             results.append(None)
@@ -468,13 +476,17 @@ def wait(
         try:
             results.append(job.results()[0])
         except Exception as err:  # the job's function raised: report its last line
-            message = str(err).strip().splitlines()
-            lines = [ln for ln in message if ln.strip() and not ln.startswith("-")]
-            detail = lines[-2] if len(lines) >= 2 else (lines[-1] if lines else type(err).__name__)
-            failures.append(f"job {i} ({job.job_id}) raised: {detail.strip()}")
+            text = str(err)
+            if "timed-out too many times" in text:  # submitit gave up resubmitting
+                timed_out.append(f"job {i} ({job.job_id}: TIMEOUT)")
+            else:
+                lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+                lines = [ln for ln in lines if not ln.startswith("-")]
+                detail = lines[-2] if len(lines) >= 2 else (lines or [type(err).__name__])[-1]
+                failures.append(f"job {i} ({job.job_id}) raised: {detail.strip()}")
             results.append(None)
-    if ended or failures:
-        raise Unfinished(ended, len(jobs), resume, failures)
+    if ended or failures or timed_out:
+        raise Unfinished(ended, len(jobs), resume, failures, timed_out)
     return results
 
 

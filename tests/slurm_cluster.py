@@ -105,7 +105,9 @@ class LocalSlurm:
             "SlurmdUser=root",
             "AuthType=auth/munge",
             "CredType=cred/munge",
-            f"AuthInfo=socket={self.socket}",
+            # cred_expire: also how long a requeued job waits before it may start again (120 s
+            # by default)
+            f"AuthInfo=socket={self.socket},cred_expire=10",
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/affinity",
             "SelectType=select/cons_tres",

@@ -257,6 +257,35 @@ def test_cancelled_task_resumes_with_nothing_lost_or_duplicated(slurm, local_tab
     pd.testing.assert_frame_equal(table, local_table)
 
 
+def test_timed_out_shard_is_resubmitted_then_told_to_rerun(slurm, tmp_path):
+    """A shard that reaches its time limit is requeued (once here) and resumes; when the
+    resubmissions are used up, the submitter says so and prints the command to rerun."""
+    folder = tmp_path / "timeout"
+    proc = paradox(
+        slurm, "sweep", "-m", *SMALL_JOBS, "hydra.launcher.timeout_min=1",
+        "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=1",
+        "sweep=sobol_screen", "steps=300", "sweep.chunk_size=5", "sweep.num_shards=1",
+        "sweep.shard=0", f"hydra.sweep.dir={folder}", cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert "1 of 1 jobs did not finish (timed out after its resubmissions: raise " in message
+    assert "TIMEOUT" in message and "Traceback" not in proc.stderr
+    resume = message.split("rerun to resume: ")[1]
+    assert resume.startswith("paradox sweep -m hydra/launcher=slurm ")
+    assert "hydra.launcher.max_num_timeout=1" in resume
+    assert resume.endswith(f"hydra.sweep.dir={folder}")
+    logs = "".join(p.read_text() for p in (folder / ".submitit").glob("*/*_log.out"))
+    assert logs.count("Requeued job") == 1, logs
+    assert "timed-out too many times" in logs
+    assert logs.count("Loading pickle") == 2  # two attempts
+    done = subprocess.run(
+        [*PARADOX, "status", str(folder)], capture_output=True, text=True,
+        env=_env(slurm, tmp_path), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and int(done.stdout.splitlines()[1].split()[2]) > 0
+
+
 def test_detached_submission_prints_the_commands_and_status_follows_it(slurm, tmp_path):
     folder = tmp_path / "detached"
     tiny = ["sweep=paradox_curve", "steps=5", "model.n_adversaries=40", "model.n_labs=3"]
