@@ -34,6 +34,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from experiments import outputs
+from experiments.explorer import write_explorer
 from experiments.plot import Panel, note, plot_folder, window_text
 from sim import analysis as A
 from sim import market as M
@@ -649,6 +650,11 @@ def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
         "All outcomes are averages over the steps of a run after its burn-in (docs/ODD.md §4) "
         "unless said otherwise."
     )
+    explorer = write_explorer(out, folders)  # every sweep's design points, sliders over them
+    if explorer is not None:
+        link = f"[{explorer.name}]({explorer.name})"
+        sections += ["", f"Explore the sweeps interactively: {link} (one self-contained page; "
+                     "opens from this folder, no server needed)."]  # fmt: skip
     if warnings:
         sections += ["", "**Warnings**", "", *[f"- {w}" for w in warnings]]
     if "regime_map" in panels and "slopes" in panels["regime_map"].data:

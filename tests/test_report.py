@@ -505,3 +505,12 @@ def test_single_runs_are_read_with_their_batch_means_intervals():
     tex = R.scenario_latex(table, "1", 150, "over steps 51–150 (a burn-in of 50 steps left out)")
     assert "batch-means interval" in tex and "over steps 51--150" in tex
     assert "$1.500 \\pm 0.020$" in tex
+
+
+def test_report_writes_the_static_explorer(tiny_report):
+    _, out, _ = tiny_report
+    page = (out / "explorer.html").read_text()
+    assert "[explorer.html](explorer.html)" in (out / "report.md").read_text()
+    data = json.loads(re.search(r'id="explorer-data">(.*?)</script>', page, flags=re.S).group(1))
+    assert [p["name"] for p in data["parts"]] == list(R.PARTS)
+    assert not re.search(r"https?://", page.replace("http://www.w3.org/2000/svg", ""))
