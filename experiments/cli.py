@@ -52,6 +52,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "closed-form static game, paradox curve, q*, κ* and the mean-field ODE",
         "paradox theory scenario=contest_1v1 model.coupling=0.5",
     ),
+    "boundary": (
+        "experiments.boundary",
+        "the simulated paradox boundary κ*(top-lab reach) by bisection, against both theories",
+        "paradox boundary --zeta 0.5,1,1.5,2 --seeds 20",
+    ),
     "validate": (
         "experiments.validate",
         "the market theory against the simulation on random markets (table and figure)",
