@@ -26,7 +26,7 @@ import networkx as nx
 
 from sim import strategies
 from sim.config import CHANNELS, config_from_flat
-from sim.outcomes import OUTCOMES
+from sim.outcomes import OUTCOMES, reporter_name
 from sim.rules import GOLDEN
 
 K = len(CHANNELS)  # weights, prompt, output
@@ -492,7 +492,7 @@ class ReferenceModel(mesa.Model):
         self.labs.do("derive")
         self._record(initial=True)
         self.datacollector = mesa.DataCollector(
-            model_reporters={name: partial(_outcome, name) for name in OUTCOMES}
+            model_reporters={reporter_name(name): partial(_outcome, name) for name in OUTCOMES}
         )
         self.datacollector.collect(self)
 

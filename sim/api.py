@@ -10,7 +10,7 @@ import pandas as pd
 
 from sim.config import Config, check_run_settings
 from sim.model import AlignmentParadoxModel
-from sim.outcomes import OUTCOMES
+from sim.outcomes import OUTCOMES, reporter_name
 
 
 def simulate(
@@ -39,6 +39,7 @@ def simulate(
 def timeseries(model: AlignmentParadoxModel) -> pd.DataFrame:
     """One row per collected step: ``step`` then every outcome of :data:`sim.OUTCOMES`."""
     table = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    table = table.rename(columns={reporter_name(n): n for n in OUTCOMES})
     table.insert(0, "step", np.arange(len(table), dtype=np.int64))
     return table[["step", *OUTCOMES]]
 

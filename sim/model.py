@@ -25,7 +25,7 @@ from sim import rules, strategies
 from sim.agents import Adversary, Lab
 from sim.config import CHANNELS, Config, config_from_flat, validate
 from sim.network import Network, build_network
-from sim.outcomes import OUTCOMES
+from sim.outcomes import OUTCOMES, reporter_name
 
 #: Adversaries are evaluated side by side in blocks of this many when targets are chosen (the
 #: compiled kernel vectorises across them; its scratch memory is this many times 3 N values).
@@ -159,7 +159,7 @@ class AlignmentParadoxModel(mesa.Model):
                 Adversary: {"effort": "effort", "active": "active", "knowledge": "knowledge"},
             }
         self.datacollector = mesa.DataCollector(
-            model_reporters={name: partial(_read_outcome, name) for name in OUTCOMES},
+            model_reporters={reporter_name(n): partial(_read_outcome, n) for n in OUTCOMES},
             agenttype_reporters=agent_reporters,
         )
         self.datacollector.collect(self)

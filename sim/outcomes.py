@@ -50,6 +50,18 @@ BURN_IN_OUTCOME = "net_alignment"
 BURN_IN_RULES: tuple[str, ...] = ("auto", "set")
 
 
+#: Names under which Mesa's DataCollector reports outcomes that share a name with a model
+#: parameter: ``mesa.batch_run`` puts parameters and outcomes in one row, so an outcome called
+#: ``coupling`` would overwrite the ``coupling`` parameter. The project's own tables
+#: (:func:`sim.api.timeseries`, ``runs.parquet``) keep the outcome names of :data:`OUTCOMES`.
+REPORTER_NAMES: dict[str, str] = {"coupling": "coupling_current"}
+
+
+def reporter_name(outcome: str) -> str:
+    """The DataCollector's column for an outcome (:data:`REPORTER_NAMES`, else its own name)."""
+    return REPORTER_NAMES.get(outcome, outcome)
+
+
 def summarize(table: pd.DataFrame, burn_in: int | str = "auto") -> dict[str, Any]:
     """Every outcome's final value, time average after the burn-in and its standard error.
 

@@ -316,24 +316,20 @@ def test_compiled_contest_sums_match_marginal_return():
     np.testing.assert_array_equal(att["strength_sum"], strength.reshape(n, 3))
 
 
-def test_outcome_collector_records_what_mesa_would():
+def test_the_datacollector_records_every_outcome_at_every_step():
+    from sim.outcomes import OUTCOMES, reporter_name
+
     model = AlignmentParadoxModel(rng=0, **SMALL)
     for _ in range(3):
         model.step()
     table = model.datacollector.get_model_vars_dataframe()
-    assert list(table.columns) == list(sim_outcomes())
-    assert model.datacollector._collection_steps == [0, 1, 2, 3]
-    assert table.iloc[-1].to_dict() == model.outcomes
+    assert list(table.columns) == [reporter_name(n) for n in OUTCOMES] and len(table) == 4
+    last = table.iloc[-1].to_dict()
+    assert {n: last[reporter_name(n)] for n in OUTCOMES} == model.outcomes
     per_agent = AlignmentParadoxModel(rng=0, collect_agents=True, **SMALL)
     for _ in range(3):
         per_agent.step()
     pd.testing.assert_frame_equal(per_agent.datacollector.get_model_vars_dataframe(), table)
-
-
-def sim_outcomes():
-    from sim.outcomes import OUTCOMES
-
-    return OUTCOMES
 
 
 # ------------------------------------------------------------------ networks

@@ -14,6 +14,7 @@ from sim.agents import Adversary, Lab
 from sim.api import simulate, timeseries
 from sim.config import ADVERSARY_RULES, LAB_RULES
 from sim.model import AlignmentParadoxModel
+from sim.outcomes import reporter_name
 from sim.rules import lab_objective
 
 from .conftest import SMALL
@@ -300,8 +301,38 @@ def test_batch_run_drives_the_model():
     )
     frame = pd.DataFrame(results)
     assert len(frame) == 4
-    assert set(sim.OUTCOMES) <= set(frame.columns)
+    assert {reporter_name(n) for n in sim.OUTCOMES} <= set(frame.columns)
     assert (frame.loc[frame["coupling"] == 0.0, "paradox_index"] == 0).all()
+
+
+def test_batch_run_keeps_every_parameter_column_under_decoupling():
+    """No reporter shares a name with a parameter, so batch_run's rows keep the coupling the
+    run was given even while decoupling R&D lowers the current coupling (issue 18, item 6)."""
+    from sim.config import flat_keys
+
+    clash = {reporter_name(n) for n in sim.OUTCOMES} & {*flat_keys(), "coupling"}
+    assert clash == set()
+    results = mesa.batch_run(
+        AlignmentParadoxModel,
+        parameters={
+            "coupling": [0.4, 0.8],
+            "n_labs": 4,
+            "n_adversaries": 60,
+            "decoupling_share": 0.3,
+        },
+        rng=[1, 2],
+        max_steps=4,
+        number_processes=1,
+        data_collection_period=1,
+        display_progress=False,
+    )
+    frame = pd.DataFrame(results)
+    assert sorted(frame["coupling"].unique()) == [0.4, 0.8]
+    later = frame[frame["Step"] > 0]
+    assert (later["coupling_current"] < later["coupling"]).all()
+    # the project's own tables keep the outcome's name
+    table = timeseries(simulate(steps=3, seed=1, n_labs=4, n_adversaries=60, decoupling_share=0.3))
+    assert "coupling" in table and "coupling_current" not in table
 
 
 def test_run_model_is_a_plain_function():

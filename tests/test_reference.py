@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.reference import ReferenceModel
 from sim.api import simulate, timeseries
-from sim.outcomes import OUTCOMES
+from sim.outcomes import OUTCOMES, reporter_name
 
 
 def test_reference_runs_reports_every_outcome_and_drives_batch_run():
@@ -18,7 +18,7 @@ def test_reference_runs_reports_every_outcome_and_drives_batch_run():
     for _ in range(3):
         model.step()
     table = model.datacollector.get_model_vars_dataframe()
-    assert list(table.columns) == list(OUTCOMES) and len(table) == 4
+    assert list(table.columns) == [reporter_name(n) for n in OUTCOMES] and len(table) == 4
     assert np.isfinite(table.to_numpy(dtype=float)).all()
     rows = pd.DataFrame(
         mesa.batch_run(
