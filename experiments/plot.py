@@ -13,9 +13,11 @@ a caption ``.txt`` each), then prints that folder last:
 - a ``sobol_indices.csv`` (``paradox sensitivity``): Sobol' index bars for the headline outcomes.
 
 A folder holding such folders at any depth (a ``paradox report`` folder, whose runs are in
-``sweeps/<part>/``) is plotted part by part. The mean-field overlays are written beside the runs
-as ``meanfield_curve.csv`` and ``meanfield_threshold.csv``, each with a ``.key`` fingerprint of
-the configuration and grid, and reused on the next call only when that still matches.
+``sweeps/<part>/``) is plotted part by part. The theory overlays are written beside the figures
+(never into the input folder, which may be read-only or archived) as ``market_curve.csv``,
+``meanfield_curve.csv``, ``market_threshold.csv`` or ``meanfield_threshold.csv``, each with a
+``.key`` fingerprint of the configuration and grid, and reused on the next call only when that
+still matches.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ def _cached(path: Path, key: dict, make: Callable[[], pd.DataFrame]) -> pd.DataF
     if path.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint:
         return pd.read_csv(path)
     table = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(path)
@@ -239,7 +242,7 @@ def plot_scenarios(ts: pd.DataFrame, out: Path) -> list[Panel]:
 
 
 def _overlay(
-    folder: Path,
+    cache: Path,
     name: str,
     key: dict,
     market: Callable[[], pd.DataFrame],
@@ -252,12 +255,12 @@ def _overlay(
     the table and the theory's name."""
     reasons = M.coverage(base) if applies else ["the sweep's levels are not the theory's"]
     if not reasons:
-        return _cached(folder / f"market_{name}.csv", {**key, "overlay": "market"}, market), (
+        return _cached(cache / f"market_{name}.csv", {**key, "overlay": "market"}, market), (
             "market theory"
         )
     note("market theory does not cover this configuration (" + "; ".join(reasons)
          + "): drawing the mean field")  # fmt: skip
-    return _cached(folder / f"meanfield_{name}.csv", key, meanfield), "mean field"
+    return _cached(cache / f"meanfield_{name}.csv", key, meanfield), "mean field"
 
 
 def _unconverged(theory: pd.DataFrame) -> str:
@@ -279,7 +282,7 @@ def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> list[Pane
     key = {"config": to_flat(base), "couplings": couplings, "qs": qs, "steps": steps,
            "burn_in": burn_in}  # fmt: skip
     theory, theory_name = _overlay(
-        folder, "curve", key,
+        out, "curve", key,
         lambda: M.market_curves(base, couplings, qs, start=burn_in + 1, progress=note),
         lambda: A.meanfield_curves(base, couplings, qs, steps, burn_in=burn_in, progress=note),
         base,
@@ -340,7 +343,7 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
            "steps": steps, "burn_in": burn_in}  # fmt: skip
     market_ok = (q_lo, q_hi) == M.SECANT and strength.startswith("model.")
     boundary, theory_name = _overlay(
-        folder, "threshold", key,
+        out, "threshold", key,
         lambda: M.market_threshold(base, strength, levels, draws=2, start=burn_in + 1, scan=5,
                                    tol=1 / 32, progress=note),
         lambda: A.meanfield_threshold(base, strength, levels, q_lo, q_hi, steps,

@@ -514,3 +514,17 @@ def test_report_writes_the_static_explorer(tiny_report):
     data = json.loads(re.search(r'id="explorer-data">(.*?)</script>', page, flags=re.S).group(1))
     assert [p["name"] for p in data["parts"]] == list(R.PARTS)
     assert not re.search(r"https?://", page.replace("http://www.w3.org/2000/svg", ""))
+
+
+def test_plot_writes_nothing_into_the_folder_it_reads(tiny_report, tmp_path):
+    """Archived or read-only results plot: the theory overlay's cache goes under --out
+    (issue 18, item 15)."""
+    cwd, out, _ = tiny_report
+    folder = tmp_path / "archived"
+    shutil.copytree(out / "sweeps" / "paradox_curve", folder)
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    proc = paradox("plot", str(folder), "--out", str(tmp_path / "figs"), cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert (tmp_path / "figs" / "paradox_curve.png").exists()
+    assert list((tmp_path / "figs").glob("*_curve.csv"))  # the overlay, cached beside them
