@@ -61,6 +61,7 @@ lock:
 	/tmp/paradox-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,launchers,discovery,viz]'
 	( echo '# Exact versions used by `make` (pip install -c requirements.lock). Regenerate with `make lock`.'; \
 	  /tmp/paradox-lock/bin/python -m pip freeze --exclude-editable | grep -v -i '^alignment-paradox-sim' ) > requirements.lock
+	rm -rf build  # left by the non-editable install above
 
 # System packages some features need: Debian's chromium and chromium-driver (browser tests of
 # the app) and slurm-wlm and munge (the single-node SLURM test). Installed through apt when this

@@ -19,7 +19,8 @@
 It writes ``benchmarks/results.json`` and the generated block of ``benchmarks/README.md``. Times
 are medians over repeats; ratios compare numbers measured in the same run. No result is ever
 written by hand: every number in the table comes from the JSON this script just wrote.
-``--quick`` runs a much smaller version (a smoke test, not a measurement).
+``--quick`` runs a much smaller version (a smoke test, not a measurement); it writes
+``results/bench/quick.json`` and leaves the tracked results and README alone.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results.json"
 README = HERE / "README.md"
+#: Where a --quick smoke run writes (git-ignored), unless --output says otherwise.
+QUICK_RESULTS = HERE.parent / "results" / "bench" / "quick.json"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 #: The design of the sweep benchmark: conf/sweep/alignment_share_curve.yaml (labs hold their
@@ -642,7 +645,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", default="single,profile,scale,sweep,machine", help="comma-separated parts"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="results JSON path (default: benchmarks/results.json; with --quick, "
+        "results/bench/quick.json, so a smoke run never replaces the measurements)",
+    )
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
@@ -681,9 +690,11 @@ def main(argv: list[str] | None = None) -> None:
         res["sweep"] = (bench_sweep(1, 5, [0.0], rounds=1) if q else
                         bench_sweep(REPLICATES, 200, [0.0, 0.5]))  # fmt: skip
     res["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    args.output.write_text(json.dumps(res, indent=1) + "\n")
-    log(f"wrote {args.output}")
-    if not args.no_readme:
+    output = args.output or (QUICK_RESULTS if q else RESULTS)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(res, indent=1) + "\n")
+    log(f"wrote {output}")
+    if not (args.no_readme or q):  # the README shows full measurements only
         write_readme(res)
         log(f"wrote {README}")
     print(render(res))

@@ -24,3 +24,19 @@ def test_bench_quick_writes_results(tmp_path):
     assert {"single", "profile", "scale", "sweep", "machine_scaling"} <= set(res)
     assert res["quick"] is True
     assert res["single"]["ratio"] > 0 and res["scale"]["rows"]
+
+
+def test_a_quick_run_leaves_the_tracked_measurements_alone():
+    """--quick without --output writes results/bench/quick.json, not the tracked results.json
+    and README (issue 18, item 17)."""
+    tracked = [REPO / "benchmarks" / "README.md", REPO / "benchmarks" / "results.json"]
+    before = [p.read_bytes() for p in tracked]
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--quick", "--only", "single"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert [p.read_bytes() for p in tracked] == before
+    assert json.loads((REPO / "results" / "bench" / "quick.json").read_text())["quick"] is True
