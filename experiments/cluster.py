@@ -23,6 +23,7 @@ hydra-submitit-launcher's) calls into this module, which needs neither Hydra nor
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -86,6 +87,9 @@ NEVER_RUNS = {
     "AssocMaxWallDurationPerJobLimit",
 }
 COMMANDS = ("sbatch", "sinfo", "squeue", "scancel")
+# slurmctld checks time limits every 30 s, so the warning (SIGUSR2 signal_delay_s before the
+# limit) can come 30 s early; 15 s more leaves a task time to start and install its handler.
+SIGNAL_SLACK_S = 45
 
 
 class ClusterError(RuntimeError):
@@ -198,6 +202,16 @@ def check_request(params: Mapping[str, Any], found: Sequence[Node]) -> None:
             f"hydra.launcher.mem_gb={min(int(float(mem_gb or fit_mem)), fit_mem)}"
         )
     timeout = params.get("timeout_min")
+    delay = params.get("signal_delay_s")
+    if timeout and delay is not None and float(timeout) * 60 < float(delay) + SIGNAL_SLACK_S:
+        # slurmctld checks time limits every 30 s and may warn that much early: the warning
+        # could reach a task before submitit's handler is installed and kill it (FAILED).
+        raise ClusterError(
+            f"hydra.launcher.timeout_min={timeout} leaves no room for the time-limit warning "
+            f"(hydra.launcher.signal_delay_s={delay}, which SLURM may send up to 30 s early): "
+            f"make timeout_min x 60 at least signal_delay_s + {SIGNAL_SLACK_S}, e.g. "
+            f"hydra.launcher.timeout_min={math.ceil((float(delay) + SIGNAL_SLACK_S) / 60)}"
+        )
     longest = max(n.time_limit_min for n in candidates)
     if timeout and float(timeout) > longest:
         raise ClusterError(

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim import interrupts
 from sim.config import Config, check_run_settings
 from sim.model import AlignmentParadoxModel
 from sim.outcomes import OUTCOMES, reporter_name
@@ -28,11 +29,14 @@ def simulate(
     ``steps`` and ``seed`` are checked like the config keys (``ParameterError``).
     """
     steps, seed = check_run_settings(steps, seed)
-    model = AlignmentParadoxModel(rng=seed, config=config, **params)
-    for done in range(1, steps + 1):
-        model.step()
-        if progress is not None:
-            progress(done)
+    # Signals (Ctrl-C, SIGTERM, SLURM's) act between steps, never inside a compiled kernel.
+    with interrupts.deferred():
+        model = AlignmentParadoxModel(rng=seed, config=config, **params)
+        for done in range(1, steps + 1):
+            model.step()
+            interrupts.checkpoint()
+            if progress is not None:
+                progress(done)
     return model
 
 

@@ -43,6 +43,20 @@ def test_request_that_fits_no_node_names_request_and_largest_node():
         cluster.check_request({"cpus_per_task": 4, "tasks_per_node": 4}, NODES)
 
 
+def test_a_time_limit_too_short_for_its_warning_signal_is_refused():
+    """slurmctld may send the warning 30 s early; a task signalled before submitit installs its
+    handler dies (FAILED) instead of being resubmitted, as a 1-minute test job once did."""
+    with pytest.raises(cluster.ClusterError) as err:
+        cluster.check_request({"timeout_min": 1, "signal_delay_s": 30}, NODES)
+    assert str(err.value) == (
+        "hydra.launcher.timeout_min=1 leaves no room for the time-limit warning "
+        "(hydra.launcher.signal_delay_s=30, which SLURM may send up to 30 s early): make "
+        "timeout_min x 60 at least signal_delay_s + 45, e.g. hydra.launcher.timeout_min=2"
+    )
+    cluster.check_request({"timeout_min": 2, "signal_delay_s": 75}, NODES)  # 120 = 75 + 45
+    cluster.check_request({"timeout_min": 120, "signal_delay_s": 120}, NODES)  # the defaults
+
+
 def test_sinfo_output_and_time_limits_are_parsed():
     out = "n1|n1|32|191000|batch*|2-00:00:00\nn2|10.1.1.2|64|512000+|big|infinite\n"
 

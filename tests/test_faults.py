@@ -376,6 +376,32 @@ def test_sigterm_saves_the_finished_runs_and_says_how_to_resume(tmp_path):
         _stop_all(proc, family)
 
 
+def test_slurm_warning_signals_leave_the_workers_to_the_sweep(tmp_path):
+    """SLURM sends its time-limit warning (SIGUSR2 under submitit) to every process of the
+    job; a worker used to die of it, so the sweep reported a dead worker instead."""
+    import signal
+    import time
+
+    out = tmp_path / "sweep"
+    proc, _ = _start_long_sweep(tmp_path, out)
+    family = _descendants(proc.pid)
+    try:
+        tree = _children()
+        server = [p for p in tree.get(proc.pid, []) if "forkserver" in _cmdline(p)]
+        workers = {p for s in server for p in tree.get(s, [])}  # forked by the fork server
+        assert len(workers) == 2, [_cmdline(p)[:80] for p in family]
+        for pid in workers:
+            os.kill(pid, signal.SIGUSR2)
+            os.kill(pid, signal.SIGUSR1)
+        time.sleep(2)
+        assert _alive(workers) == workers and proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 143 and "worker process died" not in stderr, stderr
+    finally:
+        _stop_all(proc, family)
+
+
 def test_workers_die_with_a_killed_sweep(tmp_path):
     import signal
 

@@ -259,12 +259,18 @@ def test_cancelled_task_resumes_with_nothing_lost_or_duplicated(slurm, local_tab
 
 def test_timed_out_shard_is_resubmitted_then_told_to_rerun(slurm, tmp_path):
     """A shard that reaches its time limit is requeued (once here) and resumes; when the
-    resubmissions are used up, the submitter says so and prints the command to rerun."""
+    resubmissions are used up, the submitter says so and prints the command to rerun.
+
+    slurmctld checks time limits every 30 s and sends the warning once the time left is below
+    signal_delay_s + 30 s: with a 2-minute limit and a 75 s delay, 15 to 45 s after a start, so
+    never before submitit has installed its handler (a 1-minute limit with a 30 s delay could
+    signal a task in its first second and kill it outright). The work (416 runs of 1,000 steps
+    on one core) outlasts both attempts."""
     folder = tmp_path / "timeout"
     proc = paradox(
-        slurm, "sweep", "-m", *SMALL_JOBS, "hydra.launcher.timeout_min=1",
-        "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=1",
-        "sweep=sobol_screen", "steps=300", "sweep.chunk_size=5", "sweep.num_shards=1",
+        slurm, "sweep", "-m", *SMALL_JOBS, "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=75", "hydra.launcher.max_num_timeout=1",
+        "sweep=sobol_screen", "steps=1000", "sweep.chunk_size=5", "sweep.num_shards=1",
         "sweep.shard=0", f"hydra.sweep.dir={folder}", cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
@@ -284,6 +290,8 @@ def test_timed_out_shard_is_resubmitted_then_told_to_rerun(slurm, tmp_path):
         env=_env(slurm, tmp_path), timeout=120,
     )  # fmt: skip
     assert done.returncode == 1 and int(done.stdout.splitlines()[1].split()[2]) > 0
+    # the signal that stopped each attempt did not make the run under way a failed run
+    assert int(done.stdout.splitlines()[1].split()[3]) == 0, done.stdout
 
 
 def test_detached_submission_prints_the_commands_and_status_follows_it(slurm, tmp_path):

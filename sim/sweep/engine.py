@@ -5,7 +5,9 @@ streams finished runs to atomically written part files, and finally merges the p
 sorted ``runs.parquet`` (and ``timeseries.parquet`` on request) block by block, so neither the
 runs nor their tables are ever all in memory. Rerunning it on the same folder skips every run
 already on disk (resume after a crash or ``SIGKILL``). A run that raises is recorded with status
-``failed`` and its error message. This module does not import Hydra.
+``failed`` and its error message; an exception a signal handler raised during a run (Ctrl-C,
+SIGTERM, submitit's time-limit handler on SLURM's SIGUSR2) is not the run's failure and stops
+the sweep instead (:mod:`sim.interrupts`). This module does not import Hydra.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +28,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from sim import interrupts
 from sim.config import Config, validate
 from sim.outcomes import OUTCOMES, summarize
 from sim.sweep.design import Design
@@ -70,6 +74,7 @@ class Task:
 
 def execute(task: Task) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """Run one task; a run that raises becomes a row with status ``failed`` and its error."""
+    interrupts.checkpoint()  # a signal received between runs stops the sweep here
     cfg = task.config
     row: dict[str, Any] = {
         "run_id": task.run_id,
@@ -83,6 +88,9 @@ def execute(task: Task) -> tuple[dict[str, Any], pd.DataFrame | None]:
         table = task.runner(cfg)
         row.update(outcome_row(summarize(table, cfg.burn_in)), status="ok", error=None)
     except Exception as err:
+        interruption = interrupts.raised_by_signal(err)
+        if interruption is not None:  # the process is being stopped, the run did not fail
+            raise interruption from None
         message = " ".join(str(err).split()) or "(no message)"
         row.update(outcome_row(None), status="failed", error=f"{type(err).__name__}: {message}")
         return row, None
@@ -91,6 +99,18 @@ def execute(task: Task) -> tuple[dict[str, Any], pd.DataFrame | None]:
     table = table[["step", *OUTCOMES]].copy()
     table.insert(0, "run_id", task.run_id)
     return row, table
+
+
+def _worker_start(pid: int) -> None:
+    """Worker initializer: leave SLURM's warning signals to the sweep, let the remaining
+    handlers (Ctrl-C) act between steps (:mod:`sim.interrupts`), end with the sweep."""
+    for name in ("SIGUSR1", "SIGUSR2"):
+        if hasattr(signal, name):
+            # SLURM signals every process of the job step; a worker's default action would be
+            # to die, and the sweep would report a dead worker instead of its time limit.
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    interrupts.queue_handlers()  # for the life of the worker: signals act between steps
+    die_with(pid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,11 +206,12 @@ def _run_sweep(design: Design, folder: Path, runner: Runner, flush_seconds: floa
     )
     try:
         if workers == 1:
-            for task in tasks:
-                writer.add(*execute(task))
-                bar.update()
-                if writer.due(flush_seconds):
-                    writer.flush()
+            with interrupts.deferred():
+                for task in tasks:
+                    writer.add(*execute(task))
+                    bar.update()
+                    if writer.due(flush_seconds):
+                        writer.flush()
         else:
             _run_pool(tasks, writer, bar, workers, flush_seconds)
     finally:
@@ -257,13 +278,13 @@ def _run_pool(
     ctx = _pool_context()
     with _standard_start_method(ctx.get_start_method()):
         pool = ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=die_with, initargs=(os.getpid(),)
+            workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(),)
         )
         _pool_loop(pool, 4 * workers, tasks, writer, bar, flush_seconds)
 
 
 def die_with(pid: int) -> None:
-    """Worker initializer: end this process as soon as process ``pid`` (the sweep) ends.
+    """End this worker as soon as process ``pid`` (the sweep) ends.
 
     A worker's parent is the fork server, not the sweep, so a parent-death signal would not
     fire when the sweep is killed (``kill -9``, an out-of-memory kill): the workers, and the fork
