@@ -28,7 +28,15 @@ CHANNELS: tuple[str, ...] = ("weights", "prompt", "output")
 ADVERSARY_RULES: tuple[str, ...] = tuple(ADVERSARY_STRATEGIES)
 LAB_RULES: tuple[str, ...] = tuple(LAB_STRATEGIES)
 TOPOLOGIES: tuple[str, ...] = ("watts_strogatz", "barabasi_albert", "erdos_renyi", "none")
-OPEN_SELECTIONS: tuple[str, ...] = ("random", "largest", "smallest")
+#: Which labs publish open weights; the last two are the strata of ``random`` by the largest
+#: lab's access that blocked sweep replicates use (sim.rules.open_weights).
+OPEN_SELECTIONS: tuple[str, ...] = (
+    "random",
+    "largest",
+    "smallest",
+    "random_top_open",
+    "random_top_closed",
+)
 PRIZE_CONGESTION: tuple[str, ...] = ("none", "linear")
 
 
@@ -335,7 +343,8 @@ class PolicyConfig:
     open_weights_selection: str = param(
         "random",
         choices=OPEN_SELECTIONS,
-        doc="which labs release open weights: at random, the largest or the smallest by reach",
+        doc="which labs release open weights: at random, the largest or the smallest by reach, "
+        "or at random with the largest lab open (random_top_open) or closed (random_top_closed)",
     )
     leak_probability: float = param(
         0.001,
@@ -660,6 +669,17 @@ def _check_lab(lab: LabLearningConfig, p: str) -> None:
 
 
 def _check_combined(cfg: Config) -> None:
+    selection, share = cfg.policy.open_weights_selection, cfg.policy.open_weights_share
+    if selection in ("random_top_open", "random_top_closed"):
+        n_open = round(share * cfg.model.n_labs)
+        if not 0 < n_open < cfg.model.n_labs:
+            raise ParameterError(
+                "policy.open_weights_selection",
+                selection,
+                f"random, largest or smallest when round(policy.open_weights_share x "
+                f"model.n_labs) = {n_open} labs are open (the strata need some open and some "
+                "closed)",
+            )
     if cfg.learning.adversary.rule == "imitation" and cfg.model.network.topology == "none":
         raise ParameterError(
             "model.network.topology",

@@ -918,7 +918,8 @@ def structures_for(
     over the same draws (common random numbers, as the sweeps do).
     """
     stop = cfg.steps if stop is None else stop
-    chance = cfg.policy.open_weights_selection == "random" or cfg.policy.leak_probability > 0
+    chance = cfg.policy.open_weights_selection.startswith("random")
+    chance = chance or cfg.policy.leak_probability > 0
     rng = np.random.default_rng([cfg.seed, 2024])
     return theory.draw_structures(rng, draws if chance else 1, start, stop)
 

@@ -373,21 +373,46 @@ def open_weights(
 
     round(share · n) labs: the largest (``largest``), the smallest (``smallest``), or a uniform
     random set drawn with ``rng`` (``random``; with ``rng=None`` the expected indicator
-    ``n_open / n`` per lab is returned instead, as floats).
+    ``n_open / n`` per lab is returned instead, as floats). ``random_top_open`` and
+    ``random_top_closed`` are the two strata of ``random`` by the largest lab's access: it is
+    open (closed) and the other open labs are a uniform random set of the rest. Blocked sweep
+    replicates use them in the proportion n_open / n (ODD §7.1, docs/sweeps.md).
     """
     n_open = round(share * n)
+    out = np.zeros(n, dtype=bool)
     if selection == "largest":
-        out = np.zeros(n, dtype=bool)
         out[:n_open] = True
     elif selection == "smallest":
-        out = np.zeros(n, dtype=bool)
         out[n - n_open :] = True
     elif rng is None:
-        return np.full(n, n_open / n)
-    else:
-        out = np.zeros(n, dtype=bool)
+        if selection == "random":
+            return np.full(n, n_open / n)
+        top = selection == "random_top_open"
+        rest = (n_open - top) / (n - 1) if n > 1 else 0.0
+        return np.array([float(top)] + [rest] * (n - 1))
+    elif selection == "random":
         out[rng.choice(n, size=n_open, replace=False)] = True
+    else:
+        top = selection == "random_top_open"
+        if not 0 <= n_open - top <= n - 1:
+            raise ValueError(f"{selection} needs 0 < round(share x n) < n (n={n}, share={share})")
+        out[0] = top
+        out[1 + rng.choice(n - 1, size=n_open - top, replace=False)] = True
     return out
+
+
+def top_lab_open(replicate: int, n: int, share: float) -> bool | None:
+    """Whether replicate ``replicate`` of a blocked sweep has the largest lab open.
+
+    Replicate r is in the top-open stratum when ⌊(r+1)·k/n⌋ − ⌊r·k/n⌋ = 1, k = round(share·n):
+    every run of consecutive replicates holds the stratum in proportion k/n to within one run,
+    as an unblocked random draw does only on average. None where there is nothing to block
+    (no lab open, or every lab open).
+    """
+    k = round(share * n)
+    if not 0 < k < n:
+        return None
+    return (replicate + 1) * k // n - replicate * k // n == 1
 
 
 def lognormal(rng: np.random.Generator, n: int, mean: float, sd_log: float) -> Array:

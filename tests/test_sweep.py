@@ -23,7 +23,7 @@ from SALib.sample import sobol as salib_sobol
 from experiments.collect import collect
 from experiments.run import run as run_one
 from experiments.sweep import PRIMARY, register, to_design
-from sim.config import Config, ParameterError
+from sim.config import Config, ParameterError, validate
 from sim.outcomes import OUTCOMES
 from sim.stats import batch_means_se
 from sim.sweep import (
@@ -690,3 +690,60 @@ def test_memory_of_a_real_sweep_stays_flat_as_it_grows_tenfold(tmp_path):
     # Keeping 9000 more result rows as Python dicts would take well over 100 MiB; the heaps of
     # the processes settle within ~10 to 30 MiB of their start whatever the number of runs.
     assert large - small < 50 * 1024, (small, large)
+
+
+# -- replicates blocked on the largest lab's open weights (issue 14 §3) ------------------------
+
+
+@pytest.mark.parametrize(("n", "share"), [(20, 0.3), (8, 0.3), (5, 0.5), (7, 0.9)])
+def test_blocked_strata_hold_the_open_share_in_every_prefix(n, share):
+    from sim.rules import top_lab_open
+
+    k = round(share * n)
+    flags = [top_lab_open(r, n, share) for r in range(60)]
+    for replicates in range(1, 61):
+        assert sum(flags[:replicates]) == replicates * k // n  # within one run of R k / n
+    assert top_lab_open(0, 10, 0.0) is None and top_lab_open(3, 10, 1.0) is None
+
+
+def test_stratified_open_weights_fix_the_top_lab_and_keep_the_count():
+    from sim.rules import open_weights
+
+    rng = np.random.default_rng(5)
+    others = np.zeros(9)
+    for _ in range(400):
+        top = open_weights(10, 0.3, "random_top_open", rng)
+        closed = open_weights(10, 0.3, "random_top_closed", rng)
+        assert top.sum() == closed.sum() == 3 and top[0] and not closed[0]
+        others += top[1:]
+    # the other open labs are uniform over the rest: 2 of 9 each time
+    assert np.allclose(others / 400, 2 / 9, atol=0.07)
+    expected = open_weights(10, 0.3, "random_top_open", None)
+    assert expected[0] == 1.0 and np.allclose(expected[1:], 2 / 9)
+
+
+def test_sweep_replicates_are_blocked_on_the_top_labs_access():
+    base = tiny_base()
+    base.model.n_labs, base.policy.open_weights_share = 10, 0.3
+    spec = small_spec(replicates=10, levers=[], uncertainties=[Factor(key="model.coupling",
+                      levels=[0.0, 1.0])])  # fmt: skip
+    design = Design(spec, base)
+    strata = [design.config(rid).policy.open_weights_selection for rid in range(design.n_runs)]
+    per_point = [strata[:10], strata[10:]]
+    assert per_point[0] == per_point[1]  # paired: the same stratum for a replicate at each point
+    assert per_point[0].count("random_top_open") == 3 and set(per_point[0]) == {
+        "random_top_open", "random_top_closed"
+    }  # fmt: skip
+    unblocked = Design(SweepSpec(**{**spec.__dict__, "block_open_weights": False}), base)
+    assert {unblocked.config(r).policy.open_weights_selection for r in range(20)} == {"random"}
+    base.policy.open_weights_selection = "largest"
+    assert {Design(spec, base).config(r).policy.open_weights_selection for r in range(20)} == {
+        "largest"
+    }
+
+
+def test_a_stratum_needs_open_and_closed_labs():
+    cfg = tiny_base()
+    cfg.policy.open_weights_selection, cfg.policy.open_weights_share = "random_top_open", 0.0
+    with pytest.raises(ParameterError, match=r"policy\.open_weights_selection"):
+        validate(cfg)

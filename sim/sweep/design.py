@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from sim.config import Config, ParameterError, iter_fields, validate
+from sim.rules import top_lab_open
 from sim.sweep.spec import DESIGN_FIELDS, SweepSpec, check_spec
 
 # --------------------------------------------------------------------------------------------
@@ -194,6 +195,12 @@ class Design:
         for key, value in values.items():
             _set(cfg, key, value)
         cfg.seed = self.seed(point_id, replicate)
+        if self.spec.block_open_weights and cfg.policy.open_weights_selection == "random":
+            top_open = top_lab_open(replicate, cfg.model.n_labs, cfg.policy.open_weights_share)
+            if top_open is not None:  # some labs open and some closed: a stratum per replicate
+                cfg.policy.open_weights_selection = (
+                    "random_top_open" if top_open else "random_top_closed"
+                )
         return cfg
 
     def shard_range(self, shard: int | None = None, num_shards: int | None = None) -> range:

@@ -49,6 +49,7 @@ class SweepSpec:
     samples: int = 16  # lhs: points; sobol: base size N (power of 2); morris: trajectories
     replicates: int = 1  # runs per design point, each with its own seed
     seeding: str = "common"  # one of SEEDINGS
+    block_open_weights: bool = True  # replicates stratified on the largest lab's open weights
     uncertainties: list[Factor] = field(default_factory=list)
     levers: list[Factor] = field(default_factory=list)
     second_order: bool = False  # sobol: also the points for second-order indices
@@ -68,6 +69,7 @@ DESIGN_FIELDS: tuple[str, ...] = (
     "samples",
     "replicates",
     "seeding",
+    "block_open_weights",
     "uncertainties",
     "levers",
     "second_order",
