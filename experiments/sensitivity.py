@@ -204,6 +204,8 @@ def analyse_folder(
     written = _write_tables(folder, analysis, None)
     found = scenario_discovery(design, analysis.points, spec.prim) if run_discovery else None
     note = discovery_note if found is None else found.note
+    if found is not None and found.warning:
+        print(f"{APP}: warning: {found.warning}", file=sys.stderr, flush=True)
     report = Report(folder, result, analysis, found, note)
     report.files += written
     if found is not None:
@@ -401,7 +403,11 @@ def summary(design: Design, spec: SensitivitySpec, report: Report) -> dict[str, 
                 },
             })  # fmt: skip
         out["discovery"].update(
-            rule=found.rule, points=found.n_points, of_interest=found.n_interest, boxes=boxes
+            rule=found.rule,
+            points=found.n_points,
+            of_interest=found.n_interest,
+            boxes=boxes,
+            warning=found.warning,
         )
     return out
 

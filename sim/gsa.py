@@ -69,6 +69,10 @@ BOX_COLUMNS = (
 TRAJECTORY_COLUMNS = (
     "box", "step", "coverage", "density", "mass", "n", "n_interest", "res_dim", "selected",
 )  # fmt: skip
+#: A PRIM box describes where a condition holds only if most of its points satisfy it ...
+MEANINGFUL_DENSITY = 0.5
+#: ... more of them than in the whole sample, and the sample holds enough points of interest.
+MIN_POINTS_OF_INTEREST = 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -692,6 +696,7 @@ class Discovery:
     boxes: pd.DataFrame
     trajectory: pd.DataFrame
     note: str | None = None  # why there are no boxes
+    warning: str | None = None  # why the first box says little (see box_warning)
 
 
 def condition(values: np.ndarray, prim: PrimSpec) -> np.ndarray:
@@ -728,4 +733,42 @@ def scenario_discovery(design: Design, points: Points, prim: PrimSpec) -> Discov
     found = Discovery(rule, n, k, boxes, trajectory)
     if boxes.empty:
         found.note = f"scenario discovery: PRIM found no box for {rule} that restricts a parameter"
+    found.warning = box_warning(found)
     return found
+
+
+def box_warning(found: Discovery) -> str | None:
+    """One line saying why the first PRIM box does not describe where the rule holds, or None.
+
+    A box is meaningless when fewer than half of its points satisfy the rule (density below
+    :data:`MEANINGFUL_DENSITY`: it mostly holds points where the rule fails), when its density
+    is no higher than the share of all points that satisfy it (the base rate), or when the
+    sample holds fewer than :data:`MIN_POINTS_OF_INTEREST` such points (too few to bound).
+    """
+    if found.boxes.empty or found.n_points == 0:
+        return None
+    first = found.boxes[found.boxes["box"] == found.boxes["box"].min()].iloc[0]
+    density, n = float(first["density"]), int(first["n"])
+    base = found.n_interest / found.n_points
+    reasons = []
+    if density <= base:
+        reasons.append(
+            f"its density {density:.3f} is no higher than the share of all points that satisfy "
+            f"the rule ({base:.3f})"
+        )
+    elif density < MEANINGFUL_DENSITY:
+        reasons.append(
+            f"density {density:.3f}: most of its {n} points do not satisfy the rule (base rate "
+            f"{base:.3f})"
+        )
+    if found.n_interest < MIN_POINTS_OF_INTEREST:
+        reasons.append(
+            f"the sample holds {found.n_interest} point(s) of interest, fewer than "
+            f"{MIN_POINTS_OF_INTEREST}"
+        )
+    if not reasons:
+        return None
+    return (
+        f"PRIM box 1 for {found.rule} is not meaningful: {'; '.join(reasons)}; try another "
+        "threshold or a larger sample (sweep.samples)"
+    )

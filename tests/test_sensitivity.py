@@ -451,6 +451,36 @@ def test_morris_and_prim_figures_render(tmp_path):
     assert F.outcome_label("final_harm_total") == "total harm per step (final step)"
 
 
+def scattered_runner(cfg: Config) -> pd.DataFrame:
+    """A paradox index above 0.5 at a few points scattered over the space, in no box."""
+    k, p = cfg.model.coupling, cfg.policy.publication_rate
+    return _table(paradox_index=float((k * 7919 + p * 104729) % 1.0 < 0.03))
+
+
+def test_a_meaningless_prim_box_is_warned_on_stderr(tmp_path, capsys):
+    spec = SensitivitySpec(outcomes=["mean_paradox_index"], figures=[],
+                           prim=PrimSpec(outcome="mean_paradox_index", threshold=0.5))  # fmt: skip
+    report = run_sensitivity(_sobol_design(32), tmp_path, spec, runner=scattered_runner)
+    found = report.discovery
+    assert found is not None and not found.boxes.empty, "PRIM still reports its densest box"
+    assert found.boxes["density"].iloc[0] < 0.5 and found.n_interest < 10
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "warning" in line]
+    assert len(lines) == 1, err
+    assert "PRIM box 1 for mean_paradox_index > 0.5 is not meaningful" in lines[0]
+    assert "most of its" in lines[0] and "point(s) of interest, fewer than 10" in lines[0]
+    summary = json.loads((tmp_path / "sensitivity.json").read_text())
+    assert summary["discovery"]["warning"] == found.warning
+
+
+def test_a_dense_prim_box_is_not_warned(tmp_path, capsys):
+    spec = SensitivitySpec(outcomes=["mean_paradox_index"], figures=[],
+                           prim=PrimSpec(outcome="mean_paradox_index", threshold=0.5))  # fmt: skip
+    report = run_sensitivity(_sobol_design(64), tmp_path, spec, runner=ishigami_runner)
+    assert report.discovery is not None and report.discovery.warning is None
+    assert "warning" not in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------------------------
 # The command line
 # --------------------------------------------------------------------------------------------
