@@ -488,20 +488,41 @@ def wait(
             results.append(None)
             continue
         try:
-            results.append(job.results()[0])
+            result = job.results()[0]
         except Exception as err:  # the job's function raised: report its last line
             text = str(err)
-            if "timed-out too many times" in text:  # submitit gave up resubmitting
-                timed_out.append(f"job {i} ({job.job_id}: TIMEOUT)")
-            else:
-                lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-                lines = [ln for ln in lines if not ln.startswith("-")]
-                detail = lines[-2] if len(lines) >= 2 else (lines or [type(err).__name__])[-1]
-                failures.append(f"job {i} ({job.job_id}) raised: {detail.strip()}")
-            results.append(None)
+            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+            lines = [ln for ln in lines if not ln.startswith("-")]
+            detail = lines[-2] if len(lines) >= 2 else (lines or [type(err).__name__])[-1]
+        else:
+            raised = raised_in_task(result)
+            if raised is None:
+                results.append(result)
+                continue
+            text = detail = f"{type(raised).__name__}: {raised}"
+        if "timed-out too many times" in text:  # submitit gave up resubmitting
+            timed_out.append(f"job {i} ({job.job_id}: TIMEOUT)")
+        else:
+            failures.append(f"job {i} ({job.job_id}) raised: {detail.strip()}")
+        results.append(None)
     if ended or failures or timed_out:
         raise Unfinished(ended, len(jobs), resume, failures, timed_out)
     return results
+
+
+def raised_in_task(result: Any) -> BaseException | None:
+    """The exception a job's task function raised, if ``result`` is Hydra's record of one.
+
+    Hydra's ``run_job`` catches an exception of the task function and returns it inside a
+    ``JobReturn`` whose status is FAILED; submitit then stores that as a success. Unchecked,
+    reading its ``return_value`` later re-raised the exception in the submitting process, which
+    ended in a traceback (submitit's ``UncompletedJobError`` after the last resubmission).
+    """
+    status = getattr(result, "status", None)
+    if getattr(status, "name", None) != "FAILED":
+        return None
+    raised = getattr(result, "_return_value", None)
+    return raised if isinstance(raised, BaseException) else RuntimeError(str(raised))
 
 
 def sbatch_error(err: BaseException) -> str:

@@ -130,3 +130,53 @@ def test_cluster_guide_states_the_launcher_defaults(tmp_path):
     for key, default in rows:
         assert key in composed, key
         assert OmegaConf.create(f"v: {default.strip()}").v == composed[key], key
+
+
+class _FinishedJob:
+    """A submitit job whose result file exists, as cluster.wait sees it."""
+
+    def __init__(self, job_id: str, folder, result):
+        from types import SimpleNamespace
+
+        done = folder / f"{job_id}_result.pkl"
+        done.write_text("")
+        self.job_id, self._result = job_id, result
+        self.paths = SimpleNamespace(result_pickle=done, stderr=folder / f"{job_id}.err")
+
+    def results(self):
+        return [self._result]
+
+
+def test_wait_reports_a_task_that_raised_inside_hydra_as_a_line_not_a_traceback(tmp_path):
+    """Hydra's run_job turns a task's exception into a FAILED JobReturn that submitit stores as
+    a success; reading it later re-raised in the submitter (a traceback after the last
+    resubmission of a timed-out shard)."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from submitit.core.utils import UncompletedJobError
+
+    def returned(value, status):
+        ret = JobReturn()
+        ret.return_value, ret.status = value, status
+        return ret
+
+    jobs = [
+        _FinishedJob("7_0", tmp_path, returned(3, JobStatus.COMPLETED)),
+        _FinishedJob("7_1", tmp_path, returned(UncompletedJobError(
+            "Job not requeued because: timed-out too many times."), JobStatus.FAILED)),
+        _FinishedJob("7_2", tmp_path, returned(ValueError("bad level"), JobStatus.FAILED)),
+    ]  # fmt: skip
+
+    def squeue(argv):
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    with pytest.raises(cluster.Unfinished) as err:
+        cluster.wait(jobs, resume="paradox sweep ...", cancel=lambda ids: None, runner=squeue,
+                     log=lambda msg: None)  # fmt: skip
+    message = str(err.value)
+    assert message.startswith("2 of 3 jobs did not finish (timed out after its resubmissions")
+    assert "job 1 (7_1: TIMEOUT)" in message
+    assert "job 2 (7_2) raised: ValueError: bad level" in message
+    assert message.endswith("rerun to resume: paradox sweep ...")
+    ok = cluster.wait(jobs[:1], resume="-", cancel=lambda ids: None, runner=squeue,
+                      log=lambda msg: None)  # fmt: skip
+    assert [r.return_value for r in ok] == [3]
