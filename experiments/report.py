@@ -26,6 +26,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +46,9 @@ from sim.sweep import (
     SweepMismatch,
     SweepResult,
     describe_manifest,
+    done_runs,
     format_result,
+    run_sources,
     run_sweep,
 )
 from sim.sweep.guard import check_folder
@@ -108,6 +111,9 @@ def run_parts(
     mismatch stops the report before anything runs."""
     for part, design in designs.items():
         check_folder(out / "sweeps" / part, design, new_folder="give a new --out")
+    plans = plan_parts(designs, out)
+    for line in format_plan(designs, plans):
+        print(f"paradox report: {line}", file=sys.stderr, flush=True)
     results = {}
     for i, (part, design) in enumerate(designs.items(), start=1):
         folder = out / "sweeps" / part
@@ -117,7 +123,103 @@ def run_parts(
         results[part] = result = run_sweep(design, folder)
         for line in format_result(design, result).splitlines()[1:]:
             note(line)
+        line = estimate_rest(plans, results)
+        if line:
+            print(f"paradox report: {line}", file=sys.stderr, flush=True)
     return results
+
+
+@dataclass
+class PartPlan:
+    """How many runs a part has, how many of them are already in its folder, and the mean
+    cost of one of its runs in agent-steps (steps x (labs + adversaries))."""
+
+    runs: int
+    done: int
+    work: float
+
+    @property
+    def todo(self) -> int:
+        return self.runs - self.done
+
+
+#: A model step costs about as much as this many agents on top of its labs and adversaries
+#: (fitted on 2 cores, 2026-12-05: 200-step runs of 1,020 agents took 3.0 times as long as
+#: 150-step runs of 308, not the 4.4 times their agent-steps alone would say).
+STEP_OVERHEAD_AGENTS = 250
+
+
+def run_work(design: Design, samples: int = 64) -> float:
+    """Mean cost of a run of ``design`` in agent-steps, steps x (labs + adversaries +
+    :data:`STEP_OVERHEAD_AGENTS`), over up to ``samples`` evenly spaced runs (a scenario or a
+    factor may change the steps and the populations)."""
+    ids = design.shard_range()
+    picks = np.unique(np.linspace(ids.start, ids.stop - 1, min(len(ids), samples)).astype(int))
+    configs = [design.config(int(rid)) for rid in picks]
+    agents = [c.model.n_labs + c.model.n_adversaries + STEP_OVERHEAD_AGENTS for c in configs]
+    return float(np.mean([c.steps * a for c, a in zip(configs, agents, strict=True)]))
+
+
+def plan_parts(designs: dict[str, Design], out: Path) -> dict[str, PartPlan]:
+    """Every part's run count, runs already done (a resumed report) and cost per run."""
+    plans = {}
+    for part, design in designs.items():
+        ids, folder = design.shard_range(), out / "sweeps" / part
+        try:
+            done = int(done_runs(run_sources(folder), ids).sum()) if folder.is_dir() else 0
+        except Exception:  # a damaged part file: the sweep sets it aside and reruns its runs
+            done = 0
+        plans[part] = PartPlan(len(ids), done, run_work(design))
+    return plans
+
+
+def format_plan(designs: dict[str, Design], plans: dict[str, PartPlan]) -> list[str]:
+    """The lines printed before anything runs: runs per part and in all, and what is known of
+    the time (nothing yet: parts differ in steps and populations, and the machine's speed is
+    measured on the first part)."""
+    total = sum(p.runs for p in plans.values())
+    done = sum(p.done for p in plans.values())
+    head = f"{total:,} runs in {_plural(len(plans), 'part')}"
+    head += f" ({total - done:,} to run, {done:,} already done)" if done else ""
+    lines = [head + ":"]
+    for part, plan in plans.items():
+        steps = designs[part].max_steps()
+        already = f"; {plan.done:,} already done" if plan.done else ""
+        lines.append(f"  {part}: {designs[part].describe()}, up to {steps} steps{already}")
+    if done < total:
+        lines.append(
+            "time: no estimate before a part has run (the machine's speed is measured on it); "
+            "one follows each part"
+        )
+    return lines
+
+
+def estimate_rest(plans: dict[str, PartPlan], results: dict[str, SweepResult]) -> str | None:
+    """An estimate of the time the parts not yet run will take, from the speed measured on the
+    parts run so far (agent-steps per second, so that parts with longer runs or larger
+    populations weigh more), or None when nothing remains or nothing was measured."""
+    left = {part: plan for part, plan in plans.items() if part not in results and plan.todo}
+    ran = [(plans[part], r) for part, r in results.items() if r.ran > 0 and r.seconds > 0]
+    if not left or not ran:
+        return None
+    speed = sum(plan.work * r.ran for plan, r in ran) / sum(r.seconds for _, r in ran)
+    seconds = sum(plan.work * plan.todo for plan in left.values()) / speed
+    runs = sum(plan.todo for plan in left.values())
+    rate = sum(r.ran for _, r in ran) / sum(r.seconds for _, r in ran)
+    return (
+        f"the remaining {_plural(len(left), 'part')} ({runs:,} runs) should take "
+        f"{_duration(seconds)}: extrapolated from the {rate:.3g} runs/s measured so far, "
+        "scaled by each part's steps x agents per run (the figures come after)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(1, round(seconds / 10) * 10):.0f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"about {minutes:.0f} min"
+    return f"about {minutes / 60:.1f} h"
 
 
 # Tables

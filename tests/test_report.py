@@ -29,6 +29,35 @@ def tiny_report(tmp_path_factory):
     return cwd, out, proc
 
 
+def test_report_announces_its_runs_before_running(tmp_path):
+    designs, _ = R.compose_designs(["scenarios", "policy_grid"], ["sweep.replicates=20"])
+    plans = R.plan_parts(designs, tmp_path)
+    lines = R.format_plan(designs, plans)
+    assert lines[0] == "7,900 runs in 2 parts:", lines
+    assert lines[1].startswith("  scenarios: ") and "= 220 runs, up to 200 steps" in lines[1]
+    assert lines[2].startswith("  policy_grid: ") and "x 20 replicates = 7680 runs" in lines[2]
+    assert lines[-1].startswith("time: no estimate before a part has run")
+    # After the first part: the rest from its measured speed, scaled by agent-steps per run.
+    first = R.SweepResult(tmp_path, 220, 0, 220, 0, 0, None, 44.0, 2)
+    line = R.estimate_rest(plans, {"scenarios": first})
+    expected = 44.0 / (220 * plans["scenarios"].work) * 7680 * plans["policy_grid"].work
+    assert line is not None and "the remaining 1 part (7,680 runs) should take" in line
+    assert f"about {expected / 60:.0f} min" in line and "5 runs/s" in line
+    assert R.estimate_rest(plans, {"scenarios": first, "policy_grid": first}) is None
+
+
+def test_report_prints_run_counts_first_and_an_estimate_after_a_part(tmp_path):
+    out = tmp_path / "rep"
+    tiny = ["steps=3", "model.n_labs=3", "model.n_adversaries=30", "sweep.replicates=1"]
+    proc = paradox("report", "--out", str(out), *tiny, "--parts", "scenarios,policy_grid",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert "paradox report: 395 runs in 2 parts:" in err, err
+    assert err.index(" runs in ") < err.index("[1/"), "the counts come before any run"
+    assert re.search(r"paradox report: the remaining 1 part \(384 runs\) should take about", err)
+
+
 def test_report_writes_one_folder_with_everything(tiny_report):
     _, out, proc = tiny_report
     assert proc.stdout.strip().splitlines()[-1] == str(out)
