@@ -598,3 +598,40 @@ def test_shards_are_numbered_as_sweep_shard_is():
     spec = SweepSpec(levers=[Factor(key="model.coupling", levels=[0.0, 1.0])], num_shards=4)
     result = SweepResult(Path("."), 1, 0, 1, 0, 0, None, 1.0, 1)
     assert "shard 0 (shards 0 to 3)" in format_result(Design(spec, Config()), result)
+
+
+# -- item 19: a run of 0 steps has no time average ----------------------------------------------
+
+
+def test_a_run_of_zero_steps_has_no_time_average(tmp_path):
+    import json
+    import math
+
+    import pandas as pd
+
+    import sim
+    from sim.config import config_from_flat
+    from sim.sweep import Design, Factor, SweepSpec, run_sweep
+
+    # The plain-function API: the initial state is the final value, never a "mean over 1..0".
+    out = sim.run_summary(steps=0, seed=1, n_labs=3, n_adversaries=30)
+    assert out["final_net_alignment"] > 0 and math.isnan(out["mean_net_alignment"])
+    assert math.isnan(out["se_net_alignment"])
+    # A sweep's runs.parquet: the same NaN, and every run ok.
+    spec = SweepSpec(design="grid", uncertainties=[Factor(key="model.coupling", levels=[0.2, 0.8])],
+                     workers=1, progress=False)  # fmt: skip
+    design = Design(spec, config_from_flat(steps=0, n_labs=3, n_adversaries=30))
+    result = run_sweep(design, tmp_path / "sweep")
+    assert result.ok
+    runs = pd.read_parquet(tmp_path / "sweep" / "runs.parquet")
+    assert runs["mean_net_alignment"].isna().all() and runs["final_net_alignment"].notna().all()
+    # The command: summary.json says why there is no average, and the table prints nan.
+    proc = paradox("run", "steps=0", "model.n_labs=3", "model.n_adversaries=30",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["time_average_over"].startswith("none: 0 steps")
+    assert summary["outcomes"]["net_alignment"]["mean"] is None or math.isnan(
+        summary["outcomes"]["net_alignment"]["mean"]
+    )
+    assert "1..0" not in proc.stdout + proc.stderr
