@@ -298,6 +298,17 @@ def policy_forest(effects: pd.DataFrame) -> Figure:
 # ---------------------------------------------------------------------------------------------
 
 
+#: An axis whose positive values span this ratio (two decades) or more is drawn on a log scale.
+LOG_AXIS_SPAN = 100.0
+
+
+def spans_decades(values: pd.Series | np.ndarray, ratio: float = LOG_AXIS_SPAN) -> bool:
+    """Whether the positive finite ``values`` span ``ratio`` or more (max / min)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return bool(v.size) and float(v.max() / v.min()) >= ratio
+
+
 def arms_race(timeseries: pd.DataFrame, scenarios: Sequence[str] | None = None) -> Figure:
     """Left: defence against attack spending over time (phase portrait, mean over replicates).
     Right: the channel mix of attack attempts over time (shares, first scenario)."""
@@ -316,6 +327,12 @@ def arms_race(timeseries: pd.DataFrame, scenarios: Sequence[str] | None = None) 
                       marker="s", color=colour, ms=4)  # fmt: skip
         left.set_xlabel(label("spend_attack"))
         left.set_ylabel(label("spend_defence"))
+        # Spending can span decades (a defence mandate next to a lab that barely defends): a
+        # linear axis would flatten all but the largest path, so such an axis is logarithmic.
+        for scale, column in ((left.set_xscale, "spend_attack"),
+                              (left.set_yscale, "spend_defence")):  # fmt: skip
+            if spans_decades(timeseries.loc[timeseries["step"] >= 1, column]):
+                scale("log", nonpositive="mask")
         left.legend(frameon=False, fontsize=6)
         first = timeseries[(timeseries["scenario"] == scenarios[0]) & (timeseries["step"] >= 1)]
         mix = first.groupby("step")[["attempts_weights", "attempts_prompt", "attempts_output"]]

@@ -64,6 +64,21 @@ def test_arms_race(tmp_path):
     _check_saved(F.arms_race(_timeseries()), tmp_path, "arms")
 
 
+def test_arms_race_uses_a_log_axis_where_spending_spans_two_decades(tmp_path):
+    ts = _timeseries()
+    left = F.arms_race(ts).axes[0]
+    assert (left.get_xscale(), left.get_yscale()) == ("linear", "linear")  # uniform(0, 1)
+    ts.loc[ts["scenario"] == "escalation", "spend_defence"] *= 1000  # a mandate: 3 decades
+    ts.loc[ts["step"] == 0, "spend_attack"] = 1e-6  # step 0 is not drawn: no log for it
+    fig = F.arms_race(ts)
+    left = fig.axes[0]
+    assert (left.get_xscale(), left.get_yscale()) == ("linear", "log")
+    lo, hi = left.get_ylim()
+    assert lo > 0 and hi / lo > 100, "both paths are visible on the log axis"
+    ts.loc[ts["step"] == 1, "spend_defence"] = 0.0  # zeros are left out, not a crash
+    _check_saved(F.arms_race(ts), tmp_path, "arms_log")
+
+
 def test_paradox_curve_with_theory(tmp_path):
     q = np.linspace(0, 0.95, 20)
     theory = pd.concat([
