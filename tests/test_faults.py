@@ -635,3 +635,32 @@ def test_a_run_of_zero_steps_has_no_time_average(tmp_path):
         summary["outcomes"]["net_alignment"]["mean"]
     )
     assert "1..0" not in proc.stdout + proc.stderr
+
+
+def test_the_policy_grids_liability_level_acts():
+    import numpy as np
+    import yaml
+
+    import sim
+
+    from .conftest import CONF
+
+    grid = yaml.safe_load((CONF / "sweep" / "policy_grid.yaml").read_text())
+    lever = next(f for f in grid["sweep"]["levers"] if f["key"] == "policy.liability")
+    off, on = lever["levels"]
+    assert off == 0.0
+
+    def paired(level: float) -> tuple[np.ndarray, np.ndarray]:
+        runs = [(sim.run_summary(steps=30, seed=s, n_labs=4, n_adversaries=100, liability=0.0),
+                 sim.run_summary(steps=30, seed=s, n_labs=4, n_adversaries=100, liability=level))
+                for s in range(4)]  # fmt: skip
+        defence = np.array([b["mean_spend_defence"] / a["mean_spend_defence"] - 1 for a, b in runs])
+        harm = np.array(
+            [b["mean_harm_exploitation"] - a["mean_harm_exploitation"] for a, b in runs]
+        )
+        return defence, harm
+
+    defence, harm = paired(on)
+    assert (defence > 0.10).all() and (harm < 0).all(), (defence, harm)
+    weak, _ = paired(1.0)  # the level the grid used before: a twentieth of the labs' stake
+    assert weak.mean() < defence.mean() / 3, (weak, defence)
