@@ -10,7 +10,9 @@ a caption ``.txt`` each), then prints that folder last:
 - one varying ``model.coupling``, an adversary-strength key and ``model.fixed_alignment`` at two
   levels (``sweep=regime_map``): the regime map of the slope dN/dq with the mean-field κ*;
 - one varying two-level ``policy.*`` levers (``sweep=policy_grid``): the policy forest plot;
-- a ``sobol_indices.csv`` (``paradox sensitivity``): Sobol' index bars for the headline outcomes.
+- a ``sobol_indices.csv`` or ``morris_indices.csv`` (``paradox sensitivity``): Sobol' index bars
+  or Morris μ*–σ plots for the headline outcomes; a ``prim_boxes.csv`` (and
+  ``prim_trajectory.csv``): the PRIM boxes and their trade-off curve.
 
 A folder holding such folders at any depth (a ``paradox report`` folder, whose runs are in
 ``sweeps/<part>/``) is plotted part by part. The theory overlays are written beside the figures
@@ -27,7 +29,7 @@ import hashlib
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from sim import analysis as A
 from sim import figures as F
 from sim import market as M
 from sim.config import Config, ParameterError, flat_keys, to_flat
-from sim.gsa import FIGURE_OUTCOMES
+from sim.gsa import FIGURE_OUTCOMES, MORRIS_COLUMNS
 
 #: Parameters read as "adversary strength" on a regime map, in order of preference.
 STRENGTH_KEYS = ("model.adversary_budget_mean", "model.attacker_value")
@@ -469,6 +471,84 @@ def plot_sensitivity(indices: pd.DataFrame, out: Path) -> list[Panel]:
     return panels
 
 
+def _level_groups(indices: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """The table split by its leading level columns (a sweep's ``levels`` factors, e.g.
+    ``scenario``, each with its own indices), with a file-name suffix per group."""
+    keys = [c for c in indices.columns if c not in columns]
+    if not keys:
+        return [("", indices)]
+    groups = []
+    for values, sub in indices.groupby(keys, sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        groups.append(("_" + "_".join(str(v).replace(".", "_") for v in values), sub))
+    return groups
+
+
+def plot_morris(indices: pd.DataFrame, out: Path) -> list[Panel]:
+    """Morris μ*–σ plots for the headline outcomes of a ``morris_indices.csv``."""
+    panels = []
+    present = list(dict.fromkeys(indices["outcome"]))
+    chosen = [o for o in FIGURE_OUTCOMES if o in present] or present[:3]
+    for suffix, sub in _level_groups(indices, MORRIS_COLUMNS):
+        for outcome in chosen:
+            rows = sub[sub["outcome"] == outcome]
+            if rows.empty or rows["mu_star"].isna().all():
+                continue  # constant over the sample: nothing to draw
+            caption = (
+                f"Morris screening of {outcome.replace('_', ' ')}: per parameter, sigma (the "
+                "standard deviation of its elementary effects) against mu* (their mean absolute "
+                "value, with its bootstrap interval). Near the origin: inert; far right: "
+                "influential; above the dotted lines sigma/mu* = 0.1, 0.5, 1: non-linear or "
+                "interacting."
+            )
+            name = f"morris_{outcome}{suffix}"
+            fig = F.morris_screen(rows, outcome)
+            panels.append(Panel(name, F.save(fig, out / name, caption), caption,
+                                {"indices": rows}))  # fmt: skip
+    return panels
+
+
+def plot_prim(folder: Path, out: Path) -> list[Panel]:
+    """The PRIM boxes and trade-off curve of a ``paradox sensitivity`` folder, from its
+    ``prim_boxes.csv`` and ``prim_trajectory.csv`` (declared ranges from ``sweep.json``)."""
+    boxes_file, trajectory_file = folder / "prim_boxes.csv", folder / "prim_trajectory.csv"
+    if not boxes_file.exists():
+        return []
+    boxes = pd.read_csv(boxes_file, dtype={"levels": str}, keep_default_na=False, na_values=[""])
+    boxes["levels"] = boxes["levels"].astype(object).where(boxes["levels"].notna(), "")
+    if boxes.empty:
+        return []
+    factors = []
+    if (folder / "sweep.json").exists():
+        factors = json.loads((folder / "sweep.json").read_text()).get("factors", [])
+    bounds = {f["key"]: list(f["range"]) for f in factors if f.get("range")}
+    rule = ""
+    if (folder / "sensitivity.json").exists():
+        found = json.loads((folder / "sensitivity.json").read_text()).get("discovery", {})
+        rule = f" for {found['rule']}" if found.get("rule") else ""
+    caption = (
+        f"PRIM boxes{rule} (Friedman & Fisher 1999; EMA Workbench, Kwakkel 2017), redrawn from "
+        "prim_boxes.csv. Each panel is one box: for every restricted parameter, the grey bar is "
+        "its declared range scaled to 0-1 and the blue bar the box's limits. Coverage: share of "
+        "all points of interest inside the box; density: share of the box's points that are of "
+        "interest."
+    )
+    panels = [Panel("prim_boxes", F.save(F.prim_boxes(boxes, bounds), out / "prim_boxes",
+                                         caption), caption, {"boxes": boxes})]  # fmt: skip
+    if trajectory_file.exists():
+        trajectory = pd.read_csv(trajectory_file)
+        trajectory["selected"] = trajectory["selected"].astype(bool)
+        caption = (
+            f"PRIM peeling trajectories{rule}: coverage against density at each peeling step "
+            "(right to left), then the steps that drop insignificant restrictions; stars mark "
+            "the boxes in prim_boxes.csv."
+        )
+        fig = F.prim_tradeoff(trajectory)
+        panels.append(Panel("prim_tradeoff", F.save(fig, out / "prim_tradeoff", caption),
+                            caption, {"trajectory": trajectory}))  # fmt: skip
+    return panels
+
+
 # ---------------------------------------------------------------------------------------------
 # A folder
 # ---------------------------------------------------------------------------------------------
@@ -502,6 +582,10 @@ def plot_folder(
     sobol = folder / "sobol_indices.csv"
     if sobol.exists():
         panels += plot_sensitivity(pd.read_csv(sobol), out)
+    morris = folder / "morris_indices.csv"
+    if morris.exists():
+        panels += plot_morris(pd.read_csv(morris), out)
+    panels += plot_prim(folder, out)
     if not panels and runs is None and ts is None:
         # A folder of folders (a report's ``sweeps/``, a multirun): plot each, at any depth.
         # Each real folder once: a symbolic link back up the tree would otherwise recurse

@@ -481,6 +481,28 @@ def test_a_dense_prim_box_is_not_warned(tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err
 
 
+def test_plot_redraws_the_morris_and_prim_figures_of_a_sensitivity_folder(tmp_path):
+    from experiments.plot import plot_folder
+
+    factors = [Factor(key=k, range=list(b)) for k, b in KEYS.items()]
+    morris = SweepSpec(design="morris", samples=6, uncertainties=factors, workers=1, progress=False)
+    options = SensitivitySpec(outcomes=["mean_harm_total"], figures=[], discovery="off")
+    run_sensitivity(Design(morris, Config(steps=1)), tmp_path / "morris", options,
+                    runner=inert_runner)  # fmt: skip
+    names = {p.name for p in plot_folder(tmp_path / "morris", tmp_path / "m")[0].files}
+    assert names == {f"morris_mean_harm_total.{x}" for x in ("pdf", "png", "txt")}
+    assert (tmp_path / "m" / "morris_mean_harm_total.png").stat().st_size > 10_000
+
+    spec = SensitivitySpec(outcomes=["mean_paradox_index"], figures=[],
+                           prim=PrimSpec(outcome="mean_paradox_index", threshold=0.5))  # fmt: skip
+    run_sensitivity(_sobol_design(64), tmp_path / "sobol", spec, runner=ishigami_runner)
+    panels = {p.name: p for p in plot_folder(tmp_path / "sobol", tmp_path / "s")}
+    assert {"prim_boxes", "prim_tradeoff"} <= set(panels)
+    for name in ("prim_boxes", "prim_tradeoff"):
+        assert (tmp_path / "s" / f"{name}.png").stat().st_size > 10_000
+    assert "mean_paradox_index > 0.5" in panels["prim_boxes"].caption
+
+
 # --------------------------------------------------------------------------------------------
 # The command line
 # --------------------------------------------------------------------------------------------
