@@ -39,11 +39,16 @@ import pandas as pd
 from sim import analysis as A
 from sim import figures as F
 from sim import market as M
+from sim import rules
 from sim.config import Config, ParameterError, flat_keys, to_flat
 from sim.gsa import FIGURE_OUTCOMES, MORRIS_COLUMNS
 
 #: Parameters read as "adversary strength" on a regime map, in order of preference.
-STRENGTH_KEYS = ("model.adversary_budget_mean", "model.attacker_value")
+STRENGTH_KEYS = ("model.adversary_budget_mean", "model.attacker_value", "model.reach_exponent")
+#: Open-weights selection: blocked replicates record their stratum in it (sim.rules.OPEN_STRATA).
+SELECTION = "policy.open_weights_selection"
+#: The y axis a regime map over the reach exponent is drawn on: the largest lab's reach w₁.
+TOP_REACH = "top_lab_reach"
 #: Outcomes of the policy comparison.
 POLICY_OUTCOMES = ("harm_total", "net_alignment")
 
@@ -104,6 +109,8 @@ def _differ_within_scenario(runs: pd.DataFrame) -> list[str]:
     """Parameters other than the seed that take more than one value among the runs of one
     scenario: such runs are different design points, not replicates to average."""
     params = [k for k in flat_keys().values() if k in runs and k not in ("seed", "rng")]
+    runs = runs.assign(**{SELECTION: runs[SELECTION].map(rules.unblocked)}) if (
+        SELECTION in runs) else runs  # fmt: skip
     spread = runs.groupby("scenario")[params].nunique(dropna=False).max()
     return sorted(spread[spread > 1].index)
 
@@ -116,6 +123,8 @@ def base_config(runs: pd.DataFrame) -> Config:
         if dotted in row.index:
             v = row[dotted]
             values[dotted] = None if isinstance(v, float) and math.isnan(v) else v
+    if SELECTION in values:  # a blocked replicate's stratum stands for the random selection
+        values[SELECTION] = rules.unblocked(values[SELECTION])
     values = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
     return A.with_values(Config(), values)
 
@@ -142,21 +151,36 @@ def varies(
     return key in runs and runs[key].nunique() >= at_least
 
 
-def _cached(path: Path, key: dict, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+def _cached(
+    path: Path, key: dict, make: Callable[[], pd.DataFrame], also: Sequence[Path] = ()
+) -> pd.DataFrame:
     """``make()``, kept in ``path`` with a fingerprint of ``key`` (the configuration and grid it
     was computed for) beside it in ``<path>.key``; reused only when the fingerprint matches, so
-    a folder whose runs changed gets a fresh overlay."""
+    a folder whose runs changed gets a fresh overlay. A matching copy in one of the folders
+    ``also`` (read, never written: an archived report's own figures) is reused too."""
     key = {**key, "version": A.MEANFIELD_OVERLAY_VERSION}
     fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-    stamp = path.with_suffix(".key")
-    if path.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint:
-        return pd.read_csv(path)
-    table = make()
+
+    def matching(candidate: Path) -> pd.DataFrame | None:
+        try:
+            if candidate.with_suffix(".key").read_text().strip() == fingerprint:
+                return pd.read_csv(candidate)
+        except (OSError, ValueError):  # missing or unreadable: not a match
+            pass
+        return None
+
+    table = matching(path)
+    if table is not None:
+        return table
+    found = (matching(folder / path.name) for folder in also)
+    table = next((t for t in found if t is not None), None)
+    if table is None:
+        table = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(path)
-    stamp.write_text(fingerprint + "\n")
+    path.with_suffix(".key").write_text(fingerprint + "\n")
     return table
 
 
@@ -251,18 +275,23 @@ def _overlay(
     meanfield: Callable[[], pd.DataFrame],
     base: Config,
     applies: bool = True,
+    source: Path | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """The theory drawn over a sweep: the market theory (docs/theory.md §4) where it covers the
     configuration (and ``applies`` to the sweep's design), else the mean field (§2). Returns
-    the table and the theory's name."""
+    the table and the theory's name. An overlay already computed for the sweep folder
+    ``source`` (in its ``figures/``, or in its report's when it is ``<report>/sweeps/<name>``)
+    is reused when it was made for the same configuration and levels."""
+    source = None if source is None else source.resolve()  # a linked folder: its real report
+    also = [] if source is None else [source / "figures", source.parent.parent / "figures"]
+    also = [folder for folder in also if folder.resolve() != cache.resolve()]
     reasons = M.coverage(base) if applies else ["the sweep's levels are not the theory's"]
     if not reasons:
-        return _cached(cache / f"market_{name}.csv", {**key, "overlay": "market"}, market), (
-            "market theory"
-        )
+        table = _cached(cache / f"market_{name}.csv", {**key, "overlay": "market"}, market, also)
+        return table, "market theory"
     note("market theory does not cover this configuration (" + "; ".join(reasons)
          + "): drawing the mean field")  # fmt: skip
-    return _cached(cache / f"meanfield_{name}.csv", key, meanfield), "mean field"
+    return _cached(cache / f"meanfield_{name}.csv", key, meanfield, also), "mean field"
 
 
 def _unconverged(theory: pd.DataFrame) -> str:
@@ -287,7 +316,7 @@ def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> list[Pane
         out, "curve", key,
         lambda: M.market_curves(base, couplings, qs, start=burn_in + 1, progress=note),
         lambda: A.meanfield_curves(base, couplings, qs, steps, burn_in=burn_in, progress=note),
-        base,
+        base, source=folder,
     )  # fmt: skip
     m = base.model
     unconverged = _unconverged(theory)
@@ -344,13 +373,18 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
     key = {"config": to_flat(base), "y": strength, "levels": levels, "q": [q_lo, q_hi],
            "steps": steps, "burn_in": burn_in}  # fmt: skip
     market_ok = (q_lo, q_hi) == M.SECANT and strength.startswith("model.")
+    # Over the reach exponent the map is drawn over what it sets, the largest lab's reach w₁
+    # (one number of labs); the tables keep ζ and gain a w₁ column. Its figures and cached
+    # overlay get their own names, so both maps of a report keep theirs.
+    reach = top_lab_reach(runs) if strength == "model.reach_exponent" else None
+    suffix = "_reach" if reach is not None else ""
     boundary, theory_name = _overlay(
-        out, "threshold", key,
+        out, f"threshold{suffix}", key,
         lambda: M.market_threshold(base, strength, levels, draws=2, start=burn_in + 1, scan=5,
                                    tol=1 / 32, progress=note),
         lambda: A.meanfield_threshold(base, strength, levels, q_lo, q_hi, steps,
                                       burn_in=burn_in, progress=note),
-        base, applies=market_ok,
+        base, applies=market_ok, source=folder,
     )  # fmt: skip
     caption = (
         f"Regime map: the slope of net alignment in alignment, (N(q = {q_hi:g}) − "
@@ -368,18 +402,28 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
         )
         + (" " + _unconverged(boundary).strip() if theory_name == "market theory" else "")
     )
+    parts = M.simulated_secant_decomposition(runs, x=x, y=strength, q=q)
+    y_axis, shown = strength, boundary
+    if reach is not None:
+        y_axis = TOP_REACH
+        for table in (slopes, parts):
+            table[TOP_REACH] = table[strength].map(reach)
+        shown = boundary.assign(y=boundary["y"].map(reach))
+        reach_text = (f"the reach of the largest lab w₁ (set by the reach exponent ζ, "
+                      f"{_n_labs(runs)} labs)")  # fmt: skip
+        caption = caption.replace(f"κ and {F.label(strength)}", f"κ and {reach_text}")
     fig = F.regime_map(
         slopes,
         x=x,
-        y=strength,
+        y=y_axis,
         value="slope",
-        boundary=boundary,
+        boundary=shown,
         boundary_label=f"{theory_name} κ*",
         value_label=f"slope dN/dq, q = {q_lo:g}–{q_hi:g}",
         signed=True,
     )
-    parts = M.simulated_secant_decomposition(runs, x=x, y=strength, q=q)
-    panel = Panel("regime_map", F.save(fig, out / "regime_map", caption), caption,
+    name = f"regime_map{suffix}"
+    panel = Panel(name, F.save(fig, out / name, caption), caption,
                   {"slopes": slopes, "boundary": boundary, "strength": pd.DataFrame(
                       {"key": [strength]}), "theory_name": pd.DataFrame(
                       {"name": [theory_name]}), "decomposition": parts})  # fmt: skip
@@ -391,11 +435,24 @@ def plot_regime_map(folder: Path, runs: pd.DataFrame, strength: str, out: Path) 
         "their stake grows). Where deeper carries the fall, the paradox shown is one of "
         "inversion depth, not of alignment making attacks easier."
     )
-    fig = F.regime_decomposition(parts, x=x, y=strength)
-    decomposition = Panel("regime_decomposition",
-                          F.save(fig, out / "regime_decomposition", caption), caption,
+    fig = F.regime_decomposition(parts, x=x, y=y_axis)
+    name = f"regime_decomposition{suffix}"
+    decomposition = Panel(name, F.save(fig, out / name, caption), caption,
                           {"decomposition": parts})  # fmt: skip
     return [panel, decomposition]
+
+
+def _n_labs(runs: pd.DataFrame) -> int:
+    return int(runs["model.n_labs"].iloc[0])
+
+
+def top_lab_reach(runs: pd.DataFrame) -> Callable[[float], float] | None:
+    """ζ ↦ w₁, the largest lab's reach share under the Zipf law (sim.rules.reach_weights), when
+    every run has the same number of labs; None when the number varies (no single w₁ per ζ)."""
+    if "model.n_labs" not in runs or runs["model.n_labs"].nunique() != 1:
+        return None
+    n = _n_labs(runs)
+    return lambda zeta: float(rules.reach_weights(n, float(zeta))[0])
 
 
 def plot_paradox_index_map(runs: pd.DataFrame, strength: str, out: Path) -> Panel:

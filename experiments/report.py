@@ -1,6 +1,6 @@
 """``paradox report``: the main job. Runs the default experiment set and writes one folder.
 
-The set is four named sweeps (``conf/sweep/``), each run by the sweep engine into
+The set is five named sweeps (``conf/sweep/``), each run by the sweep engine into
 ``<out>/sweeps/<name>/`` (parallel and resumable: rerunning with the same ``--out`` finishes a
 stopped report):
 
@@ -8,6 +8,7 @@ stopped report):
 - ``paradox_curve``: net alignment against the exogenous alignment level for four couplings;
 - ``regime_map``: the slope dN/dq at the top of the alignment range over coupling × adversary
   budget;
+- ``regime_map_reach``: the same slope over coupling × the largest lab's reach w₁;
 - ``policy_grid``: seven policy levers on/off in every combination in three worlds.
 
 Then it draws every figure (``<out>/figures/``, via ``paradox plot``), writes the tables
@@ -36,7 +37,7 @@ from omegaconf import OmegaConf
 
 from experiments import outputs
 from experiments.explorer import write_explorer
-from experiments.plot import Panel, note, plot_folder, window_text
+from experiments.plot import TOP_REACH, Panel, note, plot_folder, window_text
 from sim import analysis as A
 from sim import market as M
 from sim.config import ParameterError
@@ -54,7 +55,13 @@ from sim.sweep import (
 from sim.sweep.guard import check_folder
 
 #: The default experiment set, in the order it runs.
-PARTS: tuple[str, ...] = ("scenarios", "paradox_curve", "regime_map", "policy_grid")
+PARTS: tuple[str, ...] = (
+    "scenarios",
+    "paradox_curve",
+    "regime_map",
+    "regime_map_reach",
+    "policy_grid",
+)
 #: Columns of the scenario table: outcome → heading.
 TABLE_COLUMNS: dict[str, str] = {
     "net_alignment": "Net alignment",
@@ -546,7 +553,8 @@ def read_regime_map(panel: Panel) -> str:
         b = boundary[np.isclose(boundary["y"], level)]["kappa_star"]
         mf_k = ("not computed" if not len(b) else
                 f"{b.item():.2f}" if np.isfinite(b.item()) else "none up to 1")  # fmt: skip
-        rows.append(f"{level:g}: {sim_k} ({name} {mf_k})")
+        reach = f" (w₁ = {sub[TOP_REACH].iloc[0]:.2f})" if TOP_REACH in sub else ""
+        rows.append(f"{level:g}{reach}: {sim_k} ({name} {mf_k})")
     text.append(
         "Smallest coupling on the grid with a negative mean slope, per "
         f"{y.split('.')[-1].replace('_', ' ')}: " + "; ".join(rows) + "."
@@ -562,6 +570,41 @@ def read_regime_map(panel: Panel) -> str:
                 + " on average."
             )  # fmt: skip
     return " ".join(text)
+
+
+def read_reach(panel: Panel) -> str:
+    """The reach map in one line: at the top coupling, the w₁ where the slope is clearly
+    negative and where clearly positive, and the theory's κ* at the smallest and largest w₁."""
+    slopes, boundary = panel.data["slopes"], panel.data["boundary"]
+    strength = panel.data["strength"]["key"].item()
+    top = slopes["model.coupling"].max()
+    at = slopes[np.isclose(slopes["model.coupling"], top)].sort_values(TOP_REACH)
+    masks = _sign_counts(at["lo"], at["hi"])
+    parts = []
+    for kind, words in (("below", "clearly negative (the paradox)"),
+                        ("above", "clearly positive"), ("noise", "within noise")):  # fmt: skip
+        if masks[kind].any():
+            parts.append(f"{words} at w₁ = {_values(at[TOP_REACH][masks[kind]])}")
+    found = "; ".join(parts) if parts else "not estimated"
+    text = (
+        f"**Reach.** At κ = {top:g} the slope is {found} (w₁ is the largest lab's reach "
+        "share, set by the reach exponent ζ)."
+    )
+    known = boundary.dropna(subset=["kappa_star"]).sort_values("y")
+    if len(known):
+        name = _theory_name(panel)
+        reach_of = at.set_index(strength)[TOP_REACH]
+        ends = []
+        for _, row in known.iloc[[0, -1]].drop_duplicates().iterrows():
+            w1 = reach_of.get(row["y"], np.nan)
+            kappa = f"{row['kappa_star']:.2f}" if np.isfinite(row["kappa_star"]) else "above 1"
+            ends.append(f"{kappa} at w₁ = {w1:.2f}")
+        text += f" The {name}'s κ* is " + " and ".join(ends) + "."
+    return text
+
+
+def _values(values: pd.Series) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def _span(values: pd.Series) -> str:
@@ -629,6 +672,9 @@ def in_brief(panels: dict[str, Panel]) -> list[str]:
             "coupling with a positive mean slope and the first with a negative one, widened by "
             f"half a grid step, {step / 2:g}) at {agree} of {compared} levels of {y_name}."
         )
+    reach = panels.get("regime_map_reach")
+    if reach is not None and "slopes" in reach.data and TOP_REACH in reach.data["slopes"]:
+        lines.append(read_reach(reach))
     if "paradox_curve" in panels:
         runs = panels["paradox_curve"].data["runs"]
         top = runs["model.coupling"].max()
@@ -694,6 +740,7 @@ PART_FIGURES: dict[str, tuple[str, ...]] = {
     "scenarios": ("scenario_dynamics", "arms_race"),
     "paradox_curve": ("paradox_curve",),
     "regime_map": ("regime_map",),
+    "regime_map_reach": ("regime_map_reach",),
     "policy_grid": ("policy_forest",),
 }
 
@@ -797,16 +844,20 @@ def write_report(out: Path, command: str) -> tuple[Path, list[str]]:
             d = panels["paradox_decomposition"]
             write_csv(tables / "paradox_curve_decomposition.csv", d.data["decomposition"])
             sections += ["", _figure_md(d, out)]
-    if "regime_map" in panels and "slopes" in panels["regime_map"].data:
-        p = panels["regime_map"]
+    for suffix, title in (("", "The regime map"),
+                          ("_reach", "The regime map over the top lab's reach")):  # fmt: skip
+        name = f"regime_map{suffix}"
+        if name not in panels or "slopes" not in panels[name].data:
+            continue
+        p = panels[name]
         strength = p.data["strength"]["key"].item()
-        write_csv(tables / "regime_map.csv", p.data["slopes"])
-        write_csv(tables / "regime_map_theory.csv",
+        write_csv(tables / f"{name}.csv", p.data["slopes"])
+        write_csv(tables / f"{name}_theory.csv",
                   p.data["boundary"].rename(columns={"y": strength}))  # fmt: skip
-        sections += ["", "## The regime map", "", read_regime_map(p), "", _figure_md(p, out)]
-        if "regime_decomposition" in panels:
-            d = panels["regime_decomposition"]
-            write_csv(tables / "regime_map_decomposition.csv", d.data["decomposition"])
+        sections += ["", f"## {title}", "", read_regime_map(p), "", _figure_md(p, out)]
+        if f"regime_decomposition{suffix}" in panels:
+            d = panels[f"regime_decomposition{suffix}"]
+            write_csv(tables / f"{name}_decomposition.csv", d.data["decomposition"])
             sections += ["", _figure_md(d, out)]
     if "policy_forest" in panels:
         p = panels["policy_forest"]

@@ -63,6 +63,8 @@ LABELS: dict[str, str] = {
     "model.fixed_alignment": "alignment level q (exogenous)",
     "model.attacker_value": "adversary prize scale $v_a$",
     "model.adversary_budget_mean": "mean adversary budget $\\bar e$",
+    "model.reach_exponent": "reach exponent ζ",
+    "top_lab_reach": "reach of the largest lab $w_1$",
 }
 
 

@@ -401,6 +401,16 @@ def open_weights(
     return out
 
 
+#: The strata of ``random`` open-weights selection that blocked replicates run (top lab open,
+#: top lab closed): replicate-level draws, like the seed, not different design points.
+OPEN_STRATA = ("random_top_open", "random_top_closed")
+
+
+def unblocked(selection: str) -> str:
+    """The selection a blocked replicate's stratum stands for (``random``); others unchanged."""
+    return "random" if selection in OPEN_STRATA else selection
+
+
 def top_lab_open(replicate: int, n: int, share: float) -> bool | None:
     """Whether replicate ``replicate`` of a blocked sweep has the largest lab open.
 

@@ -24,7 +24,8 @@ TINY = ["steps=3", "model.n_labs=3", "model.n_adversaries=30", "sweep.replicates
 def tiny_report(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("report")
     out = cwd / "rep"
-    proc = paradox("report", "--out", str(out), *TINY, cwd=cwd)
+    # five parts and three market-theory overlays: minutes on two loaded cores
+    proc = paradox("report", "--out", str(out), *TINY, cwd=cwd, timeout=900)
     assert proc.returncode == 0, proc.stderr
     return cwd, out, proc
 
@@ -72,6 +73,8 @@ def test_report_writes_one_folder_with_everything(tiny_report):
         "policy_forest",
         "paradox_decomposition",
         "regime_decomposition",
+        "regime_map_reach",
+        "regime_decomposition_reach",
     }
     md = (out / "report.md").read_text()
     for name in figures:
@@ -80,13 +83,14 @@ def test_report_writes_one_folder_with_everything(tiny_report):
         assert f"(figures/{name}.png)" in md
     for table in ("scenarios", "paradox_curve", "paradox_curve_theory", "regime_map",
                   "regime_map_theory", "policy_effects", "paradox_curve_decomposition",
-                  "regime_map_decomposition"):  # fmt: skip
+                  "regime_map_decomposition", "regime_map_reach", "regime_map_reach_theory",
+                  "regime_map_reach_decomposition"):  # fmt: skip
         assert len(pd.read_csv(out / "tables" / f"{table}.csv")) > 0
     assert (out / "provenance.json").exists()
     # the regime structure leads: where, (mechanism,) and how far theory and simulation agree
     brief = md.split("## In brief", 1)[1].split("\n## ", 1)[0]
     assert md.index("## In brief") < md.index("## Scenarios")
-    assert "**Where.**" in brief and "**Theory.**" in brief
+    assert "**Where.**" in brief and "**Theory.**" in brief and "**Reach.**" in brief
     assert "| Sweep | Design | Steps | Seeds |" in md
     assert (
         "| `scenarios` | full grid over 1 factor: 11 points x 2 replicates = 22 runs | 3 | "
@@ -96,6 +100,24 @@ def test_report_writes_one_folder_with_everything(tiny_report):
     assert "over 2 replicates, over the paradox coupling" in regime and "interval" not in regime
     policy = (out / "figures" / "policy_forest.txt").read_text()
     assert "Every cell ran the same 2 seeds (common random numbers)" in policy
+
+
+def test_reach_map_is_drawn_over_the_top_labs_reach(tiny_report):
+    """The regime map over ζ is drawn, read and tabled over w₁ = reach of the largest lab."""
+    from sim.rules import reach_weights
+
+    _, out, _ = tiny_report
+    table = pd.read_csv(out / "tables" / "regime_map_reach.csv")
+    expected = [reach_weights(3, z)[0] for z in table["model.reach_exponent"]]
+    assert np.allclose(table["top_lab_reach"], expected)
+    assert table["model.reach_exponent"].nunique() == 5 and table["model.coupling"].nunique() == 5
+    caption = (out / "figures" / "regime_map_reach.txt").read_text()
+    assert "the reach of the largest lab w₁ (set by the reach exponent ζ, 3 labs)" in caption
+    md = (out / "report.md").read_text()
+    section = md.split("## The regime map over the top lab's reach", 1)[1].split("\n## ", 1)[0]
+    first = table.sort_values("model.reach_exponent").iloc[0]
+    assert f"{first['model.reach_exponent']:g} (w₁ = {first['top_lab_reach']:.2f}):" in section
+    assert "(figures/regime_map_reach.png)" in section
 
 
 def test_report_scenario_table_and_latex_agree(tiny_report):
@@ -133,6 +155,9 @@ def test_plot_a_whole_report_folder(tiny_report, tmp_path):
     cwd, out, _ = tiny_report
     plot = paradox("plot", str(out), "--out", str(tmp_path / "figs"), cwd=cwd)
     assert plot.returncode == 0, plot.stderr
+    # the report's own theory overlays are reused (read, not written), not computed again
+    assert "market theory, " not in plot.stderr and "mean-field " not in plot.stderr
+    assert (tmp_path / "figs" / "market_threshold.csv").exists()
     for name in ("scenario_dynamics", "arms_race", "paradox_curve", "regime_map", "policy_forest"):
         assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 0
 
@@ -165,7 +190,8 @@ def test_report_with_a_part_whose_runs_all_failed(tiny_report, tmp_path):
     runs.to_parquet(folder / "runs.parquet")
     ts = pd.read_parquet(folder / "timeseries.parquet")
     ts.iloc[:0].to_parquet(folder / "timeseries.parquet")  # failed runs leave no per-step rows
-    shutil.rmtree(copy / "figures")
+    for drawn in (copy / "figures").glob("*.p[dn][fg]"):  # the figures, not the theory overlays
+        drawn.unlink()
     proc = paradox("report", "--out", str(copy), *TINY, "--parts", "paradox_curve", cwd=cwd)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr

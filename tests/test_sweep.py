@@ -48,6 +48,7 @@ TINY = ["steps=2", "model.n_adversaries=40", "model.n_labs=3"]
 NAMED = {
     "paradox_curve": 400,
     "regime_map": 360,
+    "regime_map_reach": 250,
     "scenarios": 110,
     "alignment_share_curve": 132,
     "policy_grid": 768,
@@ -747,3 +748,20 @@ def test_a_stratum_needs_open_and_closed_labs():
     cfg.policy.open_weights_selection, cfg.policy.open_weights_share = "random_top_open", 0.0
     with pytest.raises(ParameterError, match=r"policy\.open_weights_selection"):
         validate(cfg)
+
+
+def test_blocked_replicates_are_still_replicates_to_plot(tmp_path):
+    """The stratum a blocked replicate records is a replicate-level draw: runs of one scenario
+    are still averaged together, and the theory overlays condition on the random selection."""
+    from experiments.plot import _differ_within_scenario, base_config
+
+    base = tiny_base()
+    base.policy.open_weights_share = 0.34  # 1 of 3 labs open: the strata apply
+    spec = small_spec(replicates=4, levers=[], uncertainties=[Factor(key="scenario",
+                      levels=["baseline"])])  # fmt: skip
+    design = Design(spec, base, {"baseline": base})
+    assert run_sweep(design, tmp_path / "s").ok
+    runs = pd.read_parquet(tmp_path / "s" / "runs.parquet")
+    assert set(runs["policy.open_weights_selection"]) == {"random_top_open", "random_top_closed"}
+    assert _differ_within_scenario(runs) == []
+    assert base_config(runs).policy.open_weights_selection == "random"
