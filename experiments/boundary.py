@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from tqdm import tqdm
 
 from experiments import outputs
 from experiments.validate import ValidationMismatch, market_config, paired_seeds, parse_overrides
-from sim import rules
+from sim import pools, rules
 from sim.config import Config, ParameterError, config_from_flat, to_flat
 from sim.market import SECANT, MarketTheory, NotCovered, market_threshold
 
@@ -208,11 +207,7 @@ def run_boundary(
             for task in todo:
                 save(*_zeta_task(task))
         else:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context(
-                "forkserver" if "forkserver" in methods else "spawn"
-            )
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with pools.fresh_pool(workers) as pool:  # workers end with this process
                 for fut in as_completed([pool.submit(_zeta_task, t) for t in todo]):
                     save(*fut.result())
     theory = market_threshold(base, "model.reach_exponent", list(zetas), workers=workers)

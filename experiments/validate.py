@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from scipy.stats import qmc
 from tqdm import tqdm
 
 from experiments import outputs
+from sim import pools
 from sim.analysis import with_values
 from sim.config import Config, ParameterError, config_from_flat, to_flat
 from sim.market import SECANT, MarketStructure, MarketTheory, NotCovered, decompose
@@ -246,12 +246,7 @@ def run_validation(
                 outputs.write_parquet(folder / f"{market:03d}.parquet", table)
                 bar.update()
         else:
-            # fresh processes, not fork: this process may run threads (pyarrow, tqdm)
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context(
-                "forkserver" if "forkserver" in methods else "spawn"
-            )
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with pools.fresh_pool(workers) as pool:  # workers end with this process
                 futures = [pool.submit(_task, task) for task in todo]
                 for fut in as_completed(futures):
                     market, table = fut.result()

@@ -41,16 +41,14 @@ and the attacks it draws.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sim import rules, strategies
+from sim import pools, rules, strategies
 from sim.config import CHANNELS, Config
 
 Float = np.ndarray
@@ -941,10 +939,7 @@ def _map(function: Any, tasks: list, workers: int | None, progress: Any, what: s
     if progress:
         progress(f"market theory, {what} " + ", ".join(f"{t[-1]:g}" for t in tasks)
                  + f" ({workers} processes)")  # fmt: skip
-    # fresh processes, not fork: the caller may run threads (pyarrow, tqdm)
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with pools.fresh_pool(workers) as pool:  # workers end with this process (sim.pools)
         return list(pool.map(function, *zip(*tasks, strict=True)))
 
 

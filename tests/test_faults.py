@@ -418,6 +418,39 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
         _stop_all(proc, family)
 
 
+def test_theory_workers_die_with_a_killed_plot(tmp_path):
+    """The market theory's overlay pool (and validate's, boundary's) starts its workers as the
+    sweep engine does (sim.pools): kill -9 of `paradox plot` while it computes leaves none."""
+    import signal
+    import subprocess
+    import time
+
+    from .conftest import PARADOX, REPO
+
+    out = tmp_path / "map"
+    tiny = ["steps=3", "model.n_labs=3", "model.n_adversaries=30", "sweep.replicates=1"]
+    made = paradox("sweep", "sweep=regime_map", *tiny, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.Popen([*PARADOX, "plot", str(out)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    family: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            family = _descendants(proc.pid)
+            if len([p for p in family if "forkserver" in _cmdline(p)]) >= 3:  # server, 2 workers
+                break
+            time.sleep(0.3)
+        assert proc.poll() is None, "the plot ended before its theory pool started"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        survivors = _wait_gone(family, 15)
+        assert not survivors, [_cmdline(p)[:80] for p in survivors]
+    finally:
+        _stop_all(proc, family)
+
+
 # -- item 9: a corrupt part file is quarantined and its runs rerun ------------------------------
 
 

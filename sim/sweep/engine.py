@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from sim import interrupts
+from sim import interrupts, pools
 from sim.config import Config, validate
 from sim.outcomes import OUTCOMES, summarize
 from sim.sweep.design import Design
@@ -99,18 +98,6 @@ def execute(task: Task) -> tuple[dict[str, Any], pd.DataFrame | None]:
     table = table[["step", *OUTCOMES]].copy()
     table.insert(0, "run_id", task.run_id)
     return row, table
-
-
-def _worker_start(pid: int) -> None:
-    """Worker initializer: leave SLURM's warning signals to the sweep, let the remaining
-    handlers (Ctrl-C) act between steps (:mod:`sim.interrupts`), end with the sweep."""
-    for name in ("SIGUSR1", "SIGUSR2"):
-        if hasattr(signal, name):
-            # SLURM signals every process of the job step; a worker's default action would be
-            # to die, and the sweep would report a dead worker instead of its time limit.
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
-    interrupts.queue_handlers()  # for the life of the worker: signals act between steps
-    die_with(pid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,44 +265,9 @@ def _run_pool(
     ctx = _pool_context()
     with _standard_start_method(ctx.get_start_method()):
         pool = ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(),)
+            workers, mp_context=ctx, initializer=pools.worker_start, initargs=(os.getpid(),)
         )
         _pool_loop(pool, 4 * workers, tasks, writer, bar, flush_seconds)
-
-
-def die_with(pid: int) -> None:
-    """End this worker as soon as process ``pid`` (the sweep) ends.
-
-    A worker's parent is the fork server, not the sweep, so a parent-death signal would not
-    fire when the sweep is killed (``kill -9``, an out-of-memory kill): the workers, and the fork
-    server waiting for them, would live on. A daemon thread waits on a pidfd of the sweep (or
-    polls it, where pidfds are missing) and exits the worker when it is gone.
-    """
-    import select
-    import threading
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        os._exit(1)
-    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
-        fd = None
-
-    def _watch() -> None:
-        if fd is not None:
-            select.select([fd], [], [])
-        else:
-            while True:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                except PermissionError:
-                    pass
-                time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=_watch, name="die-with-sweep", daemon=True).start()
 
 
 def _pool_loop(
@@ -353,9 +305,7 @@ def _pool_loop(
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM: stop the workers now rather than wait for their runs (which a
         # resume redoes); the finished runs are flushed by the caller.
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            with contextlib.suppress(Exception):
-                process.kill()
+        pools.kill_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
