@@ -4,6 +4,7 @@ against the mean field and the simulation, and `paradox validate` as a user runs
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -245,3 +246,15 @@ def test_static_limit_is_the_tullock_game(compose_config, q):
     assert state.converged
     game = th.StaticGame.from_config(cfg, "output")
     assert state.net_alignment == pytest.approx(th.net_alignment(game, q), abs=2e-4)
+
+
+def test_theory_gaps_script_measures_both_sides(capsys):
+    """benchmarks/theory_gaps.py (the §4.6 measurements) runs and prints finite slopes."""
+    from benchmarks import theory_gaps
+
+    args = ["--markets", "30", "--seeds", "2", "--steps", "12", "--burn-in", "4"]
+    theory_gaps.main(["leaks", *args])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("market 30: simulated ")
+    numbers = [float(x) for x in re.findall(r"[+-]?\d+\.\d+", line)]
+    assert len(numbers) == 6 and np.isfinite(numbers).all(), line  # slope ± SE, 2 x (slope, SD)

@@ -1,0 +1,184 @@
+"""Where the market theory misses the simulation: the measurements quoted in docs/theory.md §4.6.
+
+Each subcommand takes markets of `paradox validate`'s design (design seed 20261204, the same
+paired seeds and leak draws) and prints one line per market:
+
+- ``channels``: for one market, seed and level, the window means of attempts, knowledge and
+  compromise per channel and lab, simulated and predicted, and the simulated adversaries' mean
+  channel probabilities against the ratio of their mean propensities;
+- ``leaks``: the secant slope, simulated, predicted with the validation's drawn leak time, and
+  predicted over the run's own open-weights history (one solve per distinct set, weighted by
+  its steps in the window);
+- ``window``: the predicted slope from the fixed point against the window mean of the expected
+  dynamics (run from the initial state through the whole window, as the simulation is).
+
+    .venv/bin/python -m benchmarks.theory_gaps channels --market 16
+    .venv/bin/python -m benchmarks.theory_gaps leaks --markets 20,16,22 --seeds 4
+    .venv/bin/python -m benchmarks.theory_gaps window --markets 16,20 --seeds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+import numpy as np
+
+from experiments import validate
+from sim.config import config_from_flat
+from sim.market import SECANT, MarketStructure, MarketTheory
+
+CHANNELS = ("weights", "prompt", "output")
+
+
+def _market(market: int) -> dict:
+    row = validate.design(validate.DEFAULT_MARKETS).iloc[market].to_dict()
+    return {k: v for k, v in row.items() if k != "market"}
+
+
+def _simulate(cfg, seed: int, steps: int, burn_in: int, watch=None) -> dict:
+    """One run: the window means of N (and of whatever ``watch(model)`` returns), and its start."""
+    from sim.model import AlignmentParadoxModel
+
+    model = AlignmentParadoxModel(rng=seed, config=cfg)
+    start = {"open": model.lab.open_weights.copy(), "budget": model.lab.budget.copy()}
+    sums: dict = {}
+    sets: Counter = Counter()
+    for t in range(1, steps + 1):
+        model.step()
+        if t <= burn_in:
+            continue
+        seen = {"N": model.outcomes["net_alignment"], **(watch(model) if watch else {})}
+        for key, value in seen.items():
+            sums[key] = sums.get(key, 0.0) + np.asarray(value, dtype=float)
+        sets[tuple(model.lab.open_weights.astype(int))] += 1
+    window = steps - burn_in
+    return {**start, "means": {k: v / window for k, v in sums.items()}, "sets": sets}
+
+
+def _runs(args, predict):
+    """Per market and seed, the slopes of the simulation and of each of ``predict``'s theories."""
+    base = config_from_flat()
+    seeds = validate.paired_seeds(validate.DEFAULT_SEEDS)[: args.seeds]
+    for market in args.markets:
+        values = _market(market)
+        slopes: dict[str, list[float]] = {}
+        for r, seed in enumerate(seeds):
+            leak_rng = np.random.default_rng([validate.DESIGN_SEED + 1 + market, r])
+            leak = None
+            level: dict[str, list[float]] = {}
+            for q in SECANT:
+                cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
+                run = _simulate(cfg, seed, args.steps, args.burn_in)
+                theory = MarketTheory(cfg)
+                if leak is None:
+                    leak = theory.with_leaks(run["open"], leak_rng, args.burn_in + 1, args.steps)
+                level.setdefault("simulated", []).append(float(run["means"]["N"]))
+                for name, n in predict(theory, q, run, leak, args).items():
+                    level.setdefault(name, []).append(n)
+            for name, (lo, hi) in level.items():
+                slopes.setdefault(name, []).append((hi - lo) / (SECANT[1] - SECANT[0]))
+        sim = np.array(slopes["simulated"])
+        parts = [f"market {market}: simulated {sim.mean():+.3f} ± {_se(sim):.3f}"]
+        for name, values_ in slopes.items():
+            if name != "simulated":
+                diff = np.array(values_) - sim
+                parts.append(f"{name} {np.mean(values_):+.3f} (difference SD {_sd(diff):.3f})")
+        print("; ".join(parts), flush=True)
+
+
+def _se(x: np.ndarray) -> float:
+    return _sd(x) / np.sqrt(x.size) if x.size > 1 else float("nan")
+
+
+def _sd(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1)) if x.size > 1 else float("nan")
+
+
+def _leaks(theory, q, run, leak, args) -> dict[str, float]:
+    def n_at(open_w) -> float:
+        structure = MarketStructure(open_weights=np.asarray(open_w, float), budget=run["budget"])
+        return theory.solve(q, structure).net_alignment
+
+    window = sum(run["sets"].values())
+    history = sum(count * n_at(s) for s, count in run["sets"].items()) / window
+    return {"drawn leak": n_at(leak), "run's leaks": history}
+
+
+def _window(theory, q, run, leak, args) -> dict[str, float]:
+    structure = MarketStructure(open_weights=leak, budget=run["budget"])
+    fixed = theory.solve(q, structure).net_alignment
+    seen = []
+    evaluate = theory._evaluate
+
+    def recording(ctx, x):  # the expected dynamics evaluate once per step, after the defence
+        seen.append(x.phi.copy())
+        return evaluate(ctx, x)
+
+    theory._evaluate = recording
+    try:
+        state = theory.solve(q, structure, warmup=args.steps, max_iter=0)
+    finally:
+        theory._evaluate = evaluate
+    phi = np.mean(seen[args.burn_in + 1 : args.steps + 1], axis=0)  # after steps 151..600
+    mean_n = float(np.sum(state.reach * q * (1.0 - phi * (1.0 + state.clarity))))
+    return {"fixed point": fixed, "window mean of the dynamics": mean_n}
+
+
+def _channels(args) -> None:
+    np.set_printoptions(precision=3, suppress=True, linewidth=120)
+    market = args.markets[0]
+    seed = validate.paired_seeds(validate.DEFAULT_SEEDS)[args.seed_index]
+    cfg = validate.market_config(
+        config_from_flat(), {**_market(market), "model.fixed_alignment": args.q}
+    )
+
+    def watch(model) -> dict:
+        counts = [model.outcomes[f"attempts_{name}"] for name in CHANNELS]
+        propensity = model.adv.propensity
+        return {
+            "attempts": counts,
+            "knowledge": model.adv.knowledge.mean(axis=0),
+            "phi": model.lab.compromised.sum(axis=1),
+            "mean of probabilities": (propensity / propensity.sum(1, keepdims=True)).mean(0),
+            "ratio of means": propensity.sum(0) / propensity.sum(),
+        }
+
+    run = _simulate(cfg, seed, args.steps, args.burn_in, watch)
+    theory = MarketTheory(cfg)
+    leak_rng = np.random.default_rng([validate.DESIGN_SEED + 1 + market, args.seed_index])
+    leak = theory.with_leaks(run["open"], leak_rng, args.burn_in + 1, args.steps)
+    state = theory.solve(args.q, MarketStructure(open_weights=leak, budget=run["budget"]))
+    share = state.type_weights / state.type_weights.sum()
+    sim = run["means"]
+    print(f"market {market}, seed {seed}, q = {args.q}, steps {args.burn_in + 1}-{args.steps}")
+    print(f"  N              simulated {float(sim['N']):.3f}  theory {state.net_alignment:.3f}")
+    print(f"  attempts       simulated {sim['attempts']}  theory {state.attempts.sum(axis=0)}")
+    print(f"  knowledge      simulated {sim['knowledge']}  theory {share @ state.knowledge}")
+    probs, ratio = sim["mean of probabilities"], sim["ratio of means"]
+    print(f"  channel probs  simulated {probs} (ratio of mean propensities {ratio})")
+    print(f"                 theory    {share @ state.channel_probs}")
+    print(f"  phi per lab    simulated {sim['phi']}")
+    print(f"                 theory    {state.phi}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("channels", "leaks", "window"))
+    parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
+    parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window)")
+    parser.add_argument("--seed-index", type=int, default=0, help="which seed (channels)")
+    parser.add_argument("--q", type=float, default=SECANT[1], help="level (channels)")
+    parser.add_argument("--steps", type=int, default=validate.DEFAULT_STEPS)
+    parser.add_argument("--burn-in", type=int, default=validate.DEFAULT_BURN_IN)
+    args = parser.parse_args(argv)
+    args.markets = [int(m) for m in str(args.markets).split(",")]
+    if args.what == "channels":
+        _channels(args)
+    else:
+        _runs(args, _leaks if args.what == "leaks" else _window)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
