@@ -10,11 +10,16 @@ paired seeds and leak draws) and prints one line per market:
   predicted over the run's own open-weights history (one solve per distinct set, weighted by
   its steps in the window);
 - ``window``: the predicted slope from the fixed point against the window mean of the expected
-  dynamics (run from the initial state through the whole window, as the simulation is).
+  dynamics (run from the initial state through the whole window, as the simulation is);
+- ``churn``: for one market, seed and level, how specialised the simulated adversaries with
+  query access are (the spread of their prompt probability, its correlation with their prompt
+  knowledge) and how long a specialty lasts (its correlation with the same adversaries' at
+  step 50), and whether their initial knowledge or budget predicts it.
 
     .venv/bin/python -m benchmarks.theory_gaps channels --market 16
     .venv/bin/python -m benchmarks.theory_gaps leaks --markets 20,16,22 --seeds 4
     .venv/bin/python -m benchmarks.theory_gaps window --markets 16,20 --seeds 4
+    .venv/bin/python -m benchmarks.theory_gaps churn --market 16
 """
 
 from __future__ import annotations
@@ -162,19 +167,50 @@ def _channels(args) -> None:
     print(f"                 theory    {state.phi}")
 
 
+def _churn(args) -> None:
+    from sim.model import AlignmentParadoxModel
+
+    market = args.markets[0]
+    seed = validate.paired_seeds(validate.DEFAULT_SEEDS)[args.seed_index]
+    cfg = validate.market_config(
+        config_from_flat(), {**_market(market), "model.fixed_alignment": args.q}
+    )
+    model = AlignmentParadoxModel(rng=seed, config=cfg)
+    api = model.adv.api_access.copy()  # adversaries that can choose between all three channels
+    start_gap = model.adv.knowledge[api, 1] - model.adv.knowledge[api, 0]
+    log_budget = np.log(model.adv.budget[api])
+    first = None
+    print(f"market {market}, seed {seed}, q = {args.q}: adversaries with query access")
+    for t in range(1, args.steps + 1):
+        model.step()
+        if t not in (50, args.steps // 4, args.steps // 2, args.steps):
+            continue
+        propensity = model.adv.propensity[api]
+        prompt = propensity[:, 1] / propensity.sum(axis=1)
+        first = prompt if first is None else first
+        r = {
+            "with step 50": np.corrcoef(first, prompt)[0, 1],
+            "with own prompt knowledge": np.corrcoef(model.adv.knowledge[api, 1], prompt)[0, 1],
+            "with initial knowledge gap": np.corrcoef(start_gap, prompt)[0, 1],
+            "with log budget": np.corrcoef(log_budget, prompt)[0, 1],
+        }
+        told = ", ".join(f"{k} {v:+.2f}" for k, v in r.items())
+        print(f"  step {t}: prompt probability SD {prompt.std():.2f}; correlation {told}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("channels", "leaks", "window"))
+    parser.add_argument("what", choices=("channels", "leaks", "window", "churn"))
     parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
     parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window)")
-    parser.add_argument("--seed-index", type=int, default=0, help="which seed (channels)")
-    parser.add_argument("--q", type=float, default=SECANT[1], help="level (channels)")
+    parser.add_argument("--seed-index", type=int, default=0, help="which seed (channels, churn)")
+    parser.add_argument("--q", type=float, default=SECANT[1], help="level (channels, churn)")
     parser.add_argument("--steps", type=int, default=validate.DEFAULT_STEPS)
     parser.add_argument("--burn-in", type=int, default=validate.DEFAULT_BURN_IN)
     args = parser.parse_args(argv)
     args.markets = [int(m) for m in str(args.markets).split(",")]
-    if args.what == "channels":
-        _channels(args)
+    if args.what in ("channels", "churn"):
+        (_channels if args.what == "channels" else _churn)(args)
     else:
         _runs(args, _leaks if args.what == "leaks" else _window)
     return 0
