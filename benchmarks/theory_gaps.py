@@ -14,18 +14,23 @@ paired seeds and leak draws) and prints one line per market:
 - ``churn``: for one market, seed and level, how specialised the simulated adversaries with
   query access are (the spread of their prompt probability, its correlation with their prompt
   knowledge) and how long a specialty lasts (its correlation with the same adversaries' at
-  step 50), and whether their initial knowledge or budget predicts it.
+  step 50), and whether their initial knowledge or budget predicts it;
+- ``residuals``: in the market of `make run`'s reach map (conf/sweep/regime_map_reach.yaml) at
+  ``--reach-exponent`` and ``--coupling``, the largest relative change per iteration of each of
+  the theory's variables over the last 500 iterations of its first open-weights draw's solve.
 
     .venv/bin/python -m benchmarks.theory_gaps channels --market 16
     .venv/bin/python -m benchmarks.theory_gaps leaks --markets 20,16,22 --seeds 4
     .venv/bin/python -m benchmarks.theory_gaps window --markets 16,20 --seeds 4
     .venv/bin/python -m benchmarks.theory_gaps churn --market 16
+    .venv/bin/python -m benchmarks.theory_gaps residuals --q 0.75  # ζ 1.5, κ 0.5 by default
 """
 
 from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +39,7 @@ from sim.config import config_from_flat
 from sim.market import SECANT, MarketStructure, MarketTheory
 
 CHANNELS = ("weights", "prompt", "output")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _market(market: int) -> dict:
@@ -198,19 +204,54 @@ def _churn(args) -> None:
         print(f"  step {t}: prompt probability SD {prompt.std():.2f}; correlation {told}")
 
 
+def _residuals(args) -> None:
+    import yaml
+
+    from sim import market
+    from sim.analysis import with_values
+
+    sweep = yaml.safe_load((REPO / "conf/sweep/regime_map_reach.yaml").read_text())
+    values = {f"model.{k}": v for k, v in sweep["model"].items()}
+    values.update({"model.reach_exponent": args.reach_exponent, "model.coupling": args.coupling})
+    theory = MarketTheory(with_values(config_from_flat(), values))
+    structure = theory.draw_structures(np.random.default_rng(0), 1, 41, sweep["steps"])[0]
+    changes = []
+    relative = market._rel
+
+    def recording(new, old):  # called once per variable per iteration, in a fixed order
+        changes.append(relative(new, old))
+        return changes[-1]
+
+    market._rel = recording
+    try:
+        state = theory.solve(args.q, structure)
+    finally:
+        market._rel = relative
+    last = np.array(changes).reshape(-1, 5)[-500:].max(axis=0)
+    names = ("effort", "knowledge", "channel probabilities", "compromise", "defence")
+    told = ", ".join(f"{n} {100 * c:.1f}%" for n, c in zip(names, last, strict=True))
+    print(
+        f"ζ = {args.reach_exponent}, κ = {args.coupling}, q = {args.q}: converged "
+        f"{state.converged} after {state.iterations} iterations; largest change per iteration "
+        f"over the last 500: {told}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("channels", "leaks", "window", "churn"))
+    parser.add_argument("what", choices=("channels", "leaks", "window", "churn", "residuals"))
     parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
     parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window)")
     parser.add_argument("--seed-index", type=int, default=0, help="which seed (channels, churn)")
     parser.add_argument("--q", type=float, default=SECANT[1], help="level (channels, churn)")
+    parser.add_argument("--reach-exponent", type=float, default=1.5, help="(residuals)")
+    parser.add_argument("--coupling", type=float, default=0.5, help="(residuals)")
     parser.add_argument("--steps", type=int, default=validate.DEFAULT_STEPS)
     parser.add_argument("--burn-in", type=int, default=validate.DEFAULT_BURN_IN)
     args = parser.parse_args(argv)
     args.markets = [int(m) for m in str(args.markets).split(",")]
-    if args.what in ("channels", "churn"):
-        (_channels if args.what == "channels" else _churn)(args)
+    if args.what in ("channels", "churn", "residuals"):
+        {"channels": _channels, "churn": _churn, "residuals": _residuals}[args.what](args)
     else:
         _runs(args, _leaks if args.what == "leaks" else _window)
     return 0
