@@ -92,10 +92,16 @@ def test_ctrl_c_during_simulate_is_a_keyboard_interrupt_between_steps():
         if done == 3:
             signal.raise_signal(signal.SIGINT)
 
-    with pytest.raises(KeyboardInterrupt):
-        simulate(steps=50, seed=1, config=tiny_base(steps=50), progress=press_ctrl_c)
-    assert seen == [1, 2, 3]  # the step under way finished; the next never started
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # A shell that starts a job in the background (`make test &`) starts it with SIGINT
+    # ignored, and Python then keeps SIG_IGN; the test needs Python's usual Ctrl-C handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            simulate(steps=50, seed=1, config=tiny_base(steps=50), progress=press_ctrl_c)
+        assert seen == [1, 2, 3]  # the step under way finished; the next never started
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def signalling_runner(config: Config) -> pd.DataFrame:
