@@ -17,13 +17,17 @@ paired seeds and leak draws) and prints one line per market:
   step 50), and whether their initial knowledge or budget predicts it;
 - ``residuals``: in the market of `make run`'s reach map (conf/sweep/regime_map_reach.yaml) at
   ``--reach-exponent`` and ``--coupling``, the largest relative change per iteration of each of
-  the theory's variables over the last 500 iterations of its first open-weights draw's solve.
+  the theory's variables over the last 500 iterations of its first open-weights draw's solve;
+- ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
+  all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
+  every third validation market and a 3-lab market, each at both levels.
 
     .venv/bin/python -m benchmarks.theory_gaps channels --market 16
     .venv/bin/python -m benchmarks.theory_gaps leaks --markets 20,16,22 --seeds 4
     .venv/bin/python -m benchmarks.theory_gaps window --markets 16,20 --seeds 4
     .venv/bin/python -m benchmarks.theory_gaps churn --market 16
     .venv/bin/python -m benchmarks.theory_gaps residuals --q 0.75  # ζ 1.5, κ 0.5 by default
+    .venv/bin/python -m benchmarks.theory_gaps patience
 """
 
 from __future__ import annotations
@@ -204,17 +208,60 @@ def _churn(args) -> None:
         print(f"  step {t}: prompt probability SD {prompt.std():.2f}; correlation {told}")
 
 
-def _residuals(args) -> None:
+def _reach_market() -> tuple[dict, int]:
     import yaml
 
+    sweep = yaml.safe_load((REPO / "conf/sweep/regime_map_reach.yaml").read_text())
+    return {f"model.{k}": v for k, v in sweep["model"].items()}, sweep["steps"]
+
+
+def _patience(args) -> None:
+    import time
+
+    from sim.analysis import with_values
+
+    reach, _ = _reach_market()
+    cases = [
+        {**reach, "model.reach_exponent": zeta, "model.coupling": kappa}
+        for zeta in (1.0, 1.5, 2.0)
+        for kappa in (0.5, 0.75, 1.0)
+    ]
+    cases += [_market(m) for m in range(0, validate.DEFAULT_MARKETS, 3)]
+    cases.append({"model.n_labs": 3, "model.n_adversaries": 30})
+    seconds = {"all": 0.0, "early stop": 0.0}
+    changed, unconverged, worst, solves = 0, 0, 0.0, 0
+    for values in cases:
+        theory = MarketTheory(with_values(config_from_flat(), values))
+        structure = theory.draw_structures(np.random.default_rng(0), 1, 41, 150)[0]
+        for q in SECANT:
+            t0 = time.perf_counter()
+            full = theory.solve(q, structure, patience=None)
+            t1 = time.perf_counter()
+            early = theory.solve(q, structure)
+            seconds["all"] += t1 - t0
+            seconds["early stop"] += time.perf_counter() - t1
+            solves += 1
+            gap = abs(full.net_alignment - early.net_alignment)
+            if full.converged:
+                changed += int(gap > 0 or not early.converged)
+            else:
+                unconverged += 1
+                worst = max(worst, gap)
+    print(
+        f"{solves} solves, {unconverged} unconverged: converged solves changed {changed}; "
+        f"largest change of N in an unconverged one {worst:.4f}; time {seconds['all']:.0f} s "
+        f"with all iterations, {seconds['early stop']:.0f} s with the early stop"
+    )
+
+
+def _residuals(args) -> None:
     from sim import market
     from sim.analysis import with_values
 
-    sweep = yaml.safe_load((REPO / "conf/sweep/regime_map_reach.yaml").read_text())
-    values = {f"model.{k}": v for k, v in sweep["model"].items()}
+    values, steps = _reach_market()
     values.update({"model.reach_exponent": args.reach_exponent, "model.coupling": args.coupling})
     theory = MarketTheory(with_values(config_from_flat(), values))
-    structure = theory.draw_structures(np.random.default_rng(0), 1, 41, sweep["steps"])[0]
+    structure = theory.draw_structures(np.random.default_rng(0), 1, 41, steps)[0]
     changes = []
     relative = market._rel
 
@@ -224,7 +271,7 @@ def _residuals(args) -> None:
 
     market._rel = recording
     try:
-        state = theory.solve(args.q, structure)
+        state = theory.solve(args.q, structure, patience=None)  # all 3,000 iterations
     finally:
         market._rel = relative
     last = np.array(changes).reshape(-1, 5)[-500:].max(axis=0)
@@ -239,7 +286,9 @@ def _residuals(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("channels", "leaks", "window", "churn", "residuals"))
+    parser.add_argument(
+        "what", choices=("channels", "leaks", "window", "churn", "residuals", "patience")
+    )
     parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
     parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window)")
     parser.add_argument("--seed-index", type=int, default=0, help="which seed (channels, churn)")
@@ -250,8 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burn-in", type=int, default=validate.DEFAULT_BURN_IN)
     args = parser.parse_args(argv)
     args.markets = [int(m) for m in str(args.markets).split(",")]
-    if args.what in ("channels", "churn", "residuals"):
-        {"channels": _channels, "churn": _churn, "residuals": _residuals}[args.what](args)
+    single = {
+        "channels": _channels,
+        "churn": _churn,
+        "residuals": _residuals,
+        "patience": _patience,
+    }
+    if args.what in single:
+        single[args.what](args)
     else:
         _runs(args, _leaks if args.what == "leaks" else _window)
     return 0

@@ -301,7 +301,7 @@ def _unconverged(theory: pd.DataFrame) -> str:
     n = int((~theory["converged"].astype(bool)).sum())
     note(f"market theory: {n} of {len(theory)} overlay points did not converge (drawn anyway)")
     return (f"{n} of the theory's {len(theory)} points come from solves that did not converge "
-            "within 3,000 iterations (docs/theory.md §4.2); read them with care. ")  # fmt: skip
+            "(they cycle, docs/theory.md §4.2 and §4.6); read them with care. ")  # fmt: skip
 
 
 def plot_paradox_curve(folder: Path, runs: pd.DataFrame, out: Path) -> list[Panel]:

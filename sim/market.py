@@ -59,6 +59,9 @@ SECANT = (0.75, 0.95)
 
 #: Steps of expected dynamics run from the initial state before the fixed-point iteration.
 WARMUP = 150
+#: A solve that finds no new smallest residual for this many iterations is cycling; it stops
+#: there, unconverged (docs/theory.md §4.2).
+PATIENCE = 500
 
 
 class NotCovered(ValueError):
@@ -252,6 +255,7 @@ class MarketTheory:
         max_iter: int = 3000,
         tol: float = 1e-5,
         warmup: int = WARMUP,
+        patience: int | None = PATIENCE,
     ) -> MarketState:
         """The stationary state at alignment level q (every lab's q held there).
 
@@ -259,7 +263,8 @@ class MarketTheory:
         diverts attackers to an open rival, or one that gives up and is saturated). To land in
         the one the simulation reaches, the expected dynamics are first run for ``warmup`` steps
         from the simulation's initial state (:meth:`_transient`); the fixed-point iteration then
-        polishes the state it arrives at.
+        polishes the state it arrives at. It stops unconverged after ``max_iter`` iterations, or
+        once ``patience`` iterations pass without a new smallest residual (a cycle; None: never).
         """
         m, pol = self.cfg.model, self.cfg.policy
         acfg = self.cfg.learning.adversary
@@ -315,6 +320,7 @@ class MarketTheory:
             x.defence = self._initial_defence(investable)
         converged, residual, it = False, np.inf, 0
         step, last = 0.5, np.inf
+        best, best_it = np.inf, 0
         lab_target = None
         for it in range(1, max_iter + 1):
             v = self._evaluate(ctx, x)
@@ -355,6 +361,10 @@ class MarketTheory:
             if residual < tol and (fresh_target or not self.lab_strategy.best_responds):
                 converged = True
                 break
+            if residual < best:
+                best, best_it = residual, it
+            elif patience is not None and it - best_it > patience:
+                break  # cycling: no new smallest residual for `patience` iterations
         v = self._evaluate(ctx, x)
         effort, knowledge, probs_ch, phi, defence = x.effort, x.knowledge, x.probs, x.phi, x.defence
         attempts, strength, p, target, u = (

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
+from sim.analysis import with_values
 from sim.config import config_from_flat
 from sim.market import (
     SECANT,
@@ -258,3 +259,19 @@ def test_theory_gaps_script_measures_both_sides(capsys):
     assert line.startswith("market 30: simulated ")
     numbers = [float(x) for x in re.findall(r"[+-]?\d+\.\d+", line)]
     assert len(numbers) == 6 and np.isfinite(numbers).all(), line  # slope ± SE, 2 x (slope, SD)
+
+
+def test_a_cycling_solve_stops_early_and_a_converging_one_is_untouched():
+    reach_market = {"model.n_labs": 8, "model.n_adversaries": 300, "model.attacker_value": 80.0,
+                    "model.adversary_budget_mean": 1.0}  # fmt: skip
+    setting = {**reach_market, "model.reach_exponent": 1.5, "model.coupling": 0.5}
+    cycling = MarketTheory(with_values(config_from_flat(), setting))
+    structure = cycling.draw_structures(np.random.default_rng(0), 1, 41, 150)[0]
+    state = cycling.solve(0.75, structure, patience=50)
+    assert not state.converged and state.iterations < 3000
+    converging = MarketTheory(
+        with_values(config_from_flat(), {**reach_market, "model.coupling": 1.0})
+    )
+    a = converging.solve(0.95, structure)
+    b = converging.solve(0.95, structure, patience=None)
+    assert a.converged and a.iterations == b.iterations and a.net_alignment == b.net_alignment
