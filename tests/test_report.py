@@ -166,16 +166,17 @@ def test_report_with_failed_runs_warns_and_exits_1(tiny_report, tmp_path):
     cwd, out, _ = tiny_report
     copy = tmp_path / "rep"
     shutil.copytree(out, copy)
-    path = copy / "sweeps" / "regime_map" / "runs.parquet"
+    # the policy grid: it has no theory overlay to recompute for the runs that remain
+    path = copy / "sweeps" / "policy_grid" / "runs.parquet"
     runs = pd.read_parquet(path)
     runs.loc[runs.index[:3], "status"] = "failed"
     runs.to_parquet(path)
     proc = paradox("report", "--out", str(copy), *TINY, "--parts", "scenarios", cwd=cwd)
     assert proc.returncode == 1, proc.stderr
-    assert f"warning: regime_map: 3 of {len(runs)} runs failed" in proc.stderr
+    assert f"warning: policy_grid: 3 of {len(runs)} runs failed" in proc.stderr
     md = (copy / "report.md").read_text()
-    assert "**Warnings**" in md and "regime_map: 3 of" in md
-    assert "## The regime map" in md  # drawn from the runs that finished
+    assert "**Warnings**" in md and "policy_grid: 3 of" in md
+    assert "## Policy levers" in md  # drawn from the runs that finished
 
 
 def test_report_with_a_part_whose_runs_all_failed(tiny_report, tmp_path):
