@@ -33,7 +33,6 @@ paired seeds and leak draws) and prints one line per market:
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -51,26 +50,6 @@ def _market(market: int) -> dict:
     return {k: v for k, v in row.items() if k != "market"}
 
 
-def _simulate(cfg, seed: int, steps: int, burn_in: int, watch=None) -> dict:
-    """One run: the window means of N (and of whatever ``watch(model)`` returns), and its start."""
-    from sim.model import AlignmentParadoxModel
-
-    model = AlignmentParadoxModel(rng=seed, config=cfg)
-    start = {"open": model.lab.open_weights.copy(), "budget": model.lab.budget.copy()}
-    sums: dict = {}
-    sets: Counter = Counter()
-    for t in range(1, steps + 1):
-        model.step()
-        if t <= burn_in:
-            continue
-        seen = {"N": model.outcomes["net_alignment"], **(watch(model) if watch else {})}
-        for key, value in seen.items():
-            sums[key] = sums.get(key, 0.0) + np.asarray(value, dtype=float)
-        sets[tuple(model.lab.open_weights.astype(int))] += 1
-    window = steps - burn_in
-    return {**start, "means": {k: v / window for k, v in sums.items()}, "sets": sets}
-
-
 def _runs(args, predict):
     """Per market and seed, the slopes of the simulation and of each of ``predict``'s theories."""
     base = config_from_flat()
@@ -79,12 +58,12 @@ def _runs(args, predict):
         values = _market(market)
         slopes: dict[str, list[float]] = {}
         for r, seed in enumerate(seeds):
-            leak_rng = np.random.default_rng([validate.DESIGN_SEED + 1 + market, r])
+            leak_rng = np.random.default_rng([validate.market_leak_seed(market), r])
             leak = None
             level: dict[str, list[float]] = {}
             for q in SECANT:
                 cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
-                run = _simulate(cfg, seed, args.steps, args.burn_in)
+                run = validate.window_run(cfg, seed, args.steps, args.burn_in)
                 theory = MarketTheory(cfg)
                 if leak is None:
                     leak = theory.with_leaks(run["open"], leak_rng, args.burn_in + 1, args.steps)
@@ -159,9 +138,9 @@ def _channels(args) -> None:
             "ratio of means": propensity.sum(0) / propensity.sum(),
         }
 
-    run = _simulate(cfg, seed, args.steps, args.burn_in, watch)
+    run = validate.window_run(cfg, seed, args.steps, args.burn_in, watch)
     theory = MarketTheory(cfg)
-    leak_rng = np.random.default_rng([validate.DESIGN_SEED + 1 + market, args.seed_index])
+    leak_rng = np.random.default_rng([validate.market_leak_seed(market), args.seed_index])
     leak = theory.with_leaks(run["open"], leak_rng, args.burn_in + 1, args.steps)
     state = theory.solve(args.q, MarketStructure(open_weights=leak, budget=run["budget"]))
     share = state.type_weights / state.type_weights.sum()

@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import as_completed
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,28 +99,46 @@ def market_config(base: Config, values: dict) -> Config:
     return with_values(base, values)
 
 
+def market_leak_seed(market: int, design_seed: int = DESIGN_SEED) -> int:
+    """The seed of a market's leak draws for the theory; replicate r draws from [seed, r]."""
+    return design_seed + 1 + market
+
+
+def window_run(cfg: Config, seed: int, steps: int, burn_in: int, watch=None) -> dict:
+    """One simulated run: its initial open weights (``open``) and lab budgets (``budget``), the
+    ``means`` over steps burn_in+1..steps of net alignment ``N``, compromised share ``Phi`` and
+    whatever ``watch(model)`` returns (a dict of arrays), and the open-weights ``sets`` the labs
+    went through in that window, with their step counts."""
+    from sim.model import AlignmentParadoxModel
+
+    model = AlignmentParadoxModel(rng=seed, config=cfg)
+    start = {"open": model.lab.open_weights.copy(), "budget": model.lab.budget.copy()}
+    sums: dict = {}
+    sets: Counter = Counter()
+    for t in range(1, steps + 1):
+        model.step()
+        if t <= burn_in:
+            continue
+        seen = {"N": model.outcomes["net_alignment"], "Phi": model.outcomes["compromised_share"]}
+        for key, value in {**seen, **(watch(model) if watch else {})}.items():
+            sums[key] = sums.get(key, 0.0) + np.asarray(value, dtype=float)
+        sets[tuple(model.lab.open_weights.astype(int))] += 1
+    window = steps - burn_in
+    return {**start, "means": {k: v / window for k, v in sums.items()}, "sets": sets}
+
+
 def validate_market(
     base: Config, values: dict, seeds: list[int], steps: int, burn_in: int, leak_seed: int
 ) -> pd.DataFrame:
     """Simulation and theory for one market: one row per (seed, level)."""
-    from sim.model import AlignmentParadoxModel
-
     rows = []
     for r, seed in enumerate(seeds):
         leak_rng = np.random.default_rng([leak_seed, r])
         leak_draw = None
         for q in SECANT:
             cfg = market_config(base, {**values, "model.fixed_alignment": q})
-            model = AlignmentParadoxModel(rng=seed, config=cfg)
-            open0 = model.lab.open_weights.copy()
-            budget = model.lab.budget.copy()
-            n_sum = phi_sum = 0.0
-            for t in range(1, steps + 1):
-                model.step()
-                if t > burn_in:
-                    n_sum += model.outcomes["net_alignment"]
-                    phi_sum += model.outcomes["compromised_share"]
-            window = steps - burn_in
+            run = window_run(cfg, seed, steps, burn_in)
+            open0, budget = run["open"], run["budget"]
             theory = MarketTheory(cfg)
             if leak_draw is None:  # the same leak draw at both levels (paired, like the seed)
                 leak_draw = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
@@ -129,8 +148,8 @@ def validate_market(
                     "seed": seed,
                     "q": q,
                     "clarity": state.clarity,
-                    "sim_N": n_sum / window,
-                    "sim_Phi": phi_sum / window,
+                    "sim_N": float(run["means"]["N"]),
+                    "sim_Phi": float(run["means"]["Phi"]),
                     "theory_N": state.net_alignment,
                     "theory_Phi": state.Phi,
                     "converged": state.converged,
@@ -232,7 +251,9 @@ def run_validation(
         if (folder / f"{market:03d}.parquet").exists():
             continue
         values = {k: _plain(row[k]) for k in plan.columns if k != "market"}
-        todo.append((market, base, values, seed_list, steps, burn_in, design_seed + 1 + market))
+        todo.append(
+            (market, base, values, seed_list, steps, burn_in, market_leak_seed(market, design_seed))
+        )
     bar = tqdm(
         total=markets,
         initial=markets - len(todo),

@@ -254,11 +254,12 @@ def test_theory_gaps_script_measures_both_sides(capsys):
     from benchmarks import theory_gaps
 
     args = ["--markets", "30", "--seeds", "2", "--steps", "12", "--burn-in", "4"]
-    theory_gaps.main(["leaks", *args])
-    line = capsys.readouterr().out.strip()
-    assert line.startswith("market 30: simulated ")
-    numbers = [float(x) for x in re.findall(r"[+-]?\d+\.\d+", line)]
-    assert len(numbers) == 6 and np.isfinite(numbers).all(), line  # slope ± SE, 2 x (slope, SD)
+    for what in ("leaks", "window"):  # two theories each beside the simulation
+        theory_gaps.main([what, *args])
+        line = capsys.readouterr().out.strip()
+        assert line.startswith("market 30: simulated "), line
+        numbers = [float(x) for x in re.findall(r"[+-]?\d+\.\d+", line)]
+        assert len(numbers) == 6 and np.isfinite(numbers).all(), line  # slope ± SE, 2 x (slope, SD)
 
 
 def test_a_cycling_solve_stops_early_and_a_converging_one_is_untouched():
