@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim import pools, rules, strategies
+from sim import pools, rules, simplex, strategies
 from sim.config import CHANNELS, Config
 
 Float = np.ndarray
@@ -62,6 +62,12 @@ WARMUP = 150
 #: A solve that finds no new smallest residual for this many iterations is cycling; it stops
 #: there, unconverged (docs/theory.md §4.2).
 PATIENCE = 500
+#: Steps after the warm-up over which the propensity-distribution theory is averaged (the
+#: simulation's validation window, steps 151-600).
+WINDOW = 450
+#: The propensity-distribution theory has settled when its compromised shares, averaged over
+#: the two halves of the window, differ by less than this for every lab.
+SETTLED = 1e-3
 
 
 class NotCovered(ValueError):
@@ -181,8 +187,13 @@ def coverage(cfg: Config) -> list[str]:
 class MarketTheory:
     """The stationary market for one configuration; :meth:`solve` gives it at a level q."""
 
-    def __init__(self, config: Config, *, budget_nodes: int = 12) -> None:
+    def __init__(self, config: Config, *, budget_nodes: int = 12, channel_grid: int = 0) -> None:
         reasons = coverage(config)
+        if channel_grid < 0 or channel_grid % 3:
+            raise ValueError(
+                f"channel_grid must be 0 or a positive multiple of 3, got {channel_grid}"
+            )
+        self.channel_grid = channel_grid
         if reasons:
             raise NotCovered("; ".join(reasons))
         self.cfg = config
@@ -256,6 +267,7 @@ class MarketTheory:
         tol: float = 1e-5,
         warmup: int = WARMUP,
         patience: int | None = PATIENCE,
+        window: int = WINDOW,
     ) -> MarketState:
         """The stationary state at alignment level q (every lab's q held there).
 
@@ -266,54 +278,13 @@ class MarketTheory:
         polishes the state it arrives at. It stops unconverged after ``max_iter`` iterations, or
         once ``patience`` iterations pass without a new smallest residual (a cycle; None: never).
         """
-        m, pol = self.cfg.model, self.cfg.policy
-        acfg = self.cfg.learning.adversary
-        structure = structure or self.expected_structure()
-        kappa = m.coupling if coupling is None else coupling
-        n_labs = m.n_labs
-        w = self.reach
-        c = kappa * q**m.clarity_exponent  # rules.clarity for a scalar q (Python's pow)
-        a_lab = rules.attackability(np.array([c]), self.base, self.gain, self.elasticity)[0]  # 3
-        damage = q * (1.0 + c)
-        stake = m.defender_value * self.stake_factor * w * damage  # lab's loss scale
-        open_w = np.asarray(structure.open_weights, dtype=float)
-        budget = (
-            np.full(n_labs, m.lab_budget_mean)
-            if structure.budget is None
-            else np.asarray(structure.budget, dtype=float)
-        )
-        investable = budget * (1.0 - pol.decoupling_share)
-        api = pol.api_access_share if structure.api_share is None else structure.api_share
-
-        # Adversary types: budget nodes x query access.
-        e_nodes, e_w = self.budget_nodes, self.budget_weights
-        budgets = np.concatenate([e_nodes, e_nodes])
-        access_api = np.concatenate([np.ones(e_nodes.size), np.zeros(e_nodes.size)])
-        weights = np.concatenate([e_w * api, e_w * (1.0 - api)])
-        keep = weights > 0
-        budgets, access_api, weights = budgets[keep], access_api[keep], weights[keep]
-        n_types = budgets.size
-        # access[t, i, k]: probability type t can reach lab i through channel k
-        access = np.empty((n_types, n_labs, 3))
-        access[:, :, 0] = open_w[None, :]
-        access[:, :, 1] = np.maximum(open_w[None, :], access_api[:, None])
-        access[:, :, 2] = 1.0
-
+        if self.channel_grid and self.adversary_strategy.reinforces_channels:
+            return self._solve_distribution(q, structure, coupling, warmup, window, tol)
+        m = self.cfg.model
+        ctx, x = self._setup(q, structure, coupling)
+        weights, a_lab, stake, investable = ctx.weights, ctx.a_lab, ctx.stake, ctx.investable
+        access, c = ctx.access, ctx.c
         adversary = self.adversary_strategy
-        ctx = _Context(
-            q=q, c=c, a_lab=a_lab, stake=stake, prize=m.attacker_value * w * damage,
-            investable=investable, budgets=budgets, weights=weights, access=access,
-            active=1.0 / (1.0 + pol.detection_probability * pol.deterrence_steps)
-            if pol.deterrence_steps > 0 else 1.0,
-        )  # fmt: skip
-        k0 = self.channels.initial_knowledge
-        x = _Vars(
-            effort=acfg.effort_share * budgets,
-            knowledge=np.tile(k0, (n_types, 1)),  # end-of-step knowledge
-            probs=np.full((n_types, 3), 1.0 / 3.0),
-            phi=np.zeros(n_labs),
-            defence=np.full((n_labs, 3), m.initial_defence),
-        )
         if warmup > 0:
             x = self._transient(ctx, x, warmup)
         if not (self.lab_strategy.best_responds or self.lab_strategy.imitates):
@@ -379,7 +350,7 @@ class MarketTheory:
         return MarketState(
             q=float(q),
             clarity=float(c),
-            reach=w,
+            reach=self.reach,
             phi=phi,
             defence=defence,
             attempts=attempts,
@@ -393,6 +364,59 @@ class MarketTheory:
             iterations=it,
             residual=float(residual),
         )
+
+    def _setup(
+        self, q: float, structure: MarketStructure | None, coupling: float | None
+    ) -> tuple[_Context, _Vars]:
+        """What stays fixed at level q, and the simulation's initial state."""
+        m, pol = self.cfg.model, self.cfg.policy
+        acfg = self.cfg.learning.adversary
+        structure = structure or self.expected_structure()
+        kappa = m.coupling if coupling is None else coupling
+        n_labs = m.n_labs
+        w = self.reach
+        c = kappa * q**m.clarity_exponent  # rules.clarity for a scalar q (Python's pow)
+        a_lab = rules.attackability(np.array([c]), self.base, self.gain, self.elasticity)[0]  # 3
+        damage = q * (1.0 + c)
+        stake = m.defender_value * self.stake_factor * w * damage  # lab's loss scale
+        open_w = np.asarray(structure.open_weights, dtype=float)
+        budget = (
+            np.full(n_labs, m.lab_budget_mean)
+            if structure.budget is None
+            else np.asarray(structure.budget, dtype=float)
+        )
+        investable = budget * (1.0 - pol.decoupling_share)
+        api = pol.api_access_share if structure.api_share is None else structure.api_share
+
+        # Adversary types: budget nodes x query access.
+        e_nodes, e_w = self.budget_nodes, self.budget_weights
+        budgets = np.concatenate([e_nodes, e_nodes])
+        access_api = np.concatenate([np.ones(e_nodes.size), np.zeros(e_nodes.size)])
+        weights = np.concatenate([e_w * api, e_w * (1.0 - api)])
+        keep = weights > 0
+        budgets, access_api, weights = budgets[keep], access_api[keep], weights[keep]
+        n_types = budgets.size
+        # access[t, i, k]: probability type t can reach lab i through channel k
+        access = np.empty((n_types, n_labs, 3))
+        access[:, :, 0] = open_w[None, :]
+        access[:, :, 1] = np.maximum(open_w[None, :], access_api[:, None])
+        access[:, :, 2] = 1.0
+
+        ctx = _Context(
+            q=q, c=c, a_lab=a_lab, stake=stake, prize=m.attacker_value * w * damage,
+            investable=investable, budgets=budgets, weights=weights, access=access,
+            active=1.0 / (1.0 + pol.detection_probability * pol.deterrence_steps)
+            if pol.deterrence_steps > 0 else 1.0,
+        )  # fmt: skip
+        k0 = self.channels.initial_knowledge
+        x = _Vars(
+            effort=acfg.effort_share * budgets,
+            knowledge=np.tile(k0, (n_types, 1)),  # end-of-step knowledge
+            probs=np.full((n_types, 3), 1.0 / 3.0),
+            phi=np.zeros(n_labs),
+            defence=np.full((n_labs, 3), m.initial_defence),
+        )
+        return ctx, x
 
     def _evaluate(self, ctx: _Context, x: _Vars) -> dict[str, Float]:
         """Targeting, contests and what the labs face, at the current variables."""
@@ -418,7 +442,9 @@ class MarketTheory:
             out["br_effort"] = np.einsum("tik,tik->t", target, br)
         out["success_ch"] = u[:, None] * np.einsum("tik,tik->tk", target, p)
         if self.adversary_strategy.reinforces_channels:
-            out["reward"] = np.einsum("tik,tik,i->tk", _within_channel(target), p, prize)
+            within = _within_channel(target)
+            out["reward"] = np.einsum("tik,tik,i->tk", within, p, prize)
+            out["win_ch"] = np.einsum("tik,tik->tk", within, p)  # success chance per attempt
         n_adv = m.n_adversaries
         flow = n_adv * ctx.weights * u  # attempting mass per type
         attempts = np.einsum("t,tik->ik", flow, target)
@@ -443,21 +469,14 @@ class MarketTheory:
         propensities forget and reinforce, knowledge decays, learns and diffuses, and labs
         smooth what they saw and move their spending η_s of the way to the best response.
         """
-        m, pol = self.cfg.model, self.cfg.policy
+        m = self.cfg.model
         acfg = self.cfg.learning.adversary
-        lcfg = self.cfg.learning.lab
         rho = m.compromise_persistence
-        split = np.array(
-            [lcfg.defence_split.weights, lcfg.defence_split.prompt, lcfg.defence_split.output]
-        )
-        s0 = min(lcfg.alignment_share, 1.0 - pol.defence_mandate)
-        spend = ((1.0 - s0) * ctx.investable)[:, None] * (split / split.sum())[None, :]
+        labs = self._labs_initial(ctx, x)
         propensity = np.ones_like(x.probs)
-        seen_n = np.zeros_like(x.defence)
-        seen_s = np.zeros_like(x.defence)
         eps = acfg.experimentation
         for _ in range(steps):
-            x.defence = (1.0 - m.defence_decay) * x.defence + spend
+            x.defence = (1.0 - m.defence_decay) * x.defence + labs["spend"]
             v = self._evaluate(ctx, x)
             x.phi = rho * x.phi + (1.0 - rho * x.phi) * v["fresh"]
             if self.adversary_strategy.best_responds:
@@ -476,21 +495,192 @@ class MarketTheory:
                 gap = np.maximum(learned[None, :, :] - learned[:, None, :], 0.0)
                 learned = learned + m.diffusion_rate * np.einsum("u,tuk->tk", ctx.weights, gap)
             x.knowledge = learned
-            if self.lab_strategy.best_responds:
-                seen = v["attempts"] > 0
-                seen_n += lcfg.memory * (v["attempts"] - seen_n)
-                seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
-                best = self._lab_defence(seen_n, seen_s, ctx.a_lab, ctx.stake * (1.0 - rho * x.phi),
-                                         ctx.investable, rounds=0)  # fmt: skip
-                wanted = np.maximum(best - (1.0 - m.defence_decay) * x.defence, 0.0)
-                total = wanted.sum(axis=1, keepdims=True)
-                cap = ctx.investable[:, None]
-                floor = pol.defence_mandate * cap
-                wanted = np.where(total > cap, wanted * cap / np.maximum(total, 1e-300), wanted)
-                short = total < floor
-                wanted = np.where(short, wanted + (floor - total) / 3.0, wanted)
-                spend = spend + lcfg.step_size * (wanted - spend)
+            self._labs_step(ctx, x, v, labs)
         return x
+
+    def _solve_distribution(
+        self, q: float, structure: MarketStructure | None, coupling: float | None,
+        warmup: int, window: int, tol: float,
+    ) -> MarketState:  # fmt: skip
+        """The market with each type's channel propensities as a distribution (§4.1).
+
+        An adversary's Roth–Erev channel probabilities P change only when it succeeds: a
+        success through channel k with prize R moves P a share f = R / ((1 − φ_RE) S + R) of the
+        way to v_k (1 − ε on k, ε/2 on the others), where S is its total propensity, which
+        forgets at φ_RE and grows by R. Each type's population is a distribution over a grid on
+        the simplex of P (:mod:`sim.simplex`); every step moves the mass of each grid point to
+        where its successes through each channel send it (interpolated onto the grid) and keeps
+        the rest in place. Each grid point carries the mean knowledge, effort and propensity
+        total of the adversaries there, moved with them and updated by the outcome that moved
+        them (a success through k teaches k), so an adversary's knowledge stays correlated
+        with its specialty. This is the master equation of (P, S, K, x) closed at the first
+        moment of (S, K, x) given P, iterated from the simulation's initial state; the state is
+        averaged over steps warmup+1 .. warmup+window, as the simulation is.
+        """
+        m, acfg = self.cfg.model, self.cfg.learning.adversary
+        n = self.channel_grid
+        ctx, x0 = self._setup(q, structure, coupling)
+        pts = simplex.points(n)
+        n_grid, n_types = pts.shape[0], ctx.budgets.size
+        n_sub = n_types * n_grid
+        owner = np.repeat(np.arange(n_types), n_grid)  # sub-population -> type
+        mass = np.zeros(n_sub)
+        mass[np.arange(n_types) * n_grid + simplex.index(np.array(n // 3), np.array(n // 3), n)] = 1
+        type_w = ctx.weights
+        sub = replace(
+            ctx,
+            budgets=ctx.budgets[owner],
+            weights=type_w[owner] * mass,
+            access=ctx.access[owner],
+        )
+        x = _Vars(
+            effort=x0.effort[owner],
+            knowledge=x0.knowledge[owner],
+            probs=np.tile(pts, (n_types, 1)),
+            phi=x0.phi,
+            defence=x0.defence,
+        )
+        total = np.full(n_sub, 3.0)  # propensity sums: every propensity starts at 1
+        labs = self._labs_initial(sub, x)
+        eps, forget = acfg.experimentation, acfg.forgetting
+        towards = np.full((3, 3), eps / 2.0)  # row k: where a success through k pulls P
+        np.fill_diagonal(towards, 1.0 - eps)
+        rho = m.compromise_persistence
+        diffuse = m.diffusion_rate > 0 and m.network.topology != "none"
+        acc: dict[str, Float] = {}
+        halves: dict[str, Float] = {}
+        for step in range(1, warmup + window + 1):
+            x.defence = (1.0 - m.defence_decay) * x.defence + labs["spend"]
+            v = self._evaluate(sub, x)
+            x.phi = rho * x.phi + (1.0 - rho * x.phi) * v["fresh"]
+            if self.adversary_strategy.best_responds:
+                x.effort = x.effort + acfg.effort_adjustment * (v["br_effort"] - x.effort)
+            # the step's outcomes per sub-population: a success through k (chance succ_k), or not
+            u = v["u"]
+            succ = np.minimum(v["success_ch"], 1.0)
+            stay = np.maximum(1.0 - succ.sum(axis=1), 0.0)
+            kept = (1.0 - m.knowledge_decay) * v["k_pub"]
+            learned = kept + m.knowledge_gain * (1.0 - kept)
+            failed = u - succ.sum(axis=1)  # attempted without success: propensities forget
+            total_stay = np.divide(
+                ((1.0 - u) + (1.0 - forget) * np.maximum(failed, 0.0)) * total,
+                stay, out=total.copy(), where=stay > 0,
+            )  # fmt: skip
+            prize = np.divide(v["reward"], v["win_ch"], out=np.zeros_like(succ),
+                              where=v["win_ch"] > 0)  # fmt: skip
+            total_win = (1.0 - forget) * total[:, None] + prize  # S x 3
+            f = np.divide(prize, total_win, out=np.zeros_like(prize), where=total_win > 0)
+            dest = (1.0 - f)[..., None] * x.probs[:, None, :] + f[..., None] * towards[None]
+            verts, share = simplex.interpolate(dest, n)  # S x 3 (channel) x 3 (vertex)
+            # knowledge carried by a success through k: kept, with channel k learned
+            k_win = np.repeat(kept[:, None, :], 3, axis=1)
+            diag = np.arange(3)
+            k_win[:, diag, diag] = learned
+            where_to = np.concatenate(
+                [np.arange(n_sub), ((owner * n_grid)[:, None, None] + verts).ravel()]
+            )
+            amount = np.concatenate(
+                [mass * stay, (mass[:, None, None] * succ[:, :, None] * share).ravel()]
+            )
+            mass = np.bincount(where_to, amount, minlength=n_sub)
+
+            def carried(
+                at_stay: Float, at_win: Float, old: Float, where_to=where_to, amount=amount,
+                new_mass=mass,
+            ) -> Float:  # fmt: skip
+                flat = np.concatenate([at_stay, np.repeat(at_win, 3, axis=1).reshape(-1)])
+                moved = np.bincount(where_to, amount * flat, minlength=n_sub)
+                return np.divide(moved, new_mass, out=old.copy(), where=new_mass > 0)
+
+            eff = x.effort
+            x.effort = carried(eff, np.repeat(eff[:, None], 3, axis=1), eff)
+            total = carried(total_stay, total_win, total)
+            x.knowledge = np.column_stack(
+                [carried(kept[:, c], k_win[:, :, c], kept[:, c]) for c in range(3)]
+            )
+            sub.weights = type_w[owner] * mass
+            if diffuse:
+                x.knowledge = x.knowledge + m.diffusion_rate * _above(x.knowledge, sub.weights)
+            self._labs_step(sub, x, v, labs)
+            if step > warmup:
+                half = "late" if step > warmup + window // 2 else "early"
+                halves[half] = halves.get(half, 0.0) + x.phi
+                flow = m.n_adversaries * sub.weights * u
+                seen = {
+                    "phi": x.phi,
+                    "defence": x.defence,
+                    "attempts": v["attempts"],
+                    "strength": v["attempts"] * v["strength"],
+                    "success": np.einsum("s,sik,sik->ik", flow, v["target"], v["p"]),
+                    "effort": np.bincount(owner, sub.weights * x.effort, minlength=n_types),
+                    "knowledge": np.stack([np.bincount(owner, sub.weights * x.knowledge[:, c],
+                                                       minlength=n_types) for c in range(3)], 1),
+                    "probs": np.stack([np.bincount(owner, sub.weights * x.probs[:, c],
+                                                   minlength=n_types) for c in range(3)], 1),
+                    "probs_sq": np.stack([np.bincount(owner, sub.weights * x.probs[:, c] ** 2,
+                                                      minlength=n_types) for c in range(3)], 1),
+                }  # fmt: skip
+                for key, value in seen.items():
+                    acc[key] = acc.get(key, 0.0) + value / window
+        # settled: the window's two halves agree (a cycle or a drift shows as a difference)
+        early, late = halves["early"] / (window // 2), halves["late"] / (window - window // 2)
+        residual = float(np.max(np.abs(late - early)))
+        attempts = acc["attempts"]
+        per_type = np.maximum(type_w, 1e-300)[:, None]
+        probs = acc["probs"] / per_type
+        spread = np.sqrt(np.maximum(acc["probs_sq"] / per_type - probs**2, 0.0))
+        return MarketState(
+            q=float(q),
+            clarity=float(ctx.c),
+            reach=self.reach,
+            phi=acc["phi"],
+            defence=acc["defence"],
+            attempts=attempts,
+            strength=np.divide(acc["strength"], attempts, out=np.zeros_like(attempts),
+                               where=attempts > 0),
+            success_prob=np.divide(acc["success"], attempts, out=np.zeros_like(attempts),
+                                   where=attempts > 0),
+            effort=acc["effort"] / type_w,
+            knowledge=acc["knowledge"] / per_type,
+            channel_probs=probs,
+            type_weights=type_w,
+            converged=bool(residual < SETTLED),
+            iterations=warmup + window,
+            residual=float(residual),
+            info={"channel_probs_sd": spread},
+        )  # fmt: skip
+
+    def _labs_initial(self, ctx: _Context, x: _Vars) -> dict[str, Float]:
+        """The labs' initial spending per step and their (empty) memory of attacks."""
+        pol, lcfg = self.cfg.policy, self.cfg.learning.lab
+        split = np.array(
+            [lcfg.defence_split.weights, lcfg.defence_split.prompt, lcfg.defence_split.output]
+        )
+        s0 = min(lcfg.alignment_share, 1.0 - pol.defence_mandate)
+        spend = ((1.0 - s0) * ctx.investable)[:, None] * (split / split.sum())[None, :]
+        return {"spend": spend, "n": np.zeros_like(x.defence), "s": np.zeros_like(x.defence)}
+
+    def _labs_step(self, ctx: _Context, x: _Vars, v: dict, labs: dict) -> None:
+        """Best-responding labs smooth the attacks they saw and move their spending η_s of the
+        way to the myopic best response (within budget and mandate); ``labs`` is updated."""
+        if not self.lab_strategy.best_responds:
+            return
+        m, pol, lcfg = self.cfg.model, self.cfg.policy, self.cfg.learning.lab
+        rho = m.compromise_persistence
+        seen_n, seen_s, spend = labs["n"], labs["s"], labs["spend"]
+        seen = v["attempts"] > 0
+        seen_n += lcfg.memory * (v["attempts"] - seen_n)
+        seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
+        best = self._lab_defence(seen_n, seen_s, ctx.a_lab, ctx.stake * (1.0 - rho * x.phi),
+                                 ctx.investable, rounds=0)  # fmt: skip
+        wanted = np.maximum(best - (1.0 - m.defence_decay) * x.defence, 0.0)
+        total = wanted.sum(axis=1, keepdims=True)
+        cap = ctx.investable[:, None]
+        floor = pol.defence_mandate * cap
+        wanted = np.where(total > cap, wanted * cap / np.maximum(total, 1e-300), wanted)
+        short = total < floor
+        wanted = np.where(short, wanted + (floor - total) / 3.0, wanted)
+        labs["spend"] = spend + lcfg.step_size * (wanted - spend)
 
     def _initial_defence(self, investable: Float) -> Float:
         """Defence of the labs' initial policy held forever (the fixed rule's stationary D)."""
@@ -746,6 +936,23 @@ def _within_channel(target: Float) -> Float:
     """P(lab i | channel k) from P(lab i, channel k)."""
     pk = target.sum(axis=1, keepdims=True)
     return np.divide(target, pk, out=np.zeros_like(target), where=pk > 0)
+
+
+def _above(values: Float, weights: Float) -> Float:
+    """E[max(0, K' − K)] per row and column, K' drawn from the rows with probability ∝ weights.
+
+    The mean-field diffusion gain of each sub-population, by sorting (O(S log S), not S²).
+    """
+    out = np.empty_like(values)
+    w = weights / max(weights.sum(), 1e-300)
+    for c in range(values.shape[1]):
+        order = np.argsort(values[:, c], kind="stable")
+        k, ws = values[order, c], w[order]
+        tail_w = np.append(np.cumsum(ws[::-1])[::-1], 0.0)
+        tail_kw = np.append(np.cumsum((ws * k)[::-1])[::-1], 0.0)
+        first_above = np.searchsorted(k, k, side="right")
+        out[order, c] = tail_kw[first_above] - k * tail_w[first_above]
+    return np.maximum(out, 0.0)
 
 
 def _rel(new: Float, old: Float) -> float:
