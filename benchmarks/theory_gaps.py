@@ -18,6 +18,9 @@ paired seeds and leak draws) and prints one line per market:
 - ``residuals``: in the market of `make run`'s reach map (conf/sweep/regime_map_reach.yaml) at
   ``--reach-exponent`` and ``--coupling``, the largest relative change per iteration of each of
   the theory's variables over the last 500 iterations of its first open-weights draw's solve;
+- ``compare``: a finished `paradox validate` folder (``--out``) scored again with another
+  theory (``--channel-grid``) on the same simulated runs, seeds, open-weights sets, budgets and
+  leak draws; prints the validation's summary line for that theory;
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
   every third validation market and a 3-lab market, each at both levels.
@@ -28,17 +31,21 @@ paired seeds and leak draws) and prints one line per market:
     .venv/bin/python -m benchmarks.theory_gaps churn --market 16
     .venv/bin/python -m benchmarks.theory_gaps residuals --q 0.75  # ζ 1.5, κ 0.5 by default
     .venv/bin/python -m benchmarks.theory_gaps patience
+    .venv/bin/python -m benchmarks.theory_gaps compare --out results/validate/<run> --channel-grid 0
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from experiments import validate
-from sim.config import config_from_flat
+from sim.config import config_from_flat, to_flat
 from sim.market import SECANT, MarketStructure, MarketTheory
 
 CHANNELS = ("weights", "prompt", "output")
@@ -139,10 +146,11 @@ def _channels(args) -> None:
         }
 
     run = validate.window_run(cfg, seed, args.steps, args.burn_in, watch)
-    theory = MarketTheory(cfg)
+    theory = MarketTheory(cfg, channel_grid=args.channel_grid)
     leak_rng = np.random.default_rng([validate.market_leak_seed(market), args.seed_index])
     leak = theory.with_leaks(run["open"], leak_rng, args.burn_in + 1, args.steps)
-    state = theory.solve(args.q, MarketStructure(open_weights=leak, budget=run["budget"]))
+    span = {"warmup": args.burn_in, "window": args.steps - args.burn_in}
+    state = theory.solve(args.q, MarketStructure(open_weights=leak, budget=run["budget"]), **span)
     share = state.type_weights / state.type_weights.sum()
     sim = run["means"]
     print(f"market {market}, seed {seed}, q = {args.q}, steps {args.burn_in + 1}-{args.steps}")
@@ -152,6 +160,8 @@ def _channels(args) -> None:
     probs, ratio = sim["mean of probabilities"], sim["ratio of means"]
     print(f"  channel probs  simulated {probs} (ratio of mean propensities {ratio})")
     print(f"                 theory    {share @ state.channel_probs}")
+    if "channel_probs_sd" in state.info:
+        print(f"  SD of probs across adversaries, theory {share @ state.info['channel_probs_sd']}")
     print(f"  phi per lab    simulated {sim['phi']}")
     print(f"                 theory    {state.phi}")
 
@@ -263,10 +273,75 @@ def _residuals(args) -> None:
     )
 
 
+def _rescore(task: tuple) -> pd.DataFrame:
+    """One market's runs of a validation folder with the theory solved again."""
+    folder, market, values, design_seed, steps, burn_in, grid = task
+    from sim.model import AlignmentParadoxModel
+
+    runs = pd.read_parquet(folder / "markets" / f"{market:03d}.parquet")
+    rows = []
+    for r, seed in enumerate(runs["seed"].drop_duplicates()):
+        leak_rng = np.random.default_rng([validate.market_leak_seed(market, design_seed), r])
+        leak = None
+        for q in SECANT:
+            row = runs[(runs["seed"] == seed) & (runs["q"] == q)].iloc[0].to_dict()
+            cfg = validate.market_config(config_from_flat(), {**values, "model.fixed_alignment": q})
+            model = AlignmentParadoxModel(rng=int(seed), config=cfg)  # the run's initial draw
+            open0, budget = model.lab.open_weights.copy(), model.lab.budget.copy()
+            if "".join("1" if o else "0" for o in open0) != row["open_initial"]:
+                raise RuntimeError(f"market {market}, seed {seed}: not the stored run's draw")
+            theory = MarketTheory(cfg, channel_grid=grid)
+            if leak is None:
+                leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
+            span = {"warmup": burn_in, "window": steps - burn_in} if grid else {}
+            state = theory.solve(q, MarketStructure(open_weights=leak, budget=budget), **span)
+            row.update(
+                theory_N=state.net_alignment, theory_Phi=state.Phi, converged=state.converged
+            )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _compare(args) -> None:
+    folder = Path(args.out)
+    manifest = json.loads((folder / "validation_design.json").read_text())
+    if manifest["base"] != json.loads(json.dumps(to_flat(config_from_flat()), default=str)):
+        raise SystemExit("compare: the folder's base configuration is not the default one")
+    design_seed = manifest["design_seed"]
+    plan = validate.design(manifest["markets"], design_seed)
+    tasks = []
+    for _, row in plan.iterrows():
+        values = {k: validate._plain(row[k]) for k in plan.columns if k != "market"}
+        tasks.append((folder, int(row["market"]), values, design_seed, manifest["steps"],
+                      manifest["burn_in"], args.channel_grid))  # fmt: skip
+    with ProcessPoolExecutor(args.workers) as pool:
+        runs = list(pool.map(_rescore, tasks))
+    rows = [
+        {**row.to_dict(), **validate.summarise_market(r)}
+        for (_, row), r in zip(plan.iterrows(), runs, strict=True)
+    ]
+    table = pd.DataFrame(rows)
+    summary = validate.summarise(table, manifest)
+    clear = summary["sign_clear_markets"]
+    print(
+        f"{folder} rescored with channel grid {args.channel_grid}: "
+        f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
+        f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
+        f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "
+        f"clear; median |difference| {table['difference'].abs().median():.3f}; correlation "
+        f"{np.corrcoef(table['theory_slope'], table['sim_slope'])[0, 1]:.2f}"
+    )
+    failing = table[~table["within"]]
+    print("outside tolerance:", ", ".join(
+        f"{int(r.market)} ({r.theory_slope:+.3f} vs {r.sim_slope:+.3f} ± {r.sim_se:.3f})"
+        for r in failing.itertuples()) or "none")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "what", choices=("channels", "leaks", "window", "churn", "residuals", "patience")
+        "what",
+        choices=("channels", "leaks", "window", "churn", "residuals", "patience", "compare"),
     )
     parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
     parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window)")
@@ -276,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coupling", type=float, default=0.5, help="(residuals)")
     parser.add_argument("--steps", type=int, default=validate.DEFAULT_STEPS)
     parser.add_argument("--burn-in", type=int, default=validate.DEFAULT_BURN_IN)
+    parser.add_argument(
+        "--channel-grid", type=int, default=0, help="theory (channels, compare; 0: point)"
+    )
+    parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
+    parser.add_argument("--workers", type=int, default=2, help="processes (compare)")
     args = parser.parse_args(argv)
     args.markets = [int(m) for m in str(args.markets).split(",")]
     single = {
@@ -283,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "churn": _churn,
         "residuals": _residuals,
         "patience": _patience,
+        "compare": _compare,
     }
     if args.what in single:
         single[args.what](args)

@@ -276,3 +276,75 @@ def test_a_cycling_solve_stops_early_and_a_converging_one_is_untouched():
     a = converging.solve(0.95, structure)
     b = converging.solve(0.95, structure, patience=None)
     assert a.converged and a.iterations == b.iterations and a.net_alignment == b.net_alignment
+
+
+# ------------------------------------------------------------------ propensity distribution
+
+
+@pytest.mark.parametrize("n", [3, 9, 15])
+def test_simplex_interpolation_conserves_mass_and_mean(n):
+    """Moving mass onto the grid neither creates nor loses it, and keeps its mean exactly."""
+    from sim import simplex
+
+    pts = simplex.points(n)
+    assert len(pts) == simplex.size(n) and np.allclose(pts.sum(axis=1), 1.0)
+    ij = np.rint(pts[:, :2] * n).astype(int)
+    assert np.array_equal(simplex.index(ij[:, 0], ij[:, 1], n), np.arange(len(pts)))
+    rng = np.random.default_rng(1)
+    p = np.vstack([rng.dirichlet([0.5, 0.5, 0.5], 2000), pts, np.eye(3), [[0.5, 0.5, 0.0]]])
+    verts, w = simplex.interpolate(p, n)
+    assert (w >= -1e-12).all() and np.allclose(w.sum(axis=-1), 1.0)
+    assert np.allclose((w[..., None] * pts[verts]).sum(axis=1), p, atol=1e-12)
+    on_grid = slice(2000, 2000 + len(pts))  # a grid point goes to itself
+    assert np.allclose(w[on_grid].max(axis=1), 1.0)
+
+
+def test_distribution_theory_without_specialisation_is_the_expected_dynamics():
+    """With experimentation ε = 2/3 a success reinforces every channel alike, so no adversary's
+    channel probabilities ever leave (1/3, 1/3, 1/3) and no one differs from the rest of its
+    type. The distribution theory must then be the point theory's expected dynamics averaged
+    over the same window (benchmarks.theory_gaps `window`), to rounding."""
+    cfg = with_values(
+        config_from_flat(n_labs=5, n_adversaries=200, open_weights_share=0.4, coupling=1.0,
+                         leak_probability=0.0),
+        {"learning.adversary.experimentation": 2 / 3},
+    )  # fmt: skip
+    q, warmup, window = 0.9, 30, 40
+    dist = MarketTheory(cfg, budget_nodes=4, channel_grid=9).solve(q, warmup=warmup, window=window)
+    point = MarketTheory(cfg, budget_nodes=4)
+    seen = []
+    evaluate = point._evaluate
+
+    def recording(ctx, x):  # once per step of the expected dynamics, before that step's update
+        seen.append(x.phi.copy())
+        return evaluate(ctx, x)
+
+    point._evaluate = recording
+    state = point.solve(q, warmup=warmup + window, max_iter=0)
+    phi = np.mean(seen[warmup + 1 : warmup + window + 1], axis=0)
+    assert np.allclose(dist.phi, phi, rtol=1e-9, atol=1e-12)
+    assert dist.clarity == state.clarity
+    assert np.allclose(dist.channel_probs, 1 / 3) and np.allclose(state.channel_probs, 1 / 3)
+    assert dist.attempts[:, 0].sum() > 0  # weights attacks on the open labs: all channels in use
+
+
+def test_distribution_theory_keeps_specialists_and_refines():
+    """Where two channels compete, each type's population spreads over its channel
+    probabilities (the simulated adversaries specialise, docs/theory.md §4.6), and a finer grid
+    changes the prediction little."""
+    cfg = config_from_flat(n_labs=6, n_adversaries=600, adversary_budget_mean=0.3, coupling=0.5,
+                           open_weights_share=0.5, leak_probability=0.0)  # fmt: skip
+    structure = MarketStructure(open_weights=np.array([1, 0, 1, 0, 0, 0.0]))
+    states = {
+        n: MarketTheory(cfg, budget_nodes=6, channel_grid=n).solve(0.95, structure) for n in (9, 15)
+    }
+    coarse, fine = states[9], states[15]
+    share = coarse.type_weights / coarse.type_weights.sum()
+    assert share @ coarse.info["channel_probs_sd"][:, 1] > 0.15  # prompts: a real spread
+    assert abs(coarse.net_alignment - fine.net_alignment) < 0.01
+    assert coarse.converged and np.isfinite(coarse.residual)
+
+
+def test_channel_grid_must_be_a_multiple_of_three():
+    with pytest.raises(ValueError, match="multiple of 3"):
+        MarketTheory(config_from_flat(), channel_grid=4)
