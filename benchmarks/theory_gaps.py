@@ -20,7 +20,7 @@ paired seeds and leak draws) and prints one line per market:
   the theory's variables over the last 500 iterations of its first open-weights draw's solve;
 - ``compare``: a finished `paradox validate` folder (``--out``) scored again with another
   theory (``--channel-grid``) on the same simulated runs, seeds, open-weights sets, budgets and
-  leak draws; prints the validation's summary line for that theory;
+  leak draws; prints the validation's summary line for that theory (``--save``: its table);
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
   every third validation market and a 3-lab market, each at both levels.
@@ -331,6 +331,8 @@ def _compare(args) -> None:
         f"clear; median |difference| {table['difference'].abs().median():.3f}; correlation "
         f"{np.corrcoef(table['theory_slope'], table['sim_slope'])[0, 1]:.2f}"
     )
+    if args.save:
+        table.to_csv(args.save, index=False)
     failing = table[~table["within"]]
     print("outside tolerance:", ", ".join(
         f"{int(r.market)} ({r.theory_slope:+.3f} vs {r.sim_slope:+.3f} ± {r.sim_se:.3f})"
@@ -356,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")
+    parser.add_argument("--save", default=None, help="CSV for the rescored table (compare)")
     args = parser.parse_args(argv)
     args.markets = [int(m) for m in str(args.markets).split(",")]
     single = {

@@ -33,10 +33,17 @@ since all labs share q. The secant slope between two levels therefore splits exa
 1 − *deeper* − *easier* (:func:`decompose`): compromised use inverted more deeply, and attacks
 succeeding more.
 
+Under Roth–Erev the point theory makes every adversary of a type choose its channels alike.
+With ``channel_grid`` > 0 each type's channel probabilities are a distribution instead, on a
+grid over the simplex (:mod:`sim.simplex`), moved by the successes of a master equation that
+carries each grid point's mean knowledge, effort and propensity total with its mass
+(:meth:`MarketTheory._solve_distribution`, docs/theory.md §4.1): the adversaries specialise, as
+they do in the simulation. It costs about ten times as much per solve.
+
 What the theory leaves out is listed in docs/theory.md §4.6: endogenous alignment (q is always
 exogenous here), the imitation rules, liability in the labs' objective, the variance of
-propensities and knowledge within a type, and the correlation between a lab's compromised share
-and the attacks it draws.
+knowledge within a type beyond what the distribution option carries, and the correlation
+between a lab's compromised share and the attacks it draws.
 """
 
 from __future__ import annotations

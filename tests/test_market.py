@@ -206,6 +206,7 @@ def test_validate_command(tmp_path):
         (["model.reach_exponent=1.5"], "does not vary"),
         (["learning.adversary.rule=imitation"], "imitation"),
         (["model.no_such_key=1"], "no_such_key"),
+        (["--channel-grid", "4"], "--channel-grid"),
     ],
 )
 def test_validate_refuses_bad_input(tmp_path, args, needle):
@@ -216,9 +217,11 @@ def test_validate_refuses_bad_input(tmp_path, args, needle):
 
 
 @pytest.mark.slow
-def test_validation_reduced():
-    """A reduced `paradox validate`: the theory within tolerance on most random markets and
-    never of the opposite sign where the simulated sign is clear."""
+@pytest.mark.parametrize("grid", [0, 9])
+def test_validation_reduced(grid):
+    """A reduced `paradox validate`: the theory (point, and the propensity distribution) within
+    tolerance on most random markets and rarely of the opposite sign where the simulated sign
+    is clear."""
     import tempfile
     from pathlib import Path
 
@@ -227,7 +230,7 @@ def test_validation_reduced():
     with tempfile.TemporaryDirectory() as tmp:
         table, summary = run_validation(
             Path(tmp), base=config_from_flat(), markets=8, seeds=6, steps=400, burn_in=100,
-            workers=2, progress=False,
+            workers=2, channel_grid=grid, progress=False,
         )  # fmt: skip
     assert summary["fraction_within"] >= 0.6
     clear = table[table["sim_sign_clear"]]
