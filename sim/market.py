@@ -524,6 +524,8 @@ class MarketTheory:
         moment of (S, K, x) given P, iterated from the simulation's initial state; the state is
         averaged over steps warmup+1 .. warmup+window, as the simulation is.
         """
+        if window < 1 or warmup < 0:
+            raise ValueError(f"need window >= 1 and warmup >= 0, got {window} and {warmup}")
         m, acfg = self.cfg.model, self.cfg.learning.adversary
         n = self.channel_grid
         ctx, x0 = self._setup(q, structure, coupling)
@@ -630,7 +632,8 @@ class MarketTheory:
                 for key, value in seen.items():
                     acc[key] = acc.get(key, 0.0) + value / window
         # settled: the window's two halves agree (a cycle or a drift shows as a difference)
-        early, late = halves["early"] / (window // 2), halves["late"] / (window - window // 2)
+        late = halves["late"] / (window - window // 2)
+        early = halves["early"] / (window // 2) if window >= 2 else late
         residual = float(np.max(np.abs(late - early)))
         attempts = acc["attempts"]
         per_type = np.maximum(type_w, 1e-300)[:, None]

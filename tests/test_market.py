@@ -351,3 +351,8 @@ def test_distribution_theory_keeps_specialists_and_refines():
 def test_channel_grid_must_be_a_multiple_of_three():
     with pytest.raises(ValueError, match="multiple of 3"):
         MarketTheory(config_from_flat(), channel_grid=4)
+    small = MarketTheory(config_from_flat(n_labs=3, n_adversaries=50), budget_nodes=2,
+                         channel_grid=3)  # fmt: skip
+    assert np.isfinite(small.solve(0.9, warmup=2, window=1).net_alignment)  # a one-step window
+    with pytest.raises(ValueError, match="window"):
+        small.solve(0.9, window=0)
