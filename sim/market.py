@@ -38,7 +38,7 @@ With ``channel_grid`` > 0 each type's channel probabilities are a distribution i
 grid over the simplex (:mod:`sim.simplex`), moved by the successes of a master equation that
 carries each grid point's mean knowledge, effort and propensity total with its mass
 (:meth:`MarketTheory._solve_distribution`, docs/theory.md §4.1): the adversaries specialise, as
-they do in the simulation. It costs about ten times as much per solve.
+they do in the simulation. It costs more than ten times as much per solve.
 
 What the theory leaves out is listed in docs/theory.md §4.6: endogenous alignment (q is always
 exogenous here), the imitation rules, liability in the labs' objective, the variance of
