@@ -149,8 +149,8 @@ def _channels(args) -> None:
     theory = MarketTheory(cfg, channel_grid=args.channel_grid)
     leak_rng = np.random.default_rng([validate.market_leak_seed(market), args.seed_index])
     leak = theory.with_leaks(run["open"], leak_rng, args.burn_in + 1, args.steps)
-    span = {"warmup": args.burn_in, "window": args.steps - args.burn_in}
-    state = theory.solve(args.q, MarketStructure(open_weights=leak, budget=run["budget"]), **span)
+    structure = MarketStructure(open_weights=leak, budget=run["budget"])
+    state = validate.solve_run(theory, args.q, structure, args.steps, args.burn_in)
     share = state.type_weights / state.type_weights.sum()
     sim = run["means"]
     print(f"market {market}, seed {seed}, q = {args.q}, steps {args.burn_in + 1}-{args.steps}")
@@ -161,7 +161,8 @@ def _channels(args) -> None:
     print(f"  channel probs  simulated {probs} (ratio of mean propensities {ratio})")
     print(f"                 theory    {share @ state.channel_probs}")
     if "channel_probs_sd" in state.info:
-        print(f"  SD of probs across adversaries, theory {share @ state.info['channel_probs_sd']}")
+        sd = share @ state.info["channel_probs_sd"]
+        print(f"  SD of probs within a type (mean over types), theory {sd}")
     print(f"  phi per lab    simulated {sim['phi']}")
     print(f"                 theory    {state.phi}")
 
@@ -288,13 +289,13 @@ def _rescore(task: tuple) -> pd.DataFrame:
             cfg = validate.market_config(config_from_flat(), {**values, "model.fixed_alignment": q})
             model = AlignmentParadoxModel(rng=int(seed), config=cfg)  # the run's initial draw
             open0, budget = model.lab.open_weights.copy(), model.lab.budget.copy()
-            if "".join("1" if o else "0" for o in open0) != row["open_initial"]:
+            if validate.open_code(open0) != row["open_initial"]:
                 raise RuntimeError(f"market {market}, seed {seed}: not the stored run's draw")
             theory = MarketTheory(cfg, channel_grid=grid)
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
-            span = {"warmup": burn_in, "window": steps - burn_in} if grid else {}
-            state = theory.solve(q, MarketStructure(open_weights=leak, budget=budget), **span)
+            structure = MarketStructure(open_weights=leak, budget=budget)
+            state = validate.solve_run(theory, q, structure, steps, burn_in)
             row.update(
                 theory_N=state.net_alignment, theory_Phi=state.Phi, converged=state.converged
             )

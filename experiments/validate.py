@@ -44,7 +44,14 @@ from experiments import outputs
 from sim import pools
 from sim.analysis import with_values
 from sim.config import Config, ParameterError, config_from_flat, to_flat
-from sim.market import SECANT, MarketStructure, MarketTheory, NotCovered, decompose
+from sim.market import (
+    SECANT,
+    MarketState,
+    MarketStructure,
+    MarketTheory,
+    NotCovered,
+    decompose,
+)
 
 #: The validation's design seed. Fixed when the command was written, before any validation
 #: result existed; changing it after seeing results would be tuning the test to the theory.
@@ -131,6 +138,20 @@ def window_run(cfg: Config, seed: int, steps: int, burn_in: int, watch=None) -> 
     return {**start, "means": {k: v / window for k, v in sums.items()}, "sets": sets}
 
 
+def solve_run(
+    theory: MarketTheory, q: float, structure: MarketStructure, steps: int, burn_in: int
+) -> MarketState:
+    """The theory's state for a run of ``steps`` averaged after ``burn_in``: the point theory
+    is window-free, the distribution option is averaged over the run's own window."""
+    span = {"warmup": burn_in, "window": steps - burn_in} if theory.channel_grid else {}
+    return theory.solve(q, structure, **span)
+
+
+def open_code(open_weights: np.ndarray) -> str:
+    """A run's open-weights set as a string of 0s and 1s (index 0: the largest lab)."""
+    return "".join("1" if o else "0" for o in open_weights)
+
+
 def validate_market(
     base: Config,
     values: dict,
@@ -152,9 +173,8 @@ def validate_market(
             theory = MarketTheory(cfg, channel_grid=channel_grid)
             if leak_draw is None:  # the same leak draw at both levels (paired, like the seed)
                 leak_draw = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
-            # the distribution theory is averaged over the run's own window
-            span = {"warmup": burn_in, "window": steps - burn_in} if channel_grid else {}
-            state = theory.solve(q, MarketStructure(open_weights=leak_draw, budget=budget), **span)
+            structure = MarketStructure(open_weights=leak_draw, budget=budget)
+            state = solve_run(theory, q, structure, steps, burn_in)
             rows.append(
                 {
                     "seed": seed,
@@ -166,7 +186,7 @@ def validate_market(
                     "theory_Phi": state.Phi,
                     "converged": state.converged,
                     "top_lab_open": bool(open0[0]),
-                    "open_initial": "".join("1" if o else "0" for o in open0),
+                    "open_initial": open_code(open0),
                 }
             )
     return pd.DataFrame(rows)
@@ -401,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="theory: 0 solves each adversary type's channel propensities as a point; a "
         "positive multiple of 3 keeps their distribution on a simplex grid of that resolution "
-        "(docs/theory.md §4.9; %(default)s)",
+        "(docs/theory.md §4.1; %(default)s)",
     )
     parser.add_argument(
         "--design-seed",

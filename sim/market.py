@@ -284,9 +284,12 @@ class MarketTheory:
         from the simulation's initial state (:meth:`_transient`); the fixed-point iteration then
         polishes the state it arrives at. It stops unconverged after ``max_iter`` iterations, or
         once ``patience`` iterations pass without a new smallest residual (a cycle; None: never).
+        With ``channel_grid`` > 0 under Roth–Erev the propensity distribution is solved instead
+        (:meth:`_solve_distribution`): ``warmup`` steps, then the mean over ``window`` steps;
+        ``max_iter``, ``tol`` and ``patience`` do not apply to it.
         """
         if self.channel_grid and self.adversary_strategy.reinforces_channels:
-            return self._solve_distribution(q, structure, coupling, warmup, window, tol)
+            return self._solve_distribution(q, structure, coupling, warmup, window)
         m = self.cfg.model
         ctx, x = self._setup(q, structure, coupling)
         weights, a_lab, stake, investable = ctx.weights, ctx.a_lab, ctx.stake, ctx.investable
@@ -451,7 +454,8 @@ class MarketTheory:
         if self.adversary_strategy.reinforces_channels:
             within = _within_channel(target)
             out["reward"] = np.einsum("tik,tik,i->tk", within, p, prize)
-            out["win_ch"] = np.einsum("tik,tik->tk", within, p)  # success chance per attempt
+            if self.channel_grid:  # success chance per attempt (the distribution's jumps)
+                out["win_ch"] = np.einsum("tik,tik->tk", within, p)
         n_adv = m.n_adversaries
         flow = n_adv * ctx.weights * u  # attempting mass per type
         attempts = np.einsum("t,tik->ik", flow, target)
@@ -507,7 +511,7 @@ class MarketTheory:
 
     def _solve_distribution(
         self, q: float, structure: MarketStructure | None, coupling: float | None,
-        warmup: int, window: int, tol: float,
+        warmup: int, window: int,
     ) -> MarketState:  # fmt: skip
         """The market with each type's channel propensities as a distribution (§4.1).
 
@@ -593,13 +597,13 @@ class MarketTheory:
             )
             mass = np.bincount(where_to, amount, minlength=n_sub)
 
-            def carried(
-                at_stay: Float, at_win: Float, old: Float, where_to=where_to, amount=amount,
-                new_mass=mass,
-            ) -> Float:  # fmt: skip
+            def carried(at_stay: Float, at_win: Float, old: Float) -> Float:
+                """Mass-weighted mean of what arrives at each grid point: ``at_stay`` from the
+                mass that stayed, ``at_win[s, k]`` from a success through k (``old`` where no
+                mass is)."""
                 flat = np.concatenate([at_stay, np.repeat(at_win, 3, axis=1).reshape(-1)])
-                moved = np.bincount(where_to, amount * flat, minlength=n_sub)
-                return np.divide(moved, new_mass, out=old.copy(), where=new_mass > 0)
+                moved = np.bincount(where_to, amount * flat, minlength=n_sub)  # noqa: B023
+                return np.divide(moved, mass, out=old.copy(), where=mass > 0)  # noqa: B023
 
             eff = x.effort
             x.effort = carried(eff, np.repeat(eff[:, None], 3, axis=1), eff)
@@ -615,20 +619,22 @@ class MarketTheory:
                 half = "late" if step > warmup + window // 2 else "early"
                 halves[half] = halves.get(half, 0.0) + x.phi
                 flow = m.n_adversaries * sub.weights * u
+
+                def by_type(values: Float) -> Float:  # weight-summed over each type's grid
+                    w = sub.weights.reshape(n_types, n_grid, *([1] * (values.ndim - 1)))
+                    return (w * values.reshape(n_types, n_grid, *values.shape[1:])).sum(axis=1)
+
                 seen = {
                     "phi": x.phi,
                     "defence": x.defence,
                     "attempts": v["attempts"],
                     "strength": v["attempts"] * v["strength"],
                     "success": np.einsum("s,sik,sik->ik", flow, v["target"], v["p"]),
-                    "effort": np.bincount(owner, sub.weights * x.effort, minlength=n_types),
-                    "knowledge": np.stack([np.bincount(owner, sub.weights * x.knowledge[:, c],
-                                                       minlength=n_types) for c in range(3)], 1),
-                    "probs": np.stack([np.bincount(owner, sub.weights * x.probs[:, c],
-                                                   minlength=n_types) for c in range(3)], 1),
-                    "probs_sq": np.stack([np.bincount(owner, sub.weights * x.probs[:, c] ** 2,
-                                                      minlength=n_types) for c in range(3)], 1),
-                }  # fmt: skip
+                    "effort": by_type(x.effort),
+                    "knowledge": by_type(x.knowledge),
+                    "probs": by_type(x.probs),
+                    "probs_sq": by_type(x.probs**2),
+                }
                 for key, value in seen.items():
                     acc[key] = acc.get(key, 0.0) + value / window
         # settled: the window's two halves agree (a cycle or a drift shows as a difference)
@@ -638,6 +644,7 @@ class MarketTheory:
         attempts = acc["attempts"]
         per_type = np.maximum(type_w, 1e-300)[:, None]
         probs = acc["probs"] / per_type
+        # SD of the channel probabilities among the adversaries of each type (not across types)
         spread = np.sqrt(np.maximum(acc["probs_sq"] / per_type - probs**2, 0.0))
         return MarketState(
             q=float(q),
