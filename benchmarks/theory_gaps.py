@@ -20,7 +20,8 @@ paired seeds and leak draws) and prints one line per market:
   the theory's variables over the last 500 iterations of its first open-weights draw's solve;
 - ``compare``: a finished `paradox validate` folder (``--out``) scored again with another
   theory (``--channel-grid``) on the same simulated runs, seeds, open-weights sets, budgets and
-  leak draws; prints the validation's summary line for that theory (``--save``: its table);
+  leak draws, with the folder's own overrides (e.g. ``learning.lab.split_step=simplex``);
+  prints the validation's summary line for that theory (``--save``: its table);
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
   every third validation market and a 3-lab market, each at both levels.
@@ -276,7 +277,7 @@ def _residuals(args) -> None:
 
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
-    folder, market, values, design_seed, steps, burn_in, grid = task
+    folder, base, market, values, design_seed, steps, burn_in, grid = task
     from sim.model import AlignmentParadoxModel
 
     runs = pd.read_parquet(folder / "markets" / f"{market:03d}.parquet")
@@ -286,7 +287,7 @@ def _rescore(task: tuple) -> pd.DataFrame:
         leak = None
         for q in SECANT:
             row = runs[(runs["seed"] == seed) & (runs["q"] == q)].iloc[0].to_dict()
-            cfg = validate.market_config(config_from_flat(), {**values, "model.fixed_alignment": q})
+            cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
             model = AlignmentParadoxModel(rng=int(seed), config=cfg)  # the run's initial draw
             open0, budget = model.lab.open_weights.copy(), model.lab.budget.copy()
             if validate.open_code(open0) != row["open_initial"]:
@@ -306,14 +307,15 @@ def _rescore(task: tuple) -> pd.DataFrame:
 def _compare(args) -> None:
     folder = Path(args.out)
     manifest = json.loads((folder / "validation_design.json").read_text())
-    if manifest["base"] != json.loads(json.dumps(to_flat(config_from_flat()), default=str)):
-        raise SystemExit("compare: the folder's base configuration is not the default one")
+    base = config_from_flat(**manifest["base"])  # the validation's overrides, if any
+    if manifest["base"] != json.loads(json.dumps(to_flat(base), default=str)):
+        raise SystemExit("compare: the folder's base configuration does not rebuild exactly")
     design_seed = manifest["design_seed"]
     plan = validate.design(manifest["markets"], design_seed)
     tasks = []
     for _, row in plan.iterrows():
         values = {k: validate._plain(row[k]) for k in plan.columns if k != "market"}
-        tasks.append((folder, int(row["market"]), values, design_seed, manifest["steps"],
+        tasks.append((folder, base, int(row["market"]), values, design_seed, manifest["steps"],
                       manifest["burn_in"], args.channel_grid))  # fmt: skip
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(_rescore, tasks))

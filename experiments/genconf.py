@@ -48,7 +48,14 @@ ADVERSARY_RULE_KEYS: dict[str, tuple[str, ...]] = {
     "fixed": ("rationality", "effort_share"),
 }
 LAB_RULE_KEYS: dict[str, tuple[str, ...]] = {
-    "best_response": ("alignment_share", "defence_split", "step_size", "memory", "foresight"),
+    "best_response": (
+        "alignment_share",
+        "defence_split",
+        "step_size",
+        "memory",
+        "foresight",
+        "split_step",
+    ),
     "imitation": ("alignment_share", "defence_split", "memory", "imitation_intensity", "mutation"),
     "fixed": ("alignment_share", "defence_split"),
 }

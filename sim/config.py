@@ -38,6 +38,8 @@ OPEN_SELECTIONS: tuple[str, ...] = (
     "random_top_closed",
 )
 PRIZE_CONGESTION: tuple[str, ...] = ("none", "linear")
+#: How a best-responding lab moves its defence split (sim.rules.lab_policy_step).
+SPLIT_STEPS: tuple[str, ...] = ("per_channel", "simplex")
 
 
 class ParameterError(ValueError):
@@ -499,6 +501,13 @@ class LabLearningConfig:
         doc="discount factor of a best-responding lab: its compromise loss is weighted by "
         "F = 1 / ((1 − β (1 − δ_D)) (1 − β ρ)); 0 = myopic",
     )
+    split_step: str = param(
+        "per_channel",
+        choices=SPLIT_STEPS,
+        doc="how a best-responding lab moves its defence split: per_channel (a Newton step per "
+        "channel, each capped, then projected onto the simplex) or simplex (the Newton step "
+        "constrained to the simplex, shrunk as a whole to the cap)",
+    )
     imitation_intensity: float = param(
         20.0, symbol="β_l", lo=0.0, hi=1e6, doc="Fermi-rule selection intensity for labs"
     )
@@ -855,6 +864,11 @@ SOURCES: dict[str, str] = {
     "learning.lab.foresight": (
         "0 (myopic) keeps published results reproducible; β > 0 values defence by its "
         "discounted stream, holding its marginal value at the stationary level (docs/ODD.md §7.1)"
+    ),
+    "learning.lab.split_step": (
+        "per_channel keeps published results reproducible, but its capped steps cancel in the "
+        "projection, so the split can stay where it started; simplex reaches the best split "
+        "(docs/ODD.md §7.3)"
     ),
     "learning.lab.imitation_intensity": "Fermi rule, Szabó & Tőke (1998)",
 }

@@ -68,10 +68,15 @@ class LabSearch(NamedTuple):
     max_split_step: float = MAX_SPLIT_STEP
     grid: int = 9  # grid points that bracket the best share
     rounds: int = 20  # golden-section rounds that refine it
+    on_simplex: bool = False  # the split's Newton step: per channel (False) or on the simplex
 
     @classmethod
     def from_config(cls, cfg: Config) -> LabSearch:
-        return cls(float(cfg.learning.lab.step_size), 1.0 - float(cfg.policy.defence_mandate))
+        return cls(
+            float(cfg.learning.lab.step_size),
+            1.0 - float(cfg.policy.defence_mandate),
+            on_simplex=cfg.learning.lab.split_step == "simplex",
+        )
 
 
 class AdversaryLearning(NamedTuple):
@@ -507,10 +512,12 @@ def lab_best_response(share, split, capital, investable, defence, compromised, s
                       prm, scale, search):  # fmt: skip
     """Compiled :func:`sim.rules.lab_policy_step` on :func:`sim.rules.lab_objective`: per lab, a
     grid over [0, ceiling] brackets the best share, golden-section search refines it, the share
-    moves ``step_size`` of the way; then a Newton step per channel on the split, projected onto
-    the simplex. ``prm`` is a :class:`LabConstants`, ``search`` a :class:`LabSearch`. Returns the
-    new shares and splits."""
+    moves ``step_size`` of the way; then a Newton step on the split (per channel or on the
+    simplex, ``search.on_simplex``), projected onto the simplex. ``prm`` is a
+    :class:`LabConstants`, ``search`` a :class:`LabSearch`. Returns the new shares and splits."""
     step_size, ceiling, max_split_step = search.step_size, search.ceiling, search.max_split_step
+    on_simplex = search.on_simplex
+    grads, stiff, moves = np.empty(3), np.empty(3), np.empty(3)
     grid, rounds = search.grid, search.rounds
     n = share.size
     new_share = np.empty(n)
@@ -559,14 +566,24 @@ def lab_best_response(share, split, capital, investable, defence, compromised, s
             else:
                 up = _lab_value(i, s, w0, w1, w2 + h, *args)
                 down = _lab_value(i, s, w0, w1, w2 - h, *args)
-            grad = (up - down) / (2 * h)
+            grads[k] = (up - down) / (2 * h)
             curv = (up - 2 * base_v + down) / h**2
-            if curv < -1e-9 * max(abs(base_v), 1.0):
-                step = -grad / curv
-            else:
-                step = grad / scale[i]
-            move = step_size * step
-            new_split[i, k] = split[i, k] + min(max(move, -max_split_step), max_split_step)
+            stiff[k] = -curv if curv < -1e-9 * max(abs(base_v), 1.0) else scale[i]
+        if on_simplex:
+            lam = (grads[0] / stiff[0] + grads[1] / stiff[1] + grads[2] / stiff[2]) / (
+                1.0 / stiff[0] + 1.0 / stiff[1] + 1.0 / stiff[2]
+            )
+            biggest = 0.0
+            for k in range(3):
+                moves[k] = step_size * (grads[k] - lam) / stiff[k]
+                biggest = max(biggest, abs(moves[k]))
+            shrink = min(1.0, max_split_step / max(biggest, 1e-300))
+            for k in range(3):
+                new_split[i, k] = split[i, k] + moves[k] * shrink
+        else:
+            for k in range(3):
+                move = step_size * (grads[k] / stiff[k])
+                new_split[i, k] = split[i, k] + min(max(move, -max_split_step), max_split_step)
         new_split[i] = _project_simplex_row(new_split[i])
     return new_share, new_split
 

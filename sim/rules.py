@@ -559,19 +559,33 @@ def lab_policy_step(
     step_size: float,
     scale: Float,
     ceiling: float,
+    on_simplex: bool = False,
 ) -> tuple[Float, Float]:
     """One myopic best-response step of every lab on its policy (s, ω).
 
     The alignment share moves a share ``step_size`` of the way to its best response
-    (:func:`best_share`). The defence split then takes a Newton step −g/H per channel (g and H
-    by central differences), scaled by ``step_size``, falling back to the gradient divided by
-    ``scale`` where the objective is not concave, capped at :data:`MAX_SPLIT_STEP` and
-    projected onto the simplex.
+    (:func:`best_share`). The defence split then takes a Newton step on each channel's
+    coordinate: g_k / h_k, with g_k and the curvature H_k by central differences, h_k = −H_k
+    where the objective is concave in ω_k and ``scale`` (a gradient step) where it is not, all
+    scaled by ``step_size``.
+
+    - ``on_simplex=False`` (``learning.lab.split_step=per_channel``): each channel's step is
+      capped at :data:`MAX_SPLIT_STEP` and the split projected onto the simplex. When every
+      channel wants more defence by more than the cap, the capped steps are equal and the
+      projection takes them back: the split does not move.
+    - ``on_simplex=True`` (``simplex``): the Newton step with the constraint Σ_k ω_k = 1, i.e.
+      (g_k − λ) / h_k with λ = Σ_k (g_k / h_k) / Σ_k (1 / h_k), so the steps sum to zero and
+      move defence toward the channels where it is worth more. The step is shrunk as a whole
+      so no channel moves more than :data:`MAX_SPLIT_STEP`, then projected onto the simplex
+      (which only acts at its edges). Its fixed points are the splits that equalise the
+      marginal value of defence across the defended channels, the optimum the market theory
+      assumes (docs/theory.md §4.1).
     """
     new_share = share + step_size * (best_share(objective, share, split, ceiling) - share)
     h = 1e-5
     base = objective(new_share, split)
-    moves = np.empty_like(split)
+    grads = np.empty_like(split)
+    stiff = np.empty_like(split)
     for k in range(split.shape[1]):
         e = np.zeros(split.shape[1])
         e[k] = h
@@ -579,8 +593,15 @@ def lab_policy_step(
         grad = (up - down) / (2 * h)
         curv = (up - 2 * base + down) / h**2
         concave = curv < -1e-9 * np.maximum(np.abs(base), 1.0)
-        step = np.where(concave, -grad / np.where(concave, curv, -1.0), grad / scale)
-        moves[:, k] = np.clip(step_size * step, -MAX_SPLIT_STEP, MAX_SPLIT_STEP)
+        grads[:, k] = grad
+        stiff[:, k] = np.where(concave, -curv, scale)
+    if on_simplex:
+        lam = (grads / stiff).sum(axis=1, keepdims=True) / (1.0 / stiff).sum(axis=1, keepdims=True)
+        moves = step_size * (grads - lam) / stiff
+        biggest = np.abs(moves).max(axis=1, keepdims=True)
+        moves = moves * np.minimum(1.0, MAX_SPLIT_STEP / np.maximum(biggest, 1e-300))
+    else:
+        moves = np.clip(step_size * (grads / stiff), -MAX_SPLIT_STEP, MAX_SPLIT_STEP)
     return new_share, project_simplex(split + moves)
 
 

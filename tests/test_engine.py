@@ -101,7 +101,13 @@ def _lab_state(seed: int, **params) -> AlignmentParadoxModel:
     return model
 
 
-LAB_CASES = [{}, {"liability": 2.0}, {"fixed_alignment": 0.6, "decisiveness": 2.0}]
+LAB_CASES = [
+    {},
+    {"liability": 2.0},
+    {"fixed_alignment": 0.6, "decisiveness": 2.0},
+    {"lab_split_step": "simplex"},
+    {"lab_split_step": "simplex", "liability": 2.0, "fixed_alignment": 0.6},
+]
 
 
 def _compiled_objective(model: AlignmentParadoxModel):
@@ -191,10 +197,13 @@ def test_compiled_lab_best_response_is_lab_policy_step(params):
         step_size=model.config.learning.lab.step_size,
         scale=model.config.model.defender_value * lab.reach,
         ceiling=1.0 - model.config.policy.defence_mandate,
+        on_simplex=model.config.learning.lab.split_step == "simplex",
     )
+    before = lab.defence_split.copy()
     model._lab_best_response()
     np.testing.assert_allclose(lab.alignment_share, expected[0], rtol=0, atol=1e-12)
     np.testing.assert_allclose(lab.defence_split, expected[1], rtol=0, atol=1e-9)
+    assert np.abs(lab.defence_split - before).max() > 1e-6  # the split did move
     assert MAX_SPLIT_STEP == 0.25
 
 

@@ -252,3 +252,51 @@ def test_roth_erev_update_reinforces_the_chosen_channel_and_forgets():
     new = rules.roth_erev_update(prop.copy(), np.array([1, 0]), np.array([4.0, 0.0]), 0.1, 0.3)
     np.testing.assert_allclose(new[0], [0.9 + 0.6, 0.9 + 0.7 * 4.0, 0.9 + 0.6])
     np.testing.assert_allclose(new[1], [1.0, 1.0, 1.0])  # all zero: reset to ones
+
+
+def _quadratic_split_objective(alpha: np.ndarray, beta: np.ndarray):
+    """V(ω) = Σ_k (α_k ω_k − β_k ω_k² / 2) per lab, whatever the share: every channel always
+    wants more defence (α_k > β_k), so only the simplex limits the split."""
+
+    def objective(share, split):
+        return (split * alpha - 0.5 * beta * split**2).sum(axis=1) + 0.0 * share
+
+    return objective
+
+
+def test_split_step_on_the_simplex_reaches_the_constrained_optimum_in_one_newton_step():
+    """For a separable quadratic the constrained Newton step is exact: ω_k = (α_k − λ) / β_k
+    with Σ ω_k = 1, reached from a nearby split in one step of size 1."""
+    alpha = np.array([[5.0, 4.5, 4.2], [3.0, 3.2, 5.2]])
+    beta = np.array([[4.0, 2.0, 3.0], [1.0, 2.0, 5.0]])
+    lam = ((alpha / beta).sum(axis=1) - 1.0) / (1.0 / beta).sum(axis=1)
+    optimum = (alpha - lam[:, None]) / beta
+    assert np.all(optimum > 0.15) and np.allclose(optimum.sum(axis=1), 1.0)
+    start = rules.project_simplex(optimum + np.array([[0.1, -0.05, -0.05], [-0.1, 0.0, 0.1]]))
+    _, split = rules.lab_policy_step(
+        _quadratic_split_objective(alpha, beta), np.zeros(2), start,
+        step_size=1.0, scale=np.ones(2), ceiling=1.0, on_simplex=True,
+    )  # fmt: skip
+    np.testing.assert_allclose(split, optimum, atol=1e-6)
+    assert np.all(np.abs(split - start) <= rules.MAX_SPLIT_STEP + 1e-12)
+
+
+def test_per_channel_split_step_is_stuck_where_every_channel_wants_more_defence():
+    """The defect the simplex step repairs: when each channel's own Newton step exceeds the
+    cap, the capped steps are equal and the projection takes them back."""
+    alpha = np.array([[50.0, 20.0, 10.0]])
+    beta = np.array([[1.0, 1.0, 1.0]])
+    objective = _quadratic_split_objective(alpha, beta)
+    start = np.full((1, 3), 1.0 / 3.0)
+    _, stuck = rules.lab_policy_step(
+        objective, np.zeros(1), start, step_size=0.3, scale=np.ones(1), ceiling=1.0
+    )
+    np.testing.assert_allclose(stuck, start, atol=1e-12)
+    split = start
+    for _ in range(20):
+        _, split = rules.lab_policy_step(
+            objective, np.zeros(1), split, step_size=0.3, scale=np.ones(1), ceiling=1.0,
+            on_simplex=True,
+        )  # fmt: skip
+    # the optimum of this objective on the simplex is the corner of the most valuable channel
+    np.testing.assert_allclose(split, [[1.0, 0.0, 0.0]], atol=1e-9)
