@@ -1,7 +1,8 @@
 """Where the market theory misses the simulation: the measurements quoted in docs/theory.md §4.6.
 
-Each subcommand takes markets of `paradox validate`'s design (design seed 20261204, the same
-paired seeds and leak draws) and prints one line per market:
+Each subcommand takes markets of `paradox validate`'s design (design seed 20261204 unless
+``--design-seed`` says otherwise; the same paired seeds and leak draws), with ``--set KEY=VALUE``
+overrides for every market, and prints one line per market:
 
 - ``channels``: for one market, seed and level, the window means of attempts, knowledge and
   compromise per channel and lab, simulated and predicted, and the simulated adversaries' mean
@@ -46,27 +47,34 @@ import numpy as np
 import pandas as pd
 
 from experiments import validate
-from sim.config import config_from_flat, to_flat
+from sim.config import Config, config_from_flat, to_flat
 from sim.market import SECANT, MarketStructure, MarketTheory
 
 CHANNELS = ("weights", "prompt", "output")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _market(market: int) -> dict:
-    row = validate.design(validate.DEFAULT_MARKETS).iloc[market].to_dict()
+def _market(market: int, design_seed: int = validate.DESIGN_SEED) -> dict:
+    row = validate.design(validate.DEFAULT_MARKETS, design_seed).iloc[market].to_dict()
     return {k: v for k, v in row.items() if k != "market"}
+
+
+def _base(args) -> Config:
+    """The default configuration with ``--set`` overrides (e.g. the labs' split step)."""
+    return validate.market_config(config_from_flat(), validate.parse_overrides(args.set))
 
 
 def _runs(args, predict):
     """Per market and seed, the slopes of the simulation and of each of ``predict``'s theories."""
-    base = config_from_flat()
-    seeds = validate.paired_seeds(validate.DEFAULT_SEEDS)[: args.seeds]
+    base = _base(args)
+    seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
     for market in args.markets:
-        values = _market(market)
+        values = _market(market, args.design_seed)
         slopes: dict[str, list[float]] = {}
         for r, seed in enumerate(seeds):
-            leak_rng = np.random.default_rng([validate.market_leak_seed(market), r])
+            leak_rng = np.random.default_rng(
+                [validate.market_leak_seed(market, args.design_seed), r]
+            )
             leak = None
             level: dict[str, list[float]] = {}
             for q in SECANT:
@@ -130,9 +138,9 @@ def _window(theory, q, run, leak, args) -> dict[str, float]:
 def _channels(args) -> None:
     np.set_printoptions(precision=3, suppress=True, linewidth=120)
     market = args.markets[0]
-    seed = validate.paired_seeds(validate.DEFAULT_SEEDS)[args.seed_index]
+    seed = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[args.seed_index]
     cfg = validate.market_config(
-        config_from_flat(), {**_market(market), "model.fixed_alignment": args.q}
+        _base(args), {**_market(market, args.design_seed), "model.fixed_alignment": args.q}
     )
 
     def watch(model) -> dict:
@@ -148,7 +156,9 @@ def _channels(args) -> None:
 
     run = validate.window_run(cfg, seed, args.steps, args.burn_in, watch)
     theory = MarketTheory(cfg, channel_grid=args.channel_grid)
-    leak_rng = np.random.default_rng([validate.market_leak_seed(market), args.seed_index])
+    leak_rng = np.random.default_rng(
+        [validate.market_leak_seed(market, args.design_seed), args.seed_index]
+    )
     leak = theory.with_leaks(run["open"], leak_rng, args.burn_in + 1, args.steps)
     structure = MarketStructure(open_weights=leak, budget=run["budget"])
     state = validate.solve_run(theory, args.q, structure, args.steps, args.burn_in)
@@ -172,9 +182,9 @@ def _churn(args) -> None:
     from sim.model import AlignmentParadoxModel
 
     market = args.markets[0]
-    seed = validate.paired_seeds(validate.DEFAULT_SEEDS)[args.seed_index]
+    seed = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[args.seed_index]
     cfg = validate.market_config(
-        config_from_flat(), {**_market(market), "model.fixed_alignment": args.q}
+        _base(args), {**_market(market, args.design_seed), "model.fixed_alignment": args.q}
     )
     model = AlignmentParadoxModel(rng=seed, config=cfg)
     api = model.adv.api_access.copy()  # adversaries that can choose between all three channels
@@ -358,6 +368,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burn-in", type=int, default=validate.DEFAULT_BURN_IN)
     parser.add_argument(
         "--channel-grid", type=int, default=0, help="theory (channels, compare; 0: point)"
+    )
+    parser.add_argument(
+        "--design-seed",
+        type=int,
+        default=validate.DESIGN_SEED,
+        help="the validation design the markets come from (channels, churn, leaks, window)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override for every market, repeatable (channels, churn, leaks, window)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

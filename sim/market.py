@@ -87,12 +87,16 @@ class MarketStructure:
 
     ``open_weights`` and ``budget`` are per lab (index 0 has the largest reach); ``api_share`` is
     the realised share of adversaries with query access. ``None`` means the configuration's
-    expectation (labs: budgets at their mean; access: the configured share).
+    expectation (labs: budgets at their mean; access: the configured share). ``opened_at``
+    (per lab, the step whose leak opened its weights; ``inf`` where none did) dates a run's
+    leaks: ``open_weights`` is then the set at step 0, and only the distribution option, which
+    follows the market step by step, can use it.
     """
 
     open_weights: np.ndarray
     budget: np.ndarray | None = None
     api_share: float | None = None
+    opened_at: np.ndarray | None = None
 
 
 @dataclass
@@ -290,6 +294,11 @@ class MarketTheory:
         """
         if self.channel_grid and self.adversary_strategy.reinforces_channels:
             return self._solve_distribution(q, structure, coupling, warmup, window)
+        if structure is not None and structure.opened_at is not None:
+            raise ValueError(
+                "dated leaks (MarketStructure.opened_at) need the distribution option "
+                "(channel_grid > 0, Roth–Erev adversaries): the point solve is stationary"
+            )
         m = self.cfg.model
         ctx, x = self._setup(q, structure, coupling)
         weights, a_lab, stake, investable = ctx.weights, ctx.a_lab, ctx.stake, ctx.investable
@@ -555,6 +564,10 @@ class MarketTheory:
         )
         total = np.full(n_sub, 3.0)  # propensity sums: every propensity starts at 1
         labs = self._labs_initial(sub, x)
+        opened_at = None if structure is None else structure.opened_at
+        if opened_at is not None:
+            opened_at = np.asarray(opened_at, dtype=float)
+            closed_at_start = np.asarray(structure.open_weights, dtype=float) < 1.0
         eps, forget = acfg.experimentation, acfg.forgetting
         towards = np.full((3, 3), eps / 2.0)  # row k: where a success through k pulls P
         np.fill_diagonal(towards, 1.0 - eps)
@@ -563,6 +576,10 @@ class MarketTheory:
         acc: dict[str, Float] = {}
         halves: dict[str, Float] = {}
         for step in range(1, warmup + window + 1):
+            if opened_at is not None:  # the run's leaks, at the start of their step
+                leaks = np.flatnonzero(closed_at_start & (opened_at == step))
+                sub.access[:, leaks, 0] = 1.0  # weights, and with them queries
+                sub.access[:, leaks, 1] = 1.0
             x.defence = (1.0 - m.defence_decay) * x.defence + labs["spend"]
             v = self._evaluate(sub, x)
             x.phi = rho * x.phi + (1.0 - rho * x.phi) * v["fresh"]
