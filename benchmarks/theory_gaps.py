@@ -21,7 +21,8 @@ overrides for every market, and prints one line per market:
   the theory's variables over the last 500 iterations of its first open-weights draw's solve;
 - ``compare``: a finished `paradox validate` folder (``--out``) scored again with another
   theory (``--channel-grid``) on the same simulated runs, seeds, open-weights sets, budgets and
-  leak draws, with the folder's own overrides (e.g. ``learning.lab.split_step=simplex``);
+  leak draws, with the folder's own overrides (e.g. ``learning.lab.split_step=simplex``) and,
+  for the distribution option, its ``--leaks`` (the point theory always takes the drawn leak);
   prints the validation's summary line for that theory (``--save``: its table);
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
@@ -287,7 +288,7 @@ def _residuals(args) -> None:
 
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
-    folder, base, market, values, design_seed, steps, burn_in, grid = task
+    folder, base, market, values, design_seed, steps, burn_in, grid, leaks = task
     from sim.model import AlignmentParadoxModel
 
     runs = pd.read_parquet(folder / "markets" / f"{market:03d}.parquet")
@@ -305,7 +306,13 @@ def _rescore(task: tuple) -> pd.DataFrame:
             theory = MarketTheory(cfg, channel_grid=grid)
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
-            structure = MarketStructure(open_weights=leak, budget=budget)
+            if leaks == "run" and grid:  # the run's dated leaks, as the validation gave them
+                opened = [float(t) if t else np.inf for t in row["opened_at"].split(",")]
+                structure = MarketStructure(
+                    open_weights=open0.astype(float), budget=budget, opened_at=np.array(opened)
+                )
+            else:
+                structure = MarketStructure(open_weights=leak, budget=budget)
             state = validate.solve_run(theory, q, structure, steps, burn_in)
             row.update(
                 theory_N=state.net_alignment, theory_Phi=state.Phi, converged=state.converged
@@ -326,7 +333,8 @@ def _compare(args) -> None:
     for _, row in plan.iterrows():
         values = {k: validate._plain(row[k]) for k in plan.columns if k != "market"}
         tasks.append((folder, base, int(row["market"]), values, design_seed, manifest["steps"],
-                      manifest["burn_in"], args.channel_grid))  # fmt: skip
+                      manifest["burn_in"], args.channel_grid,
+                      manifest.get("leaks", "drawn")))  # fmt: skip
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(_rescore, tasks))
     rows = [

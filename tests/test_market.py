@@ -207,6 +207,11 @@ def test_validate_command(tmp_path):
         (["learning.adversary.rule=imitation"], "imitation"),
         (["model.no_such_key=1"], "no_such_key"),
         (["--channel-grid", "4"], "--channel-grid"),
+        (["--leaks", "run"], "--channel-grid"),
+        (
+            ["--leaks", "run", "--channel-grid", "9", "learning.adversary.rule=best_response"],
+            "Roth–Erev",
+        ),
     ],
 )
 def test_validate_refuses_bad_input(tmp_path, args, needle):
@@ -404,3 +409,51 @@ def test_simplex_split_step_reaches_the_theorys_defence_split_where_per_channel_
     assert best[0] > 0.45  # the theory's top lab defends weights most
     np.testing.assert_allclose(shares["simplex"], best, atol=0.05)
     assert abs(shares["per_channel"][0] - 1.0 / 3.0) < 0.05
+
+
+def test_dated_leaks_in_the_distribution_solve():
+    """A run's leaks, dated (MarketStructure.opened_at): none is the plain solve, bit for bit; a
+    leak at step 1 (before the first targeting) is the lab open from the start; a leak late in
+    the window lies between never and always; and the point solve refuses dated leaks."""
+    cfg = config_from_flat(n_labs=4, n_adversaries=150, coupling=1.0, open_weights_share=0.25,
+                           leak_probability=0.0)  # fmt: skip
+    theory = MarketTheory(cfg, budget_nodes=4, channel_grid=9)
+    closed = np.array([1.0, 0.0, 0.0, 0.0])
+    never = np.full(4, np.inf)
+
+    def n_at(open_w, opened_at=None) -> float:
+        structure = MarketStructure(open_weights=open_w, opened_at=opened_at)
+        return theory.solve(0.9, structure, warmup=40, window=60).net_alignment
+
+    plain = n_at(closed)
+    assert n_at(closed, never) == plain
+    second_open = np.array([1.0, 1.0, 0.0, 0.0])
+    at_one = never.copy()
+    at_one[1] = 1
+    assert n_at(closed, at_one) == n_at(second_open)
+    late = never.copy()
+    late[1] = 70  # in the middle of the window (steps 41..100)
+    between = n_at(closed, late)
+    lo, hi = sorted([plain, n_at(second_open)])
+    assert lo < between < hi and hi - lo > 1e-3
+    with pytest.raises(ValueError, match="distribution option"):
+        MarketTheory(cfg).solve(0.9, MarketStructure(open_weights=closed, opened_at=late))
+
+
+def test_window_run_dates_the_leaks():
+    """window_run's opened_at: the step of each leak (inf for labs open from the start or never
+    leaked), consistent with the open-weights sets the window went through."""
+    from experiments.validate import window_run
+
+    cfg = config_from_flat(n_labs=6, n_adversaries=60, open_weights_share=0.2,
+                           leak_probability=0.02)  # fmt: skip
+    run = window_run(cfg, 3, 120, 20)
+    opened = run["opened_at"]
+    assert np.all(np.isinf(opened[run["open"]]))
+    leaked = np.isfinite(opened)
+    assert leaked.any() and np.all((opened[leaked] >= 1) & (opened[leaked] <= 120))
+    final = max(run["sets"], key=lambda s: sum(s))  # open weights only grow
+    assert np.array_equal(np.array(final, bool), run["open"] | leaked)
+    steps_open = {s: c for s, c in run["sets"].items()}
+    for i in np.flatnonzero(leaked & (opened > 20)):  # leaked in the window: closed before it
+        assert any(not s[i] for s in steps_open)
