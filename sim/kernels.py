@@ -518,6 +518,7 @@ def lab_best_response(share, split, capital, investable, defence, compromised, s
     step_size, ceiling, max_split_step = search.step_size, search.ceiling, search.max_split_step
     on_simplex = search.on_simplex
     grads, stiff, moves = np.empty(3), np.empty(3), np.empty(3)
+    free = np.ones(3, dtype=np.bool_)
     grid, rounds = search.grid, search.rounds
     n = share.size
     new_share = np.empty(n)
@@ -569,13 +570,34 @@ def lab_best_response(share, split, capital, investable, defence, compromised, s
             grads[k] = (up - down) / (2 * h)
             curv = (up - 2 * base_v + down) / h**2
             stiff[k] = -curv if curv < -1e-9 * max(abs(base_v), 1.0) else scale[i]
-        if on_simplex:
-            lam = (grads[0] / stiff[0] + grads[1] / stiff[1] + grads[2] / stiff[2]) / (
-                1.0 / stiff[0] + 1.0 / stiff[1] + 1.0 / stiff[2]
-            )
+        if on_simplex:  # λ over the channels that stay free (sim.rules.lab_policy_step)
+            for k in range(3):
+                free[k] = True
+            for _ in range(3):
+                num, den, given = 0.0, 0.0, 0.0
+                for k in range(3):
+                    if free[k]:
+                        num += grads[k] * (1.0 / stiff[k])
+                        den += 1.0 / stiff[k]
+                    else:
+                        given += split[i, k]
+                lam = (num - given / step_size) / den
+                clipped = False
+                for k in range(3):
+                    if free[k]:
+                        moves[k] = step_size * (grads[k] - lam) * (1.0 / stiff[k])
+                        if moves[k] < -split[i, k]:
+                            clipped = True
+                    else:
+                        moves[k] = -split[i, k]
+                if not clipped:
+                    break
+                for k in range(3):
+                    if free[k] and moves[k] < -split[i, k]:
+                        free[k] = False
+                        moves[k] = -split[i, k]
             biggest = 0.0
             for k in range(3):
-                moves[k] = step_size * (grads[k] - lam) / stiff[k]
                 biggest = max(biggest, abs(moves[k]))
             shrink = min(1.0, max_split_step / max(biggest, 1e-300))
             for k in range(3):

@@ -251,6 +251,7 @@ class MeanField:
             step_size=lcfg.step_size,
             scale=np.array([m.defender_value * reach[0]]),
             ceiling=1.0 - pol.defence_mandate,
+            on_simplex=lcfg.split_step == "simplex",
         )
         return float(new_s[0]) - after[_S], new_om[0] - after[_OM]
 

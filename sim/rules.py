@@ -573,13 +573,15 @@ def lab_policy_step(
       capped at :data:`MAX_SPLIT_STEP` and the split projected onto the simplex. When every
       channel wants more defence by more than the cap, the capped steps are equal and the
       projection takes them back: the split does not move.
-    - ``on_simplex=True`` (``simplex``): the Newton step with the constraint Σ_k ω_k = 1, i.e.
-      (g_k − λ) / h_k with λ = Σ_k (g_k / h_k) / Σ_k (1 / h_k), so the steps sum to zero and
-      move defence toward the channels where it is worth more. The step is shrunk as a whole
-      so no channel moves more than :data:`MAX_SPLIT_STEP`, then projected onto the simplex
-      (which only acts at its edges). Its fixed points are the splits that equalise the
-      marginal value of defence across the defended channels, the optimum the market theory
-      assumes (docs/theory.md §4.1).
+    - ``on_simplex=True`` (``simplex``): the Newton step with the constraints Σ_k ω_k = 1 and
+      ω_k ≥ 0, i.e. (g_k − λ) / h_k on the free channels and −ω_k on a channel that this would
+      take below zero, with λ = (Σ_free g_k / h_k − Σ_clipped ω_k / η) / Σ_free 1 / h_k, so the
+      steps sum to zero and move defence toward the channels where it is worth more. The step
+      is shrunk as a whole so no channel moves more than :data:`MAX_SPLIT_STEP` (the projection
+      onto the simplex then only removes rounding). Its fixed points are the splits where the
+      marginal value of defence is equal across the defended channels and no higher on an
+      undefended one (the Karush–Kuhn–Tucker conditions): the best split, which the market
+      theory assumes (docs/theory.md §4.1).
     """
     new_share = share + step_size * (best_share(objective, share, split, ceiling) - share)
     h = 1e-5
@@ -596,8 +598,20 @@ def lab_policy_step(
         grads[:, k] = grad
         stiff[:, k] = np.where(concave, -curv, scale)
     if on_simplex:
-        lam = (grads / stiff).sum(axis=1, keepdims=True) / (1.0 / stiff).sum(axis=1, keepdims=True)
-        moves = step_size * (grads - lam) / stiff
+        # λ over the channels that stay free: a channel whose move would take it below zero
+        # gives up what it has (move −ω_k) and leaves the average. Clipping only raises λ, so
+        # a clipped channel stays clipped and at most one pass per channel settles it.
+        inv = 1.0 / stiff
+        free = np.ones(split.shape, dtype=bool)
+        for _ in range(split.shape[1]):
+            lam = ((grads * inv * free).sum(axis=1) - (split * ~free).sum(axis=1) / step_size) / (
+                inv * free
+            ).sum(axis=1)
+            moves = np.where(free, step_size * (grads - lam[:, None]) * inv, -split)
+            below = free & (moves < -split)
+            if not below.any():
+                break
+            free &= ~below
         biggest = np.abs(moves).max(axis=1, keepdims=True)
         moves = moves * np.minimum(1.0, MAX_SPLIT_STEP / np.maximum(biggest, 1e-300))
     else:

@@ -300,3 +300,21 @@ def test_per_channel_split_step_is_stuck_where_every_channel_wants_more_defence(
         )  # fmt: skip
     # the optimum of this objective on the simplex is the corner of the most valuable channel
     np.testing.assert_allclose(split, [[1.0, 0.0, 0.0]], atol=1e-9)
+
+
+def test_split_step_on_the_simplex_rests_at_an_edge_optimum():
+    """Where the best split leaves a channel undefended, the step's resting point is the
+    constrained optimum (equal marginal values on the defended channels, lower on the other),
+    not a corner: α = (5, 5, 0), β = (1, 4, 1) has its optimum at (0.8, 0.2, 0), marginal
+    values (4.2, 4.2, 0). The same from a split that starts at that optimum."""
+    alpha = np.array([[5.0, 5.0, 0.0]])
+    beta = np.array([[1.0, 4.0, 1.0]])
+    objective = _quadratic_split_objective(alpha, beta)
+    for start in (np.full((1, 3), 1.0 / 3.0), np.array([[0.8, 0.2, 0.0]])):
+        split = start
+        for _ in range(80):
+            _, split = rules.lab_policy_step(
+                objective, np.zeros(1), split, step_size=0.3, scale=np.ones(1), ceiling=1.0,
+                on_simplex=True,
+            )  # fmt: skip
+        np.testing.assert_allclose(split, [[0.8, 0.2, 0.0]], atol=1e-6)
