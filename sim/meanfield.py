@@ -31,7 +31,7 @@ from scipy.integrate import solve_ivp
 
 from sim import rules, strategies
 from sim.config import CHANNELS, Config
-from sim.rules import lab_objective, lab_policy_step
+from sim.rules import foresight_factor, lab_objective, lab_policy_step
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,7 @@ class MeanField:
         compromise, on the same one-step-ahead objective (:func:`sim.rules.lab_objective`)."""
         m, pol, lcfg = self.cfg.model, self.cfg.policy, self.cfg.learning.lab
         reach = np.array([1.0 / m.n_labs])
+        stake = foresight_factor(lcfg.foresight, m.defence_decay, m.compromise_persistence)
 
         def objective(s: np.ndarray, om: np.ndarray) -> np.ndarray:
             return lab_objective(
@@ -241,7 +242,7 @@ class MeanField:
                 seen_strength=(knowledge * after[_X])[None, :],
                 reach=reach, coupling=after[_KAPPA], base=self.base, gain=self.gain,
                 elasticity=self.elasticity, severity=self.severity, liability=pol.liability,
-                model=m,
+                model=m, stake_factor=stake,
             )  # fmt: skip
 
         new_s, new_om = lab_policy_step(
@@ -249,7 +250,7 @@ class MeanField:
             np.array([after[_S]]),
             after[_OM][None, :],
             step_size=lcfg.step_size,
-            scale=np.array([m.defender_value * reach[0]]),
+            scale=np.array([m.defender_value * stake * reach[0]]),
             ceiling=1.0 - pol.defence_mandate,
             on_simplex=lcfg.split_step == "simplex",
         )
