@@ -264,6 +264,16 @@ def _quadratic_split_objective(alpha: np.ndarray, beta: np.ndarray):
     return objective
 
 
+def _simplex_steps(objective, split: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` simplex split steps of one lab (η_s = 0.3, gradient scale 1)."""
+    for _ in range(steps):
+        _, split = rules.lab_policy_step(
+            objective, np.zeros(1), split, step_size=0.3, scale=np.ones(1), ceiling=1.0,
+            on_simplex=True,
+        )  # fmt: skip
+    return split
+
+
 def test_split_step_on_the_simplex_reaches_the_constrained_optimum_in_one_newton_step():
     """For a separable quadratic the constrained Newton step is exact: ω_k = (α_k − λ) / β_k
     with Σ ω_k = 1, reached from a nearby split in one step of size 1."""
@@ -292,12 +302,7 @@ def test_per_channel_split_step_is_stuck_where_every_channel_wants_more_defence(
         objective, np.zeros(1), start, step_size=0.3, scale=np.ones(1), ceiling=1.0
     )
     np.testing.assert_allclose(stuck, start, atol=1e-12)
-    split = start
-    for _ in range(20):
-        _, split = rules.lab_policy_step(
-            objective, np.zeros(1), split, step_size=0.3, scale=np.ones(1), ceiling=1.0,
-            on_simplex=True,
-        )  # fmt: skip
+    split = _simplex_steps(objective, start, 20)
     # the optimum of this objective on the simplex is the corner of the most valuable channel
     np.testing.assert_allclose(split, [[1.0, 0.0, 0.0]], atol=1e-9)
 
@@ -311,10 +316,5 @@ def test_split_step_on_the_simplex_rests_at_an_edge_optimum():
     beta = np.array([[1.0, 4.0, 1.0]])
     objective = _quadratic_split_objective(alpha, beta)
     for start in (np.full((1, 3), 1.0 / 3.0), np.array([[0.8, 0.2, 0.0]])):
-        split = start
-        for _ in range(80):
-            _, split = rules.lab_policy_step(
-                objective, np.zeros(1), split, step_size=0.3, scale=np.ones(1), ceiling=1.0,
-                on_simplex=True,
-            )  # fmt: skip
+        split = _simplex_steps(objective, start, 80)
         np.testing.assert_allclose(split, [[0.8, 0.2, 0.0]], atol=1e-6)
