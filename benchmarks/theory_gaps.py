@@ -16,6 +16,9 @@ overrides for every market, and prints one line per market:
   query access are (the spread of their prompt probability, its correlation with their prompt
   knowledge) and how long a specialty lasts (its correlation with the same adversaries' at
   step 50), and whether their initial knowledge or budget predicts it;
+- ``defence``: for one market, seed and level, the three largest labs' defence spending and
+  compromised share along the run, simulated and in the theory's expected dynamics, and the
+  attempts per step each lab sees (the third design's market 15, docs/theory.md §4.6);
 - ``residuals``: in the market of `make run`'s reach map (conf/sweep/regime_map_reach.yaml) at
   ``--reach-exponent`` and ``--coupling``, the largest relative change per iteration of each of
   the theory's variables over the last 500 iterations of its first open-weights draw's solve;
@@ -32,6 +35,8 @@ overrides for every market, and prints one line per market:
     .venv/bin/python -m benchmarks.theory_gaps leaks --markets 20,16,22 --seeds 4
     .venv/bin/python -m benchmarks.theory_gaps window --markets 16,20 --seeds 4
     .venv/bin/python -m benchmarks.theory_gaps churn --market 16
+    .venv/bin/python -m benchmarks.theory_gaps defence --market 15 --design-seed 20261211 \
+        --seed-index 2 --channel-grid 9
     .venv/bin/python -m benchmarks.theory_gaps residuals --q 0.75  # ζ 1.5, κ 0.5 by default
     .venv/bin/python -m benchmarks.theory_gaps patience
     .venv/bin/python -m benchmarks.theory_gaps compare --out results/validate/<run> --channel-grid 0
@@ -210,6 +215,68 @@ def _churn(args) -> None:
         print(f"  step {t}: prompt probability SD {prompt.std():.2f}; correlation {told}")
 
 
+def _defence(args) -> None:
+    """For one market, seed and level: the three largest labs' defence spending per step and
+    compromised share along the run, simulated and in the theory's expected dynamics (the
+    distribution option with the run's dated leaks if ``--channel-grid`` > 0, else the point
+    theory's iterations), and the attempts per step each lab sees over the window."""
+    from sim.model import AlignmentParadoxModel
+
+    np.set_printoptions(precision=3, suppress=True, linewidth=120)
+    market = args.markets[0]
+    seed = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[args.seed_index]
+    cfg = validate.market_config(
+        _base(args), {**_market(market, args.design_seed), "model.fixed_alignment": args.q}
+    )
+    shown = (1, 2, 5, 10, 20, 50, 100, args.burn_in, args.steps)
+    model = AlignmentParadoxModel(rng=seed, config=cfg)
+    open0, budget = model.lab.open_weights.copy(), model.lab.budget.copy()
+    opened_at = np.full(open0.size, np.inf)
+    sim: dict[int, tuple] = {}
+    seen, mean_n = 0.0, 0.0
+    for t in range(1, args.steps + 1):
+        model.step()
+        opened_at[np.isinf(opened_at) & ~open0 & model.lab.open_weights] = t
+        if t > args.burn_in:
+            seen = seen + model.lab.seen_attempts.sum(axis=1) / (args.steps - args.burn_in)
+            mean_n += model.outcomes["net_alignment"] / (args.steps - args.burn_in)
+        if t in shown:
+            investable = model.lab.budget * (1.0 - cfg.policy.decoupling_share)
+            spend = (1.0 - model.lab.alignment_share) * investable
+            sim[t] = (spend[:3].copy(), model.lab.compromised.sum(axis=1)[:3].copy())
+    theory = MarketTheory(cfg, channel_grid=args.channel_grid)
+    dated = {"opened_at": opened_at} if args.channel_grid else {}
+    structure = MarketStructure(open_weights=open0.astype(float), budget=budget, **dated)
+    predicted: dict[int, tuple] = {}
+    labs_step, calls = theory._labs_step, [0]
+
+    def recording(ctx, x, v, labs):  # the expected dynamics move the labs once per step
+        labs_step(ctx, x, v, labs)
+        calls[0] += 1
+        if calls[0] in shown:
+            predicted[calls[0]] = (labs["spend"].sum(axis=1)[:3].copy(), x.phi[:3].copy())
+        if calls[0] == args.steps:
+            predicted["seen"] = labs["n"].sum(axis=1).copy()
+
+    theory._labs_step = recording
+    try:
+        state = validate.solve_run(theory, args.q, structure, args.steps, args.burn_in)
+    finally:
+        theory._labs_step = labs_step
+    print(f"market {market}, seed {seed}, q = {args.q}; labs open {open0.astype(int)}, "
+          f"leaks at {opened_at}")  # fmt: skip
+    print("  step: defence spending per step (3 largest labs), compromised share; sim | theory")
+    for t in shown:
+        got = predicted.get(t)
+        told = f"{got[0]} {got[1]}" if got else "(no such step in the solve)"
+        print(f"  {t:4d}: {sim[t][0]} {sim[t][1]} | {told}")
+    print(f"  attempts per step each lab sees, steps {args.burn_in + 1}-{args.steps}:")
+    print(f"    simulated {seen}")
+    if "seen" in predicted:
+        print(f"    theory    {predicted['seen']} (at step {args.steps})")
+    print(f"  N over the window: simulated {mean_n:.3f}, theory {state.net_alignment:.3f}")
+
+
 def _reach_market() -> tuple[dict, int]:
     import yaml
 
@@ -364,7 +431,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "what",
-        choices=("channels", "leaks", "window", "churn", "residuals", "patience", "compare"),
+        choices=(
+            "channels",
+            "leaks",
+            "window",
+            "churn",
+            "defence",
+            "residuals",
+            "patience",
+            "compare",
+        ),
     )
     parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
     parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window)")
@@ -398,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     single = {
         "channels": _channels,
         "churn": _churn,
+        "defence": _defence,
         "residuals": _residuals,
         "patience": _patience,
         "compare": _compare,

@@ -502,7 +502,7 @@ class LabLearningConfig:
         "F = 1 / ((1 − β (1 − δ_D)) (1 − β ρ)); 0 = myopic",
     )
     split_step: str = param(
-        "per_channel",
+        "simplex",
         choices=SPLIT_STEPS,
         doc="how a best-responding lab moves its defence split: per_channel (a Newton step per "
         "channel, each capped, then projected onto the simplex) or simplex (the Newton step "
@@ -866,8 +866,9 @@ SOURCES: dict[str, str] = {
         "discounted stream, holding its marginal value at the stationary level (docs/ODD.md §7.1)"
     ),
     "learning.lab.split_step": (
-        "per_channel keeps published results reproducible, but its capped steps cancel in the "
-        "projection, so the split can stay where it started; simplex reaches the best split "
+        "simplex reaches the best split the theory assumes (its resting points meet the KKT "
+        "conditions); per_channel, the default before 2026-12-06, reproduces earlier results, "
+        "but its capped steps cancel in the projection, so the split can stay where it started "
         "(docs/ODD.md §7.3)"
     ),
     "learning.lab.imitation_intensity": "Fermi rule, Szabó & Tőke (1998)",

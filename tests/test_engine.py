@@ -105,8 +105,9 @@ LAB_CASES = [
     {},
     {"liability": 2.0},
     {"fixed_alignment": 0.6, "decisiveness": 2.0},
-    {"lab_split_step": "simplex"},
-    {"lab_split_step": "simplex", "liability": 2.0, "fixed_alignment": 0.6},
+    {"lab_split_step": "per_channel"},
+    {"lab_split_step": "per_channel", "liability": 2.0},
+    {"liability": 2.0, "fixed_alignment": 0.6},
 ]
 
 
@@ -237,6 +238,7 @@ def test_forward_looking_lab_objective_and_best_response_match_the_numpy_stateme
         step_size=model.config.learning.lab.step_size,
         scale=model.config.model.defender_value * model.stake_factor * lab.reach,
         ceiling=1.0 - model.config.policy.defence_mandate,
+        on_simplex=model.config.learning.lab.split_step == "simplex",
     )
     model._lab_best_response()
     np.testing.assert_allclose(lab.alignment_share, expected[0], rtol=0, atol=1e-12)

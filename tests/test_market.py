@@ -459,3 +459,25 @@ def test_window_run_dates_the_leaks():
     for i in in_window:
         steps_open = sum(count for s, count in run["sets"].items() if s[i])
         assert steps_open == 120 - opened[i] + 1  # open from its leak step on, not a step off
+
+
+def test_integer_values_of_float_parameters_give_the_same_numbers_as_floats():
+    """An override such as ``model.initial_defence=0`` arrives as an int (Hydra, ``--set``).
+    The model's and the theory's state arrays must still be floats: an integer array broke the
+    distribution option's in-place updates (a casting error) before the arrays were made float."""
+    from sim.model import AlignmentParadoxModel
+
+    ints = {"model.initial_defence": 0, "model.initial_alignment": 5, "model.lab_budget_mean": 1}
+    floats = {key: float(value) for key, value in ints.items()}
+    small = config_from_flat(n_labs=4, n_adversaries=60, fixed_alignment=0.9)
+    states = []
+    for values in (ints, floats):
+        cfg = with_values(small, values)
+        model = AlignmentParadoxModel(rng=3, config=cfg)
+        for _ in range(5):
+            model.step()
+        dist = MarketTheory(cfg, budget_nodes=3, channel_grid=3).solve(0.9, warmup=5, window=5)
+        states.append((model.outcomes["net_alignment"], dist.net_alignment, dist.phi))
+    assert states[0][0] == states[1][0]
+    assert states[0][1] == states[1][1]
+    assert np.array_equal(states[0][2], states[1][2])
