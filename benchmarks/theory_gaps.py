@@ -217,18 +217,23 @@ def _churn(args) -> None:
 
 def _defence(args) -> None:
     """For one market, seed and level: the three largest labs' defence spending per step and
-    compromised share along the run, simulated and in the theory's expected dynamics (the
-    distribution option with the run's dated leaks if ``--channel-grid`` > 0, else the point
-    theory's iterations), and the attempts per step each lab sees over the window."""
+    compromised share along the run, simulated and in the distribution option's expected
+    dynamics (``--channel-grid`` > 0, given the run's dated leaks), and the attempts per step
+    each lab sees: the simulation's window mean against the theory's smoothed value at the last
+    step. The point theory is refused: its fixed-point iterations are not steps of the run."""
     from sim.model import AlignmentParadoxModel
 
+    if args.channel_grid <= 0 or not 0 <= args.burn_in < args.steps:
+        raise SystemExit("defence: needs --channel-grid > 0 and 0 <= --burn-in < --steps")
     np.set_printoptions(precision=3, suppress=True, linewidth=120)
     market = args.markets[0]
     seed = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[args.seed_index]
     cfg = validate.market_config(
         _base(args), {**_market(market, args.design_seed), "model.fixed_alignment": args.q}
     )
-    shown = (1, 2, 5, 10, 20, 50, 100, args.burn_in, args.steps)
+    shown = sorted({t for t in (1, 2, 5, 10, 20, 50, 100, args.burn_in) if 0 < t <= args.steps})
+    if args.steps not in shown:
+        shown.append(args.steps)
     model = AlignmentParadoxModel(rng=seed, config=cfg)
     open0, budget = model.lab.open_weights.copy(), model.lab.budget.copy()
     opened_at = np.full(open0.size, np.inf)
@@ -245,8 +250,9 @@ def _defence(args) -> None:
             spend = (1.0 - model.lab.alignment_share) * investable
             sim[t] = (spend[:3].copy(), model.lab.compromised.sum(axis=1)[:3].copy())
     theory = MarketTheory(cfg, channel_grid=args.channel_grid)
-    dated = {"opened_at": opened_at} if args.channel_grid else {}
-    structure = MarketStructure(open_weights=open0.astype(float), budget=budget, **dated)
+    structure = MarketStructure(
+        open_weights=open0.astype(float), budget=budget, opened_at=opened_at
+    )
     predicted: dict[int, tuple] = {}
     labs_step, calls = theory._labs_step, [0]
 
@@ -270,10 +276,9 @@ def _defence(args) -> None:
         got = predicted.get(t)
         told = f"{got[0]} {got[1]}" if got else "(no such step in the solve)"
         print(f"  {t:4d}: {sim[t][0]} {sim[t][1]} | {told}")
-    print(f"  attempts per step each lab sees, steps {args.burn_in + 1}-{args.steps}:")
-    print(f"    simulated {seen}")
-    if "seen" in predicted:
-        print(f"    theory    {predicted['seen']} (at step {args.steps})")
+    print("  attempts per step each lab sees (smoothed):")
+    print(f"    simulated {seen} (mean over steps {args.burn_in + 1}-{args.steps})")
+    print(f"    theory    {predicted['seen']} (at step {args.steps})")
     print(f"  N over the window: simulated {mean_n:.3f}, theory {state.net_alignment:.3f}")
 
 
@@ -444,27 +449,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
     parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window)")
-    parser.add_argument("--seed-index", type=int, default=0, help="which seed (channels, churn)")
-    parser.add_argument("--q", type=float, default=SECANT[1], help="level (channels, churn)")
+    parser.add_argument(
+        "--seed-index", type=int, default=0, help="which seed (channels, churn, defence)"
+    )
+    parser.add_argument(
+        "--q", type=float, default=SECANT[1], help="level (channels, churn, defence)"
+    )
     parser.add_argument("--reach-exponent", type=float, default=1.5, help="(residuals)")
     parser.add_argument("--coupling", type=float, default=0.5, help="(residuals)")
     parser.add_argument("--steps", type=int, default=validate.DEFAULT_STEPS)
     parser.add_argument("--burn-in", type=int, default=validate.DEFAULT_BURN_IN)
     parser.add_argument(
-        "--channel-grid", type=int, default=0, help="theory (channels, compare; 0: point)"
+        "--channel-grid", type=int, default=0, help="theory (channels, compare, defence; 0: point)"
     )
     parser.add_argument(
         "--design-seed",
         type=int,
         default=validate.DESIGN_SEED,
-        help="the validation design the markets come from (channels, churn, leaks, window)",
+        help="the validation design of the markets (channels, churn, defence, leaks, window)",
     )
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override for every market, repeatable (channels, churn, leaks, window)",
+        help="override for every market, repeatable (channels, churn, defence, leaks, window)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

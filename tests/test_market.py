@@ -474,6 +474,8 @@ def test_integer_values_of_float_parameters_give_the_same_numbers_as_floats():
     for values in (ints, floats):
         cfg = with_values(small, values)
         model = AlignmentParadoxModel(rng=3, config=cfg)
+        for array in (model.lab.capital, model.lab.defence, model.lab.quality):
+            assert array.dtype == np.float64
         for _ in range(5):
             model.step()
         dist = MarketTheory(cfg, budget_nodes=3, channel_grid=3).solve(0.9, warmup=5, window=5)
