@@ -24,7 +24,7 @@ it, or 2k + 2 with second order) is dropped, so the estimate uses fewer base sam
 its trajectory is dropped. The tables say how many base samples or trajectories were used.
 
 **Scenario discovery.** Which combinations of parameter ranges produce a condition, e.g. the
-paradox (``mean_paradox_index > 0.25``) or alignment that lowers net alignment
+paradox (``mean_paradox_index > 0.05``) or alignment that lowers net alignment
 (``mean_marginal_return < 0``)? The Patient Rule Induction Method (Friedman & Fisher 1999), as
 used for scenario discovery by Bryant & Lempert (2010), peels the parameter space down to boxes
 in which the condition is dense. The implementation is EMA Workbench's (Kwakkel 2017), an
@@ -85,7 +85,9 @@ class PrimSpec:
     """Scenario discovery: which points are of interest, and how PRIM finds boxes."""
 
     outcome: str = "mean_paradox_index"  # a runs.parquet outcome column
-    threshold: float = 0.25  # a quarter of the reach in the paradox region, on average
+    # a twentieth of the reach in the paradox region, on average: with the simplex split step
+    # few points of the default screen reach a quarter (docs/sensitivity.md)
+    threshold: float = 0.05
     direction: str = "above"  # above: outcome > threshold is of interest; below: outcome <
     min_density: float = 0.8  # boxes less dense are not chosen (see discover)
     max_boxes: int = 3
