@@ -111,37 +111,30 @@ def short_runs(args: tuple[str, str, dict, int]) -> dict:
     compromised share, defence spending per step and the attempts per step it sees (smoothed),
     beside all attempts per step and the reach-weighted compromised share."""
     from sim.market import decompose
-    from sim.model import AlignmentParadoxModel
 
     label, rule, values, n_seeds = args
     base = validate.market_config(
         config_from_flat(), {**MECHANISM, **values, "learning.lab.split_step": rule}
     )
+    investable = 1.0 - base.policy.decoupling_share  # per unit of budget
+
+    def watch(model) -> dict:
+        out, lab = model.outcomes, model.lab
+        return {
+            "clarity": float(np.sum(lab.reach * lab.clarity)),
+            "top_phi": lab.compromised[0].sum(),
+            "top_defence": (1.0 - lab.alignment_share[0]) * (lab.budget[0] * investable),
+            "top_attempts": lab.seen_attempts[0].sum(),
+            "attempts": sum(out[f"attempts_{c}"] for c in ("weights", "prompt", "output")),
+        }
+
     rows = []
     for seed in range(n_seeds):
         for q in (0.75, 0.95):
             cfg = validate.market_config(base, {"model.fixed_alignment": q})
-            model = AlignmentParadoxModel(rng=seed, config=cfg)
-            top_open = bool(model.lab.open_weights[0])
-            investable = model.lab.budget * (1.0 - cfg.policy.decoupling_share)
-            sums = np.zeros(7)
-            for _ in range(SHORT_STEPS):
-                model.step()
-                out, lab = model.outcomes, model.lab
-                attempts = sum(out[f"attempts_{c}"] for c in ("weights", "prompt", "output"))
-                sums += [
-                    out["net_alignment"],
-                    out["compromised_share"],
-                    float(np.sum(lab.reach * lab.clarity)),
-                    lab.compromised[0].sum(),
-                    (1.0 - lab.alignment_share[0]) * investable[0],
-                    lab.seen_attempts[0].sum(),
-                    attempts,
-                ]
-            n, phi, clar, top_phi, top_def, top_att, att = sums / SHORT_STEPS
-            rows.append({"seed": seed, "q": q, "N": n, "Phi": phi, "clarity": clar,
-                         "top_open": top_open, "top_phi": top_phi, "top_defence": top_def,
-                         "top_attempts": top_att, "attempts": att})  # fmt: skip
+            run = validate.window_run(cfg, seed, SHORT_STEPS, 0, watch)  # steps 1..150
+            means = {key: float(value) for key, value in run["means"].items()}
+            rows.append({"seed": seed, "q": q, "top_open": bool(run["open"][0]), **means})
     runs = pd.DataFrame(rows)
     wide = runs.pivot(index="seed", columns="q")
     slope = (wide["N"][0.95] - wide["N"][0.75]) / 0.2

@@ -797,9 +797,14 @@ def _leaf_fields() -> dict[str, dataclasses.Field]:
 
 
 def integral(value: Any, f: dataclasses.Field) -> Any:
-    """``value`` as a Python int if ``f`` is an integer field and ``value`` an integral float
-    (``12.0``, ``numpy.float64(12.0)``); otherwise unchanged (so the range check still refuses
-    ``12.5``, and integers keep their type)."""
+    """``value`` in its field's numeric type: a Python int if ``f`` is an integer field and
+    ``value`` an integral float (``12.0``, ``numpy.float64(12.0)``), a float if ``f`` is a float
+    field and ``value`` an integer (``model.initial_defence=0``, so that arrays built from it are
+    float arrays, as Hydra's typed config gives them); otherwise unchanged (so the range check
+    still refuses ``12.5``, and bools and strings keep their type)."""
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if "float" in str(f.type) and whole:
+        return float(value)
     if "int" not in str(f.type) or isinstance(value, (bool, numbers.Integral)):
         return value
     if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():

@@ -400,7 +400,7 @@ class MarketTheory:
         stake = m.defender_value * self.stake_factor * w * damage  # lab's loss scale
         open_w = np.asarray(structure.open_weights, dtype=float)
         budget = (
-            np.full(n_labs, m.lab_budget_mean, dtype=float)
+            np.full(n_labs, m.lab_budget_mean)
             if structure.budget is None
             else np.asarray(structure.budget, dtype=float)
         )
@@ -433,7 +433,7 @@ class MarketTheory:
             knowledge=np.tile(k0, (n_types, 1)),  # end-of-step knowledge
             probs=np.full((n_types, 3), 1.0 / 3.0),
             phi=np.zeros(n_labs),
-            defence=np.full((n_labs, 3), m.initial_defence, dtype=float),
+            defence=np.full((n_labs, 3), m.initial_defence),
         )
         return ctx, x
 

@@ -178,10 +178,10 @@ class AlignmentParadoxModel(mesa.Model):
         self.lab = LabArrays(
             budget=rules.lognormal(self.rng, n, m.lab_budget_mean, m.lab_budget_dispersion),
             reach=reach,
-            capital=np.full(n, m.initial_alignment, dtype=float),
+            capital=np.full(n, m.initial_alignment),
             quality=np.zeros(n),
             clarity=np.zeros(n),
-            defence=np.full((n, 3), m.initial_defence, dtype=float),
+            defence=np.full((n, 3), m.initial_defence),
             open_weights=open_w,
             alignment_share=np.full(n, s0),
             defence_split=np.tile(split / split.sum(), (n, 1)),
@@ -264,7 +264,7 @@ class AlignmentParadoxModel(mesa.Model):
         if m.fixed_alignment is None:
             self.lab.quality = rules.alignment_quality(self.lab.capital, m.alignment_scale)
         else:
-            self.lab.quality = np.full(m.n_labs, m.fixed_alignment, dtype=float)
+            self.lab.quality = np.full(m.n_labs, m.fixed_alignment)
         self.lab.clarity = rules.clarity(self.lab.quality, self.coupling, m.clarity_exponent)
 
     def _publish(self, alignment_spend: Float) -> None:

@@ -462,9 +462,10 @@ def test_window_run_dates_the_leaks():
 
 
 def test_integer_values_of_float_parameters_give_the_same_numbers_as_floats():
-    """An override such as ``model.initial_defence=0`` arrives as an int (Hydra, ``--set``).
-    The model's and the theory's state arrays must still be floats: an integer array broke the
-    distribution option's in-place updates (a casting error) before the arrays were made float."""
+    """An override such as ``model.initial_defence=0`` arrives as an int (``--set``,
+    ``config_from_flat``). The config stores it as a float, as Hydra's typed config does, so
+    the model's and the theory's state arrays are floats: an integer array broke the
+    distribution option's in-place updates (a casting error) before."""
     from sim.model import AlignmentParadoxModel
 
     ints = {"model.initial_defence": 0, "model.initial_alignment": 5, "model.lab_budget_mean": 1}
@@ -473,6 +474,7 @@ def test_integer_values_of_float_parameters_give_the_same_numbers_as_floats():
     states = []
     for values in (ints, floats):
         cfg = with_values(small, values)
+        assert all(type(cfg.model.__dict__[key.split(".")[1]]) is float for key in ints)
         model = AlignmentParadoxModel(rng=3, config=cfg)
         for array in (model.lab.capital, model.lab.defence, model.lab.quality):
             assert array.dtype == np.float64
