@@ -26,7 +26,8 @@ overrides for every market, and prints one line per market:
   theory (``--channel-grid``) on the same simulated runs, seeds, open-weights sets, budgets and
   leak draws, with the folder's own overrides (e.g. ``learning.lab.split_step=simplex``) and,
   for the distribution option, its ``--leaks`` (the point theory always takes the drawn leak);
-  prints the validation's summary line for that theory (``--save``: its table);
+  prints the validation's summary line for that theory (``--save``: its table; ``--state
+  give_up``: the theory's give-up state, docs/theory.md §4.6);
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
   every third validation market and a 3-lab market, each at both levels.
@@ -54,7 +55,7 @@ import pandas as pd
 
 from experiments import validate
 from sim.config import Config, config_from_flat, to_flat
-from sim.market import SECANT, MarketStructure, MarketTheory
+from sim.market import SECANT, STATES, MarketStructure, MarketTheory
 
 CHANNELS = ("weights", "prompt", "output")
 REPO = Path(__file__).resolve().parents[1]
@@ -360,7 +361,7 @@ def _residuals(args) -> None:
 
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
-    folder, base, market, values, design_seed, steps, burn_in, grid, leaks = task
+    folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state = task
     from sim.model import AlignmentParadoxModel
 
     runs = pd.read_parquet(folder / "markets" / f"{market:03d}.parquet")
@@ -375,7 +376,7 @@ def _rescore(task: tuple) -> pd.DataFrame:
             open0, budget = model.lab.open_weights.copy(), model.lab.budget.copy()
             if validate.open_code(open0) != row["open_initial"]:
                 raise RuntimeError(f"market {market}, seed {seed}: not the stored run's draw")
-            theory = MarketTheory(cfg, channel_grid=grid)
+            theory = MarketTheory(cfg, channel_grid=grid, state=state)
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
             if leaks == "run" and grid:  # the run's dated leaks, as the validation gave them
@@ -406,7 +407,7 @@ def _compare(args) -> None:
         values = {k: validate._plain(row[k]) for k in plan.columns if k != "market"}
         tasks.append((folder, base, int(row["market"]), values, design_seed, manifest["steps"],
                       manifest["burn_in"], args.channel_grid,
-                      manifest.get("leaks", "drawn")))  # fmt: skip
+                      manifest.get("leaks", "drawn"), args.state))  # fmt: skip
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(_rescore, tasks))
     rows = [
@@ -417,7 +418,7 @@ def _compare(args) -> None:
     summary = validate.summarise(table, manifest)
     clear = summary["sign_clear_markets"]
     print(
-        f"{folder} rescored with channel grid {args.channel_grid}: "
+        f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}: "
         f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
         f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
         f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "
@@ -474,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="override for every market, repeatable (channels, churn, defence, leaks, window)",
+    )
+    parser.add_argument(
+        "--state",
+        choices=STATES,
+        default="path",
+        help="the theory's stationary state (compare; docs/theory.md §4.6)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

@@ -45,7 +45,9 @@ from sim import pools
 from sim.analysis import with_values
 from sim.config import Config, ParameterError, config_from_flat, to_flat
 from sim.market import (
+    GIVE_UP_STEPS,
     SECANT,
+    STATES,
     MarketState,
     MarketStructure,
     MarketTheory,
@@ -64,6 +66,10 @@ SECOND_DESIGN_SEED = 20261207
 #: (``learning.lab.split_step=simplex``) or of the run's dated leaks (``--leaks run``) on it:
 #: both changes were found on the first two designs, so they are judged here.
 THIRD_DESIGN_SEED = 20261211
+#: A fourth design seed, fixed on 2026-12-06 before the theory's give-up state
+#: (``--state give_up``) was run on any of its markets: that state was found on the second
+#: design's market 20 and the third design's market 15, so it is judged here.
+FOURTH_DESIGN_SEED = 20261206
 #: The command's defaults: markets drawn, paired seeds per market, steps, steps left out.
 DEFAULT_MARKETS, DEFAULT_SEEDS, DEFAULT_STEPS, DEFAULT_BURN_IN = 32, 20, 600, 150
 
@@ -173,12 +179,14 @@ def validate_market(
     leak_seed: int,
     channel_grid: int = 0,
     leaks: str = "drawn",
+    state: str = "path",
 ) -> pd.DataFrame:
     """Simulation and theory for one market: one row per (seed, level).
 
     ``leaks="drawn"`` gives the theory a leak time drawn independently of the run
     (:meth:`MarketTheory.with_leaks`); ``"run"`` gives the distribution option the run's own
-    leaks, dated (exogenous events, like the initial open set the theory already takes)."""
+    leaks, dated (exogenous events, like the initial open set the theory already takes).
+    ``state`` picks the theory's stationary state (:data:`sim.market.STATES`)."""
     rows = []
     for r, seed in enumerate(seeds):
         leak_rng = np.random.default_rng([leak_seed, r])
@@ -187,7 +195,7 @@ def validate_market(
             cfg = market_config(base, {**values, "model.fixed_alignment": q})
             run = window_run(cfg, seed, steps, burn_in)
             open0, budget = run["open"], run["budget"]
-            theory = MarketTheory(cfg, channel_grid=channel_grid)
+            theory = MarketTheory(cfg, channel_grid=channel_grid, state=state)
             if leak_draw is None:  # the same leak draw at both levels (paired, like the seed)
                 leak_draw = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
             if leaks == "run":
@@ -264,8 +272,10 @@ def summarise_market(runs: pd.DataFrame) -> dict:
 
 
 def _task(args: tuple) -> tuple[int, pd.DataFrame]:
-    market, base, values, seeds, steps, burn_in, leak_seed, grid, leaks = args
-    return market, validate_market(base, values, seeds, steps, burn_in, leak_seed, grid, leaks)
+    market, base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state = args
+    return market, validate_market(
+        base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state
+    )
 
 
 def run_validation(
@@ -280,6 +290,7 @@ def run_validation(
     design_seed: int = DESIGN_SEED,
     channel_grid: int = 0,
     leaks: str = "drawn",
+    state: str = "path",
     progress: bool | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Run (or resume) the validation into ``out``; returns the market table and summary."""
@@ -295,12 +306,14 @@ def run_validation(
         "burn_in": burn_in,
         "channel_grid": channel_grid,
         "leaks": leaks,
+        "state": state,
         "base": to_flat(base),
     }
     manifest_path = out / "validation_design.json"
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
-        old.setdefault("leaks", "drawn")  # folders written before the option
+        old.setdefault("leaks", "drawn")  # folders written before the options
+        old.setdefault("state", "path")
         if old != json.loads(json.dumps(manifest, default=str)):
             raise ValidationMismatch(
                 f"{out} holds a validation with another design; give a new --out"
@@ -316,7 +329,7 @@ def run_validation(
         todo.append(
             (
                 market, base, values, seed_list, steps, burn_in,
-                market_leak_seed(market, design_seed), channel_grid, leaks,
+                market_leak_seed(market, design_seed), channel_grid, leaks, state,
             )
         )  # fmt: skip
     bar = tqdm(
@@ -458,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"seed of the market design and replicate seeds ({DESIGN_SEED}; the second design, "
         f"{SECOND_DESIGN_SEED}, was fixed before the propensity-distribution theory was "
         f"validated, the third, {THIRD_DESIGN_SEED}, before the simplex split step and dated "
-        "leaks were)",
+        f"leaks were, the fourth, {FOURTH_DESIGN_SEED}, before the give-up state was)",
     )
     parser.add_argument(
         "--leaks",
@@ -467,6 +480,16 @@ def main(argv: list[str] | None = None) -> int:
         help="what the theory knows of a run's leaks: a leak time drawn independently of the run "
         "(drawn), or the run's own leaks, dated (run; needs --channel-grid > 0); docs/theory.md "
         "§4.2 (%(default)s)",
+    )
+    parser.add_argument(
+        "--state",
+        choices=STATES,
+        default="path",
+        help="the theory's stationary state: the one its expected dynamics reach from the "
+        "initial state (path), or the one they reach when the top lab is first made to give up "
+        f"defending over steps {GIVE_UP_STEPS[0]}-{GIVE_UP_STEPS[1]} (give_up; needs "
+        f"--burn-in > {GIVE_UP_STEPS[1]} for the point theory); docs/theory.md §4.6 "
+        "(%(default)s)",
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
@@ -496,6 +519,16 @@ def main(argv: list[str] | None = None) -> int:
             if key in RANGES or key == "policy.open_weights_selection":
                 raise ParameterError(key, values[key], "a key the design does not vary")
         theory = MarketTheory(base)  # refuses rules the theory does not cover, before any run
+        if args.state != "path":
+            span = args.steps if args.channel_grid else args.burn_in
+            if not theory.lab_strategy.best_responds or span <= GIVE_UP_STEPS[1]:
+                raise ParameterError(
+                    "--state",
+                    args.state,
+                    f"path, unless the labs best-respond and the theory's expected dynamics run "
+                    f"more than {GIVE_UP_STEPS[1]} steps (--burn-in for the point theory, "
+                    f"--steps with --channel-grid)",
+                )
         if args.leaks == "run" and not theory.adversary_strategy.reinforces_channels:
             raise ParameterError(
                 "--leaks",
@@ -525,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
             design_seed=args.design_seed,
             channel_grid=args.channel_grid,
             leaks=args.leaks,
+            state=args.state,
         )
     except ValidationMismatch as err:
         print(f"paradox validate: {err}", file=sys.stderr)

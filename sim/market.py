@@ -75,6 +75,11 @@ WINDOW = 450
 #: The propensity-distribution theory has settled when its compromised shares, averaged over
 #: the two halves of the window, differ by less than this for every lab.
 SETTLED = 1e-3
+#: With ``state="give_up"`` the top lab's defence spending is held at the mandate's floor over
+#: these steps of the expected dynamics (inclusive), then it best-responds again.
+GIVE_UP_STEPS = (10, 50)
+#: Which stationary state :meth:`MarketTheory.solve` reports (docs/theory.md §4.6).
+STATES = ("path", "give_up")
 
 
 class NotCovered(ValueError):
@@ -198,13 +203,23 @@ def coverage(cfg: Config) -> list[str]:
 class MarketTheory:
     """The stationary market for one configuration; :meth:`solve` gives it at a level q."""
 
-    def __init__(self, config: Config, *, budget_nodes: int = 12, channel_grid: int = 0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        budget_nodes: int = 12,
+        channel_grid: int = 0,
+        state: str = "path",
+    ) -> None:
         reasons = coverage(config)
         if channel_grid < 0 or channel_grid % 3:
             raise ValueError(
                 f"channel_grid must be 0 or a positive multiple of 3, got {channel_grid}"
             )
+        if state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
         self.channel_grid = channel_grid
+        self.state = state
         if reasons:
             raise NotCovered("; ".join(reasons))
         self.cfg = config
@@ -291,6 +306,11 @@ class MarketTheory:
         With ``channel_grid`` > 0 under Roth–Erev the propensity distribution is solved instead
         (:meth:`_solve_distribution`): ``warmup`` steps, then the mean over ``window`` steps;
         ``max_iter``, ``tol`` and ``patience`` do not apply to it.
+
+        With ``state="give_up"`` (set on the theory) the top lab's defence spending is held at
+        the mandate's floor over steps :data:`GIVE_UP_STEPS` of those dynamics and then released:
+        where the market has a state in which that lab gives up, this reaches it, and elsewhere
+        the dynamics return to the state of the plain path (docs/theory.md §4.6).
         """
         if self.channel_grid and self.adversary_strategy.reinforces_channels:
             return self._solve_distribution(q, structure, coupling, warmup, window)
@@ -299,6 +319,7 @@ class MarketTheory:
                 "dated leaks (MarketStructure.opened_at) need the distribution option "
                 "(channel_grid > 0, Roth–Erev adversaries): the point solve is stationary"
             )
+        self._check_push(warmup)
         m = self.cfg.model
         ctx, x = self._setup(q, structure, coupling)
         weights, a_lab, stake, investable = ctx.weights, ctx.a_lab, ctx.stake, ctx.investable
@@ -495,7 +516,7 @@ class MarketTheory:
         labs = self._labs_initial(ctx, x)
         propensity = np.ones_like(x.probs)
         eps = acfg.experimentation
-        for _ in range(steps):
+        for step in range(1, steps + 1):
             x.defence = (1.0 - m.defence_decay) * x.defence + labs["spend"]
             v = self._evaluate(ctx, x)
             x.phi = rho * x.phi + (1.0 - rho * x.phi) * v["fresh"]
@@ -516,7 +537,35 @@ class MarketTheory:
                 learned = learned + m.diffusion_rate * np.einsum("u,tuk->tk", ctx.weights, gap)
             x.knowledge = learned
             self._labs_step(ctx, x, v, labs)
+            self._push(ctx, labs, step)
         return x
+
+    def _check_push(self, steps: int) -> None:
+        """``state="give_up"`` needs expected dynamics that run past the push and the labs'
+        best response to move them."""
+        if self.state == "path":
+            return
+        if not self.lab_strategy.best_responds:
+            raise ValueError(
+                "state='give_up' needs best-responding labs (learning.lab.rule): a lab with a "
+                "fixed policy has one stationary state"
+            )
+        if steps <= GIVE_UP_STEPS[1]:
+            raise ValueError(
+                f"state='give_up' holds the top lab's defence over steps {GIVE_UP_STEPS[0]}-"
+                f"{GIVE_UP_STEPS[1]} of the expected dynamics, so it needs more than "
+                f"{GIVE_UP_STEPS[1]} of them (warmup, plus window for the distribution option), "
+                f"got {steps}"
+            )
+
+    def _push(self, ctx: _Context, labs: dict, step: int) -> None:
+        """With ``state="give_up"``: over :data:`GIVE_UP_STEPS` the top lab (largest reach)
+        spends only what the mandate requires on defence, split evenly."""
+        if self.state != "give_up" or not GIVE_UP_STEPS[0] <= step <= GIVE_UP_STEPS[1]:
+            return
+        top = int(np.argmax(self.reach))
+        floor = self.cfg.policy.defence_mandate * ctx.investable[top]
+        labs["spend"][top] = floor / 3.0
 
     def _solve_distribution(
         self, q: float, structure: MarketStructure | None, coupling: float | None,
@@ -539,6 +588,7 @@ class MarketTheory:
         """
         if window < 1 or warmup < 0:
             raise ValueError(f"need window >= 1 and warmup >= 0, got {window} and {warmup}")
+        self._check_push(warmup + window)
         m, acfg = self.cfg.model, self.cfg.learning.adversary
         n = self.channel_grid
         ctx, x0 = self._setup(q, structure, coupling)
@@ -632,6 +682,7 @@ class MarketTheory:
             if diffuse:
                 x.knowledge = x.knowledge + m.diffusion_rate * _above(x.knowledge, sub.weights)
             self._labs_step(sub, x, v, labs)
+            self._push(sub, labs, step)
             if step > warmup:
                 half = "late" if step > warmup + window // 2 else "early"
                 halves[half] = halves.get(half, 0.0) + x.phi
