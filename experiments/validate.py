@@ -204,17 +204,17 @@ def validate_market(
                 )
             else:
                 structure = MarketStructure(open_weights=leak_draw, budget=budget)
-            state = solve_run(theory, q, structure, steps, burn_in)
+            solved = solve_run(theory, q, structure, steps, burn_in)
             rows.append(
                 {
                     "seed": seed,
                     "q": q,
-                    "clarity": state.clarity,
+                    "clarity": solved.clarity,
                     "sim_N": float(run["means"]["N"]),
                     "sim_Phi": float(run["means"]["Phi"]),
-                    "theory_N": state.net_alignment,
-                    "theory_Phi": state.Phi,
-                    "converged": state.converged,
+                    "theory_N": solved.net_alignment,
+                    "theory_Phi": solved.Phi,
+                    "converged": solved.converged,
                     "top_lab_open": bool(open0[0]),
                     "open_initial": open_code(open0),
                     "opened_at": ",".join(
