@@ -212,6 +212,9 @@ def test_validate_command(tmp_path):
             ["--leaks", "run", "--channel-grid", "9", "learning.adversary.rule=best_response"],
             "Roth–Erev",
         ),
+        (["--state", "give_up", "--steps", "100", "--burn-in", "40"], "--state"),
+        (["--state", "give_up", "learning.lab.rule=fixed"], "--state"),
+        (["--state", "settled"], "--state"),
     ],
 )
 def test_validate_refuses_bad_input(tmp_path, args, needle):
@@ -438,6 +441,57 @@ def test_dated_leaks_in_the_distribution_solve():
     assert lo < between < hi and hi - lo > 1e-3
     with pytest.raises(ValueError, match="distribution option"):
         MarketTheory(cfg).solve(0.9, MarketStructure(open_weights=closed, opened_at=late))
+
+
+#: The third validation design's market 15 (6 labs, 447 adversaries, ζ 0.69, κ 0.32) with the
+#: top lab's weights open: a market with two stationary states (docs/theory.md §4.6).
+TWO_STATES = {
+    "model.n_labs": 6,
+    "model.n_adversaries": 447,
+    "model.reach_exponent": 0.6882,
+    "model.adversary_budget_mean": 0.585,
+    "model.compromise_persistence": 0.3452,
+    "model.coupling": 0.3213,
+    "model.fixed_alignment": 0.95,
+}
+
+
+def test_give_up_state_is_the_other_stationary_state():
+    """``state="give_up"``: in a market with two stationary states the plain path keeps the top
+    lab defending, and holding its defence down over steps 10-50 leaves it undefended and
+    saturated for good, long after the push ends; where the state is unique (the point theory's
+    polished fixed point) the push changes nothing."""
+    from experiments.validate import market_config
+
+    cfg = market_config(config_from_flat(), TWO_STATES)
+    structure = MarketStructure(open_weights=np.array([1.0, 0, 0, 0, 1, 0]))
+    got = {
+        state: MarketTheory(cfg, channel_grid=9, state=state).solve(
+            0.95, structure, warmup=100, window=100
+        )
+        for state in ("path", "give_up")
+    }
+    assert got["path"].defence[0].sum() > 0.5 and got["path"].phi[0] < 0.8
+    assert got["give_up"].defence[0].sum() < 0.05 and got["give_up"].phi[0] > 0.9
+    assert got["give_up"].net_alignment > got["path"].net_alignment + 0.02
+    point = {
+        state: MarketTheory(cfg, state=state).solve(0.95, structure).net_alignment
+        for state in ("path", "give_up")
+    }
+    assert point["give_up"] == pytest.approx(point["path"], abs=1e-4)  # the solve's tolerance
+
+
+def test_give_up_state_refuses_what_it_cannot_do():
+    cfg = config_from_flat(n_labs=4, n_adversaries=50)
+    with pytest.raises(ValueError, match="state must be one of"):
+        MarketTheory(cfg, state="settled")
+    with pytest.raises(ValueError, match="more than 50"):
+        MarketTheory(cfg, state="give_up").solve(0.9, warmup=30)
+    with pytest.raises(ValueError, match="more than 50"):
+        MarketTheory(cfg, channel_grid=9, state="give_up").solve(0.9, warmup=20, window=20)
+    fixed = config_from_flat(n_labs=4, n_adversaries=50, lab_rule="fixed")
+    with pytest.raises(ValueError, match="best-responding labs"):
+        MarketTheory(fixed, state="give_up").solve(0.9)
 
 
 def test_window_run_dates_the_leaks():
