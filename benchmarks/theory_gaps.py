@@ -28,6 +28,9 @@ overrides for every market, and prints one line per market:
   for the distribution option, its ``--leaks`` (the point theory always takes the drawn leak);
   prints the validation's summary line for that theory (``--save``: its table; ``--state
   give_up``: the theory's give-up state, docs/theory.md §4.6);
+- ``states``: for one market and its first ``--seeds`` seeds at both levels, the simulated
+  window means of N and of the top lab's defence spending against the distribution option's
+  plain-path and give-up states (``MarketTheory(state=...)``, docs/theory.md §4.6);
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
   every third validation market and a 3-lab market, each at both levels.
@@ -38,6 +41,8 @@ overrides for every market, and prints one line per market:
     .venv/bin/python -m benchmarks.theory_gaps churn --market 16
     .venv/bin/python -m benchmarks.theory_gaps defence --market 15 --design-seed 20261211 \
         --seed-index 2 --channel-grid 9
+    .venv/bin/python -m benchmarks.theory_gaps states --market 15 --design-seed 20261211 \
+        --seeds 8 --channel-grid 9
     .venv/bin/python -m benchmarks.theory_gaps residuals --q 0.75  # ζ 1.5, κ 0.5 by default
     .venv/bin/python -m benchmarks.theory_gaps patience
     .venv/bin/python -m benchmarks.theory_gaps compare --out results/validate/<run> --channel-grid 0
@@ -54,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import validate
+from sim import pools
 from sim.config import Config, config_from_flat, to_flat
 from sim.market import SECANT, STATES, MarketStructure, MarketTheory
 
@@ -283,6 +289,66 @@ def _defence(args) -> None:
     print(f"  N over the window: simulated {mean_n:.3f}, theory {state.net_alignment:.3f}")
 
 
+def _states_task(task: tuple) -> dict:
+    """One seed and level: the simulated window means of N and of the top lab's defence
+    spending, and the distribution option's, in its plain-path and give-up states."""
+    base, values, seed, q, steps, burn_in, grid = task
+    cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
+    share = cfg.policy.decoupling_share
+
+    def watch(model) -> dict:
+        investable = model.lab.budget[0] * (1.0 - share)
+        return {"D": (1.0 - model.lab.alignment_share[0]) * investable}
+
+    run = validate.window_run(cfg, seed, steps, burn_in, watch)
+    structure = MarketStructure(
+        open_weights=run["open"].astype(float), budget=run["budget"], opened_at=run["opened_at"]
+    )
+    row = {"seed": seed, "q": q, "open": validate.open_code(run["open"]),
+           "sim_N": float(run["means"]["N"]), "sim_D": float(run["means"]["D"])}  # fmt: skip
+    for state in STATES:
+        theory = MarketTheory(cfg, channel_grid=grid, state=state)
+        labs_step, spent = theory._labs_step, [0.0, 0]
+
+        def recording(ctx, x, v, labs, labs_step=labs_step, spent=spent):
+            labs_step(ctx, x, v, labs)
+            spent[1] += 1
+            if spent[1] > burn_in:  # the window's spending, as the simulation's is averaged
+                spent[0] += labs["spend"][0].sum() / (steps - burn_in)
+
+        theory._labs_step = recording
+        solved = validate.solve_run(theory, q, structure, steps, burn_in)
+        row[f"{state}_N"], row[f"{state}_D"] = solved.net_alignment, spent[0]
+    return row
+
+
+def _states(args) -> None:
+    """For one market and its first ``--seeds`` seeds, at both levels: the simulation against
+    the distribution option's two states (docs/theory.md §4.6, "Multiple stationary states")."""
+    if args.channel_grid <= 0:
+        raise SystemExit("states: needs --channel-grid > 0 (the give-up state is a path)")
+    market = args.markets[0]
+    values = _market(market, args.design_seed)
+    seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
+    tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid)
+             for seed in seeds for q in SECANT]  # fmt: skip
+    with pools.fresh_pool(args.workers) as pool:  # workers end with this process
+        table = pd.DataFrame(list(pool.map(_states_task, tasks)))
+    pd.set_option("display.width", 160)
+    print(f"market {market} of design {args.design_seed}: window means (D: the top lab's "
+          "defence spending per step)")  # fmt: skip
+    print(table.round(3).to_string(index=False))
+    wide = table.pivot(index="seed", columns="q")
+    lo, hi = SECANT
+    sides = ("sim", *STATES)
+    slopes = pd.DataFrame(
+        {side: (wide[f"{side}_N"][hi] - wide[f"{side}_N"][lo]) / (hi - lo) for side in sides}
+    )
+    print("secant slopes per seed:")
+    print(slopes.round(3).to_string())
+    print("mean:", "  ".join(f"{k} {v:+.3f}" for k, v in slopes.mean().items()))
+
+
 def _reach_market() -> tuple[dict, int]:
     import yaml
 
@@ -446,10 +512,11 @@ def main(argv: list[str] | None = None) -> int:
             "residuals",
             "patience",
             "compare",
+            "states",
         ),
     )
     parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
-    parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window)")
+    parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window, states)")
     parser.add_argument(
         "--seed-index", type=int, default=0, help="which seed (channels, churn, defence)"
     )
@@ -494,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         "residuals": _residuals,
         "patience": _patience,
         "compare": _compare,
+        "states": _states,
     }
     if args.what in single:
         single[args.what](args)

@@ -273,6 +273,23 @@ def test_theory_gaps_script_measures_both_sides(capsys):
         assert len(numbers) == 6 and np.isfinite(numbers).all(), line  # slope ± SE, 2 x (slope, SD)
 
 
+def test_theory_gaps_states_prints_both_states_beside_the_simulation(capsys):
+    """`states` (docs/theory.md §4.6): per seed and level the simulation and both of the
+    distribution option's states, then each side's mean slope."""
+    from benchmarks import theory_gaps
+
+    args = ["--markets", "30", "--seeds", "2", "--steps", "60", "--burn-in", "10",
+            "--channel-grid", "3", "--workers", "1"]  # fmt: skip
+    theory_gaps.main(["states", *args])
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "sim_N" in line).split()
+    assert header[-6:] == ["sim_N", "sim_D", "path_N", "path_D", "give_up_N", "give_up_D"]
+    mean = re.fullmatch(r"mean: sim (\S+)  path (\S+)  give_up (\S+)", out.strip().splitlines()[-1])
+    assert mean and np.isfinite([float(x) for x in mean.groups()]).all(), out
+    with pytest.raises(SystemExit, match="channel-grid"):
+        theory_gaps.main(["states", "--markets", "30", "--channel-grid", "0"])
+
+
 def test_a_cycling_solve_stops_early_and_a_converging_one_is_untouched():
     reach_market = {"model.n_labs": 8, "model.n_adversaries": 300, "model.attacker_value": 80.0,
                     "model.adversary_budget_mean": 1.0}  # fmt: skip
