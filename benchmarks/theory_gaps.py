@@ -308,15 +308,14 @@ def _states_task(task: tuple) -> dict:
            "sim_N": float(run["means"]["N"]), "sim_D": float(run["means"]["D"])}  # fmt: skip
     for state in STATES:
         theory = MarketTheory(cfg, channel_grid=grid, state=state)
-        labs_step, spent = theory._labs_step, [0.0, 0]
+        push, spent = theory._push, [0.0]
 
-        def recording(ctx, x, v, labs, labs_step=labs_step, spent=spent):
-            labs_step(ctx, x, v, labs)
-            spent[1] += 1
-            if spent[1] > burn_in:  # the window's spending, as the simulation's is averaged
+        def recording(ctx, labs, step, push=push, spent=spent):  # after each step's spending
+            push(ctx, labs, step)
+            if step > burn_in:  # the window's spending, as the simulation's is averaged
                 spent[0] += labs["spend"][0].sum() / (steps - burn_in)
 
-        theory._labs_step = recording
+        theory._push = recording
         solved = validate.solve_run(theory, q, structure, steps, burn_in)
         row[f"{state}_N"], row[f"{state}_D"] = solved.net_alignment, spent[0]
     return row
@@ -452,9 +451,9 @@ def _rescore(task: tuple) -> pd.DataFrame:
                 )
             else:
                 structure = MarketStructure(open_weights=leak, budget=budget)
-            state = validate.solve_run(theory, q, structure, steps, burn_in)
+            solved = validate.solve_run(theory, q, structure, steps, burn_in)
             row.update(
-                theory_N=state.net_alignment, theory_Phi=state.Phi, converged=state.converged
+                theory_N=solved.net_alignment, theory_Phi=solved.Phi, converged=solved.converged
             )
             rows.append(row)
     return pd.DataFrame(rows)
@@ -474,7 +473,7 @@ def _compare(args) -> None:
         tasks.append((folder, base, int(row["market"]), values, design_seed, manifest["steps"],
                       manifest["burn_in"], args.channel_grid,
                       manifest.get("leaks", "drawn"), args.state))  # fmt: skip
-    with ProcessPoolExecutor(args.workers) as pool:
+    with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
         {**row.to_dict(), **validate.summarise_market(r)}

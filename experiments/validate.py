@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the theory's stationary state: the one its expected dynamics reach from the "
         "initial state (path), or the one they reach when the top lab is first made to give up "
         f"defending over steps {GIVE_UP_STEPS[0]}-{GIVE_UP_STEPS[1]} (give_up; needs "
-        f"--burn-in > {GIVE_UP_STEPS[1]} for the point theory); docs/theory.md §4.6 "
+        f"--channel-grid > 0 and --burn-in > {GIVE_UP_STEPS[1]}); docs/theory.md §4.2, §4.6 "
         "(%(default)s)",
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
@@ -519,16 +519,20 @@ def main(argv: list[str] | None = None) -> int:
             if key in RANGES or key == "policy.open_weights_selection":
                 raise ParameterError(key, values[key], "a key the design does not vary")
         theory = MarketTheory(base)  # refuses rules the theory does not cover, before any run
-        if args.state != "path":
-            span = args.steps if args.channel_grid else args.burn_in
-            if not theory.lab_strategy.best_responds or span <= GIVE_UP_STEPS[1]:
-                raise ParameterError(
-                    "--state",
-                    args.state,
-                    f"path, unless the labs best-respond and the theory's expected dynamics run "
-                    f"more than {GIVE_UP_STEPS[1]} steps (--burn-in for the point theory, "
-                    f"--steps with --channel-grid)",
-                )
+        if args.state != "path" and (
+            not args.channel_grid
+            or not theory.adversary_strategy.reinforces_channels
+            or not theory.lab_strategy.best_responds
+            or args.burn_in <= GIVE_UP_STEPS[1]
+        ):
+            raise ParameterError(
+                "--state",
+                args.state,
+                "path, unless the theory is the distribution option (--channel-grid > 0, "
+                "Roth–Erev adversaries), the labs best-respond and --burn-in is above "
+                f"{GIVE_UP_STEPS[1]} (the top lab is held over steps {GIVE_UP_STEPS[0]}-"
+                f"{GIVE_UP_STEPS[1]}, before the window)",
+            )
         if args.leaks == "run" and not theory.adversary_strategy.reinforces_channels:
             raise ParameterError(
                 "--leaks",

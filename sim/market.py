@@ -238,6 +238,19 @@ class MarketTheory:
             config.learning.lab.foresight, m.defence_decay, m.compromise_persistence
         )
         self.congestion = getattr(m, "prize_congestion", "none") == "linear"
+        if state == "give_up" and not (
+            channel_grid and self.adversary_strategy.reinforces_channels
+        ):
+            raise ValueError(
+                "state='give_up' needs the distribution option (channel_grid > 0, Roth–Erev "
+                "adversaries): it follows the expected dynamics through the window, where the "
+                "point theory polishes a fixed point after the warm-up"
+            )
+        if state == "give_up" and not self.lab_strategy.best_responds:
+            raise ValueError(
+                "state='give_up' needs best-responding labs (learning.lab.rule): a lab with a "
+                "fixed policy has one stationary state"
+            )
 
     # ------------------------------------------------------------------ structure
 
@@ -307,10 +320,10 @@ class MarketTheory:
         (:meth:`_solve_distribution`): ``warmup`` steps, then the mean over ``window`` steps;
         ``max_iter``, ``tol`` and ``patience`` do not apply to it.
 
-        With ``state="give_up"`` (set on the theory) the top lab's defence spending is held at
-        the mandate's floor over steps :data:`GIVE_UP_STEPS` of those dynamics and then released:
-        where the market has a state in which that lab gives up, this reaches it, and elsewhere
-        the dynamics return to the state of the plain path (docs/theory.md §4.6).
+        With ``state="give_up"`` (set on the theory; the distribution option only) the top lab's
+        defence spending is held at the mandate's floor over steps :data:`GIVE_UP_STEPS` of the
+        warm-up and then released: where the market has a stationary state in which that lab
+        gives up, this can reach it (docs/theory.md §4.2, §4.6).
         """
         if self.channel_grid and self.adversary_strategy.reinforces_channels:
             return self._solve_distribution(q, structure, coupling, warmup, window)
@@ -319,7 +332,6 @@ class MarketTheory:
                 "dated leaks (MarketStructure.opened_at) need the distribution option "
                 "(channel_grid > 0, Roth–Erev adversaries): the point solve is stationary"
             )
-        self._check_push(warmup)
         m = self.cfg.model
         ctx, x = self._setup(q, structure, coupling)
         weights, a_lab, stake, investable = ctx.weights, ctx.a_lab, ctx.stake, ctx.investable
@@ -516,7 +528,7 @@ class MarketTheory:
         labs = self._labs_initial(ctx, x)
         propensity = np.ones_like(x.probs)
         eps = acfg.experimentation
-        for step in range(1, steps + 1):
+        for _ in range(steps):
             x.defence = (1.0 - m.defence_decay) * x.defence + labs["spend"]
             v = self._evaluate(ctx, x)
             x.phi = rho * x.phi + (1.0 - rho * x.phi) * v["fresh"]
@@ -537,25 +549,16 @@ class MarketTheory:
                 learned = learned + m.diffusion_rate * np.einsum("u,tuk->tk", ctx.weights, gap)
             x.knowledge = learned
             self._labs_step(ctx, x, v, labs)
-            self._push(ctx, labs, step)
         return x
 
-    def _check_push(self, steps: int) -> None:
-        """``state="give_up"`` needs expected dynamics that run past the push and the labs'
-        best response to move them."""
-        if self.state == "path":
-            return
-        if not self.lab_strategy.best_responds:
-            raise ValueError(
-                "state='give_up' needs best-responding labs (learning.lab.rule): a lab with a "
-                "fixed policy has one stationary state"
-            )
-        if steps <= GIVE_UP_STEPS[1]:
+    def _check_push(self, warmup: int) -> None:
+        """``state="give_up"`` holds the top lab's spending during the warm-up, never in the
+        averaged window."""
+        if self.state == "give_up" and warmup <= GIVE_UP_STEPS[1]:
             raise ValueError(
                 f"state='give_up' holds the top lab's defence over steps {GIVE_UP_STEPS[0]}-"
-                f"{GIVE_UP_STEPS[1]} of the expected dynamics, so it needs more than "
-                f"{GIVE_UP_STEPS[1]} of them (warmup, plus window for the distribution option), "
-                f"got {steps}"
+                f"{GIVE_UP_STEPS[1]} of the expected dynamics, which must end before the window: "
+                f"it needs warmup > {GIVE_UP_STEPS[1]}, got {warmup}"
             )
 
     def _push(self, ctx: _Context, labs: dict, step: int) -> None:
@@ -588,7 +591,7 @@ class MarketTheory:
         """
         if window < 1 or warmup < 0:
             raise ValueError(f"need window >= 1 and warmup >= 0, got {window} and {warmup}")
-        self._check_push(warmup + window)
+        self._check_push(warmup)
         m, acfg = self.cfg.model, self.cfg.learning.adversary
         n = self.channel_grid
         ctx, x0 = self._setup(q, structure, coupling)
