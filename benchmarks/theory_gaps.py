@@ -30,7 +30,8 @@ overrides for every market, and prints one line per market:
   give_up``: the theory's give-up state, docs/theory.md §4.6);
 - ``states``: for one market and its first ``--seeds`` seeds at both levels, the simulated
   window means of N and of the top lab's defence spending against the distribution option's
-  plain-path and give-up states (``MarketTheory(state=...)``, docs/theory.md §4.6);
+  plain-path and give-up states (``MarketTheory(state=...)``, docs/theory.md §4.6), the
+  top lab held over steps ``--hold`` (10-50, as the library does);
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
   every third validation market and a 3-lab market, each at both levels.
@@ -52,16 +53,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from experiments import validate
+from sim import market as market_module
 from sim import pools
 from sim.config import Config, config_from_flat, to_flat
-from sim.market import SECANT, STATES, MarketStructure, MarketTheory
+from sim.market import GIVE_UP_STEPS, SECANT, STATES, MarketStructure, MarketTheory
 
 CHANNELS = ("weights", "prompt", "output")
 REPO = Path(__file__).resolve().parents[1]
@@ -292,7 +293,8 @@ def _defence(args) -> None:
 def _states_task(task: tuple) -> dict:
     """One seed and level: the simulated window means of N and of the top lab's defence
     spending, and the distribution option's, in its plain-path and give-up states."""
-    base, values, seed, q, steps, burn_in, grid = task
+    base, values, seed, q, steps, burn_in, grid, hold = task
+    market_module.GIVE_UP_STEPS = hold  # read by the theory at each step (this process only)
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     share = cfg.policy.decoupling_share
 
@@ -329,13 +331,20 @@ def _states(args) -> None:
     market = args.markets[0]
     values = _market(market, args.design_seed)
     seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
-    tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid)
+    hold = tuple(int(t) for t in args.hold.split("-"))
+    if len(hold) != 2 or not 1 <= hold[0] <= hold[1] < args.burn_in:
+        raise SystemExit(
+            f"states: --hold must be A-B with 1 <= A <= B < --burn-in, got {args.hold}"
+        )
+    tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold)
              for seed in seeds for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         table = pd.DataFrame(list(pool.map(_states_task, tasks)))
     pd.set_option("display.width", 160)
-    print(f"market {market} of design {args.design_seed}: window means (D: the top lab's "
-          "defence spending per step)")  # fmt: skip
+    print(
+        f"market {market} of design {args.design_seed}, give-up hold over steps {hold[0]}-"
+        f"{hold[1]}: window means (D: the top lab's defence spending per step)"
+    )
     print(table.round(3).to_string(index=False))
     wide = table.pivot(index="seed", columns="q")
     lo, hi = SECANT
@@ -541,6 +550,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="override for every market, repeatable (channels, churn, defence, leaks, window)",
+    )
+    parser.add_argument(
+        "--hold",
+        default="{}-{}".format(*GIVE_UP_STEPS),
+        help="steps A-B over which the give-up state holds the top lab (states; %(default)s)",
     )
     parser.add_argument(
         "--state",
