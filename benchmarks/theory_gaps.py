@@ -59,7 +59,6 @@ import numpy as np
 import pandas as pd
 
 from experiments import validate
-from sim import market as market_module
 from sim import pools
 from sim.config import Config, config_from_flat, to_flat
 from sim.market import GIVE_UP_STEPS, SECANT, STATES, MarketStructure, MarketTheory
@@ -223,6 +222,12 @@ def _churn(args) -> None:
         print(f"  step {t}: prompt probability SD {prompt.std():.2f}; correlation {told}")
 
 
+def _defence_spending(model) -> np.ndarray:
+    """Each lab's defence spending per step under its current policy (what enters next step)."""
+    investable = model.lab.budget * (1.0 - model.config.policy.decoupling_share)
+    return (1.0 - model.lab.alignment_share) * investable
+
+
 def _defence(args) -> None:
     """For one market, seed and level: the three largest labs' defence spending per step and
     compromised share along the run, simulated and in the distribution option's expected
@@ -254,9 +259,7 @@ def _defence(args) -> None:
             seen = seen + model.lab.seen_attempts.sum(axis=1) / (args.steps - args.burn_in)
             mean_n += model.outcomes["net_alignment"] / (args.steps - args.burn_in)
         if t in shown:
-            investable = model.lab.budget * (1.0 - cfg.policy.decoupling_share)
-            spend = (1.0 - model.lab.alignment_share) * investable
-            sim[t] = (spend[:3].copy(), model.lab.compromised.sum(axis=1)[:3].copy())
+            sim[t] = (_defence_spending(model)[:3], model.lab.compromised.sum(axis=1)[:3].copy())
     theory = MarketTheory(cfg, channel_grid=args.channel_grid)
     structure = MarketStructure(
         open_weights=open0.astype(float), budget=budget, opened_at=opened_at
@@ -294,22 +297,17 @@ def _states_task(task: tuple) -> dict:
     """One seed and level: the simulated window means of N and of the top lab's defence
     spending, and the distribution option's, in its plain-path and give-up states."""
     base, values, seed, q, steps, burn_in, grid, hold = task
-    market_module.GIVE_UP_STEPS = hold  # read by the theory at each step (this process only)
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
-    share = cfg.policy.decoupling_share
-
-    def watch(model) -> dict:
-        investable = model.lab.budget[0] * (1.0 - share)
-        return {"D": (1.0 - model.lab.alignment_share[0]) * investable}
-
-    run = validate.window_run(cfg, seed, steps, burn_in, watch)
+    run = validate.window_run(
+        cfg, seed, steps, burn_in, lambda model: {"D": _defence_spending(model)[0]}
+    )
     structure = MarketStructure(
         open_weights=run["open"].astype(float), budget=run["budget"], opened_at=run["opened_at"]
     )
     row = {"seed": seed, "q": q, "open": validate.open_code(run["open"]),
            "sim_N": float(run["means"]["N"]), "sim_D": float(run["means"]["D"])}  # fmt: skip
     for state in STATES:
-        theory = MarketTheory(cfg, channel_grid=grid, state=state)
+        theory = MarketTheory(cfg, channel_grid=grid, state=state, give_up_steps=hold)
         push, spent = theory._push, [0.0]
 
         def recording(ctx, labs, step, push=push, spent=spent):  # after each step's spending
@@ -331,11 +329,13 @@ def _states(args) -> None:
     market = args.markets[0]
     values = _market(market, args.design_seed)
     seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
-    hold = tuple(int(t) for t in args.hold.split("-"))
-    if len(hold) != 2 or not 1 <= hold[0] <= hold[1] < args.burn_in:
-        raise SystemExit(
-            f"states: --hold must be A-B with 1 <= A <= B < --burn-in, got {args.hold}"
-        )
+    try:  # the theory refuses a hold that is not a step range or would reach the window
+        hold = tuple(int(t) for t in args.hold.split("-"))
+        theory = MarketTheory(_base(args), channel_grid=args.channel_grid, state="give_up",
+                              give_up_steps=hold)  # fmt: skip
+        theory.check_warmup(args.burn_in)
+    except ValueError as err:
+        raise SystemExit(f"states: --hold {args.hold}: {err}") from None
     tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold)
              for seed in seeds for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process

@@ -519,20 +519,19 @@ def main(argv: list[str] | None = None) -> int:
             if key in RANGES or key == "policy.open_weights_selection":
                 raise ParameterError(key, values[key], "a key the design does not vary")
         theory = MarketTheory(base)  # refuses rules the theory does not cover, before any run
-        if args.state != "path" and (
-            not args.channel_grid
-            or not theory.adversary_strategy.reinforces_channels
-            or not theory.lab_strategy.best_responds
-            or args.burn_in <= GIVE_UP_STEPS[1]
-        ):
+        try:  # the theory refuses a state it cannot reach here
+            MarketTheory(base, channel_grid=args.channel_grid, state=args.state).check_warmup(
+                args.burn_in
+            )
+        except ValueError as err:
             raise ParameterError(
                 "--state",
                 args.state,
                 "path, unless the theory is the distribution option (--channel-grid > 0, "
                 "Roth–Erev adversaries), the labs best-respond and --burn-in is above "
                 f"{GIVE_UP_STEPS[1]} (the top lab is held over steps {GIVE_UP_STEPS[0]}-"
-                f"{GIVE_UP_STEPS[1]}, before the window)",
-            )
+                f"{GIVE_UP_STEPS[1]}, before the window): {err}",
+            ) from None
         if args.leaks == "run" and not theory.adversary_strategy.reinforces_channels:
             raise ParameterError(
                 "--leaks",

@@ -76,7 +76,8 @@ WINDOW = 450
 #: the two halves of the window, differ by less than this for every lab.
 SETTLED = 1e-3
 #: With ``state="give_up"`` the top lab's defence spending is held at the mandate's floor over
-#: these steps of the expected dynamics (inclusive), then it best-responds again.
+#: these steps of the expected dynamics (inclusive), then it best-responds again (the default of
+#: ``MarketTheory(give_up_steps=...)``).
 GIVE_UP_STEPS = (10, 50)
 #: Which stationary state :meth:`MarketTheory.solve` reports (docs/theory.md §4.6).
 STATES = ("path", "give_up")
@@ -210,6 +211,7 @@ class MarketTheory:
         budget_nodes: int = 12,
         channel_grid: int = 0,
         state: str = "path",
+        give_up_steps: tuple[int, int] = GIVE_UP_STEPS,
     ) -> None:
         reasons = coverage(config)
         if channel_grid < 0 or channel_grid % 3:
@@ -218,8 +220,11 @@ class MarketTheory:
             )
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+        if len(give_up_steps) != 2 or not 1 <= give_up_steps[0] <= give_up_steps[1]:
+            raise ValueError(f"give_up_steps must be (a, b) with 1 <= a <= b, got {give_up_steps}")
         self.channel_grid = channel_grid
         self.state = state
+        self.give_up_steps = tuple(int(t) for t in give_up_steps)
         if reasons:
             raise NotCovered("; ".join(reasons))
         self.cfg = config
@@ -321,9 +326,10 @@ class MarketTheory:
         ``max_iter``, ``tol`` and ``patience`` do not apply to it.
 
         With ``state="give_up"`` (set on the theory; the distribution option only) the top lab's
-        defence spending is held at the mandate's floor over steps :data:`GIVE_UP_STEPS` of the
-        warm-up and then released: where the market has a stationary state in which that lab
-        gives up, this can reach it (docs/theory.md §4.2, §4.6).
+        defence spending is held at the mandate's floor over steps ``give_up_steps`` (default
+        :data:`GIVE_UP_STEPS`) of the warm-up and then released: where the market has a
+        stationary state in which that lab gives up, this can reach it (docs/theory.md §4.2,
+        §4.6).
         """
         if self.channel_grid and self.adversary_strategy.reinforces_channels:
             return self._solve_distribution(q, structure, coupling, warmup, window)
@@ -551,20 +557,22 @@ class MarketTheory:
             self._labs_step(ctx, x, v, labs)
         return x
 
-    def _check_push(self, warmup: int) -> None:
-        """``state="give_up"`` holds the top lab's spending during the warm-up, never in the
-        averaged window."""
-        if self.state == "give_up" and warmup <= GIVE_UP_STEPS[1]:
+    def check_warmup(self, warmup: int) -> None:
+        """Refuse a warm-up that ``state="give_up"``'s hold would outlast: the hold must end
+        before the averaged window (``paradox validate`` checks its burn-in with this)."""
+        first, last = self.give_up_steps
+        if self.state == "give_up" and warmup <= last:
             raise ValueError(
-                f"state='give_up' holds the top lab's defence over steps {GIVE_UP_STEPS[0]}-"
-                f"{GIVE_UP_STEPS[1]} of the expected dynamics, which must end before the window: "
-                f"it needs warmup > {GIVE_UP_STEPS[1]}, got {warmup}"
+                f"state='give_up' holds the top lab's defence over steps {first}-{last} of the "
+                f"expected dynamics, which must end before the window: it needs warmup > {last}, "
+                f"got {warmup}"
             )
 
     def _push(self, ctx: _Context, labs: dict, step: int) -> None:
-        """With ``state="give_up"``: over :data:`GIVE_UP_STEPS` the top lab (largest reach)
-        spends only what the mandate requires on defence, split evenly."""
-        if self.state != "give_up" or not GIVE_UP_STEPS[0] <= step <= GIVE_UP_STEPS[1]:
+        """With ``state="give_up"``: over ``give_up_steps`` the top lab (largest reach) spends
+        only what the mandate requires on defence, split evenly."""
+        first, last = self.give_up_steps
+        if self.state != "give_up" or not first <= step <= last:
             return
         top = int(np.argmax(self.reach))
         floor = self.cfg.policy.defence_mandate * ctx.investable[top]
@@ -591,7 +599,7 @@ class MarketTheory:
         """
         if window < 1 or warmup < 0:
             raise ValueError(f"need window >= 1 and warmup >= 0, got {window} and {warmup}")
-        self._check_push(warmup)
+        self.check_warmup(warmup)
         m, acfg = self.cfg.model, self.cfg.learning.adversary
         n = self.channel_grid
         ctx, x0 = self._setup(q, structure, coupling)

@@ -516,6 +516,12 @@ def test_give_up_state_refuses_what_it_cannot_do():
     fixed = config_from_flat(n_labs=4, n_adversaries=50, lab_rule="fixed")
     with pytest.raises(ValueError, match="best-responding labs"):
         MarketTheory(fixed, channel_grid=9, state="give_up")
+    with pytest.raises(ValueError, match="give_up_steps"):
+        MarketTheory(cfg, channel_grid=9, state="give_up", give_up_steps=(0, 5))
+    shorter = MarketTheory(cfg, channel_grid=9, state="give_up", give_up_steps=(10, 30))
+    shorter.check_warmup(31)  # a shorter hold ends before a shorter warm-up
+    with pytest.raises(ValueError, match="warmup > 30"):
+        shorter.check_warmup(30)
 
 
 def test_window_run_dates_the_leaks():
