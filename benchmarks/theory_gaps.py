@@ -295,8 +295,10 @@ def _defence(args) -> None:
 
 def _states_task(task: tuple) -> dict:
     """One seed and level: the simulated window means of N and of the top lab's defence
-    spending, and the distribution option's, in its plain-path and give-up states."""
-    base, values, seed, q, steps, burn_in, grid, hold = task
+    spending, and the distribution option's, in its plain-path and give-up states (and on a
+    stochastic path, ``noisy``, seeded as ``paradox validate --noise`` seeds it, when
+    ``noise`` is that seed)."""
+    base, values, seed, q, steps, burn_in, grid, hold, noise = task
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     run = validate.window_run(
         cfg, seed, steps, burn_in, lambda model: {"D": _defence_spending(model)[0]}
@@ -306,7 +308,10 @@ def _states_task(task: tuple) -> dict:
     )
     row = {"seed": seed, "q": q, "open": validate.open_code(run["open"]),
            "sim_N": float(run["means"]["N"]), "sim_D": float(run["means"]["D"])}  # fmt: skip
-    for state in STATES:
+    sides = [(state, state, None) for state in STATES]
+    if noise is not None:
+        sides.append(("noisy", "path", noise))
+    for side, state, path_seed in sides:
         theory = MarketTheory(cfg, channel_grid=grid, state=state, give_up_steps=hold)
         push, spent = theory._push, [0.0]
 
@@ -316,8 +321,8 @@ def _states_task(task: tuple) -> dict:
                 spent[0] += labs["spend"][0].sum() / (steps - burn_in)
 
         theory._push = recording
-        solved = validate.solve_run(theory, q, structure, steps, burn_in)
-        row[f"{state}_N"], row[f"{state}_D"] = solved.net_alignment, spent[0]
+        solved = validate.solve_run(theory, q, structure, steps, burn_in, path_seed)
+        row[f"{side}_N"], row[f"{side}_D"] = solved.net_alignment, spent[0]
     return row
 
 
@@ -336,8 +341,10 @@ def _states(args) -> None:
         theory.check_warmup(args.burn_in)
     except ValueError as err:
         raise SystemExit(f"states: --hold {args.hold}: {err}") from None
-    tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold)
-             for seed in seeds for q in SECANT]  # fmt: skip
+    leak_seed = validate.market_leak_seed(market, args.design_seed)
+    tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold,
+              validate.noise_seed(leak_seed, r) if args.noise else None)
+             for r, seed in enumerate(seeds) for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         table = pd.DataFrame(list(pool.map(_states_task, tasks)))
     pd.set_option("display.width", 160)
@@ -348,7 +355,7 @@ def _states(args) -> None:
     print(table.round(3).to_string(index=False))
     wide = table.pivot(index="seed", columns="q")
     lo, hi = SECANT
-    sides = ("sim", *STATES)
+    sides = ("sim", *STATES, *(("noisy",) if args.noise else ()))
     slopes = pd.DataFrame(
         {side: (wide[f"{side}_N"][hi] - wide[f"{side}_N"][lo]) / (hi - lo) for side in sides}
     )
@@ -435,7 +442,7 @@ def _residuals(args) -> None:
 
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
-    folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state = task
+    folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise = task
     from sim.model import AlignmentParadoxModel
 
     runs = pd.read_parquet(folder / "markets" / f"{market:03d}.parquet")
@@ -460,7 +467,12 @@ def _rescore(task: tuple) -> pd.DataFrame:
                 )
             else:
                 structure = MarketStructure(open_weights=leak, budget=budget)
-            solved = validate.solve_run(theory, q, structure, steps, burn_in)
+            path_seed = (
+                validate.noise_seed(validate.market_leak_seed(market, design_seed), r)
+                if noise
+                else None
+            )
+            solved = validate.solve_run(theory, q, structure, steps, burn_in, path_seed)
             row.update(
                 theory_N=solved.net_alignment, theory_Phi=solved.Phi, converged=solved.converged
             )
@@ -469,6 +481,8 @@ def _rescore(task: tuple) -> pd.DataFrame:
 
 
 def _compare(args) -> None:
+    if args.noise and args.channel_grid <= 0:
+        raise SystemExit("compare: --noise needs --channel-grid > 0 (the point theory is no path)")
     folder = Path(args.out)
     manifest = json.loads((folder / "validation_design.json").read_text())
     base = config_from_flat(**manifest["base"])  # the validation's overrides, if any
@@ -481,7 +495,7 @@ def _compare(args) -> None:
         values = {k: validate._plain(row[k]) for k in plan.columns if k != "market"}
         tasks.append((folder, base, int(row["market"]), values, design_seed, manifest["steps"],
                       manifest["burn_in"], args.channel_grid,
-                      manifest.get("leaks", "drawn"), args.state))  # fmt: skip
+                      manifest.get("leaks", "drawn"), args.state, args.noise))  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
@@ -492,7 +506,8 @@ def _compare(args) -> None:
     summary = validate.summarise(table, manifest)
     clear = summary["sign_clear_markets"]
     print(
-        f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}: "
+        f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}"
+        f"{' on stochastic paths' if args.noise else ''}: "
         f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
         f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
         f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "
@@ -561,6 +576,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=STATES,
         default="path",
         help="the theory's stationary state (compare; docs/theory.md §4.6)",
+    )
+    parser.add_argument(
+        "--noise",
+        action="store_true",
+        help="the theory on stochastic paths, seeded as paradox validate --noise seeds them "
+        "(compare, states; docs/theory.md §4.8)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

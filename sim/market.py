@@ -312,6 +312,7 @@ class MarketTheory:
         warmup: int = WARMUP,
         patience: int | None = PATIENCE,
         window: int = WINDOW,
+        noise: Any = None,
     ) -> MarketState:
         """The stationary state at alignment level q (every lab's q held there).
 
@@ -330,9 +331,20 @@ class MarketTheory:
         :data:`GIVE_UP_STEPS`) of the warm-up and then released: where the market has a
         stationary state in which that lab gives up, this can reach it (docs/theory.md §4.2,
         §4.6).
+
+        ``noise`` (the distribution option only; a seed for :func:`numpy.random.default_rng`)
+        makes the path stochastic: each step the attempts each lab sees and the successes that
+        compromise it are drawn from their predicted distributions (:meth:`_counts`) instead of
+        taken at their means, so a path can leave one stationary state for another as a run
+        can (docs/theory.md §4.8). ``None`` (the default) is the deterministic path.
         """
         if self.channel_grid and self.adversary_strategy.reinforces_channels:
-            return self._solve_distribution(q, structure, coupling, warmup, window)
+            return self._solve_distribution(q, structure, coupling, warmup, window, noise)
+        if noise is not None:
+            raise ValueError(
+                "noise needs the distribution option (channel_grid > 0, Roth–Erev adversaries): "
+                "the point theory solves a fixed point, not a path"
+            )
         if structure is not None and structure.opened_at is not None:
             raise ValueError(
                 "dated leaks (MarketStructure.opened_at) need the distribution option "
@@ -578,9 +590,31 @@ class MarketTheory:
         floor = self.cfg.policy.defence_mandate * ctx.investable[top]
         labs["spend"][top] = floor / 3.0
 
+    def _counts(self, ctx: _Context, v: dict, rng: np.random.Generator) -> None:
+        """The step's counts drawn instead of taken at their means (``solve(noise=...)``).
+
+        Attempts on each lab and channel are Poisson with the predicted mean (the multinomial
+        choices of many adversaries); successes among them are binomial with the predicted
+        success chance per attempt; the fresh compromise is 1 − (1 − σ)^S of the drawn
+        successes S, as the simulation's is. The labs then see the drawn attempts. Everything
+        else (targeting, learning, the adversaries' distribution) stays at its expectation.
+        The mean of the drawn fresh compromise, exp(−σ·E S), equals the deterministic one to
+        first order in σ.
+        """
+        m = self.cfg.model
+        expected = v["attempts"]
+        hits = np.einsum("s,sik,sik->ik", m.n_adversaries * ctx.weights * v["u"], v["target"],
+                         v["p"])  # fmt: skip
+        chance = np.clip(np.divide(hits, expected, out=np.zeros_like(hits),
+                                   where=expected > 0), 0.0, 1.0)  # fmt: skip
+        attempts = rng.poisson(expected).astype(float)
+        successes = rng.binomial(attempts.astype(np.int64), chance).sum(axis=1)
+        v["attempts"] = attempts
+        v["fresh"] = -np.expm1(successes * np.log1p(-m.compromise_share))
+
     def _solve_distribution(
         self, q: float, structure: MarketStructure | None, coupling: float | None,
-        warmup: int, window: int,
+        warmup: int, window: int, noise: Any = None,
     ) -> MarketState:  # fmt: skip
         """The market with each type's channel propensities as a distribution (§4.1).
 
@@ -634,6 +668,7 @@ class MarketTheory:
         np.fill_diagonal(towards, 1.0 - eps)
         rho = m.compromise_persistence
         diffuse = m.diffusion_rate > 0 and m.network.topology != "none"
+        rng = None if noise is None else np.random.default_rng(noise)
         acc: dict[str, Float] = {}
         halves: dict[str, Float] = {}
         for step in range(1, warmup + window + 1):
@@ -643,6 +678,8 @@ class MarketTheory:
                 sub.access[:, leaks, 1] = 1.0
             x.defence = (1.0 - m.defence_decay) * x.defence + labs["spend"]
             v = self._evaluate(sub, x)
+            if rng is not None:
+                self._counts(sub, v, rng)
             x.phi = rho * x.phi + (1.0 - rho * x.phi) * v["fresh"]
             if self.adversary_strategy.best_responds:
                 x.effort = x.effort + acfg.effort_adjustment * (v["br_effort"] - x.effort)

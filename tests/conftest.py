@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,14 +23,25 @@ PARADOX = [sys.executable, "-m", "experiments.cli"]
 def paradox(
     *args: str, cwd: Path, timeout: float = 300, pythonpath: str | None = None
 ) -> subprocess.CompletedProcess:
-    """Run ``paradox <args>`` in ``cwd`` with a bare environment (no network, own HOME)."""
+    """Run ``paradox <args>`` in ``cwd`` with a bare environment (no network, own HOME).
+
+    The machine's OpenBLAS settings (``OPENBLAS_*``, set on some processors) are kept: they
+    pick the BLAS kernels, whose rounding differs in the last digits, and a test that compares
+    the command's numbers with ones computed in the test process needs the same kernels.
+    """
+    blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
     return subprocess.run(
         [*PARADOX, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={"PYTHONPATH": pythonpath or str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+        env={
+            **blas,
+            "PYTHONPATH": pythonpath or str(REPO),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(cwd),
+        },
     )
 
 

@@ -205,6 +205,24 @@ def test_validate_command(tmp_path):
     again_table = pd.read_csv(rescored)
     np.testing.assert_allclose(again_table["theory_slope"], table["theory_slope"], rtol=1e-12)
     assert again_table["within"].tolist() == table["within"].tolist()
+    with pytest.raises(SystemExit, match="--noise needs --channel-grid"):
+        theory_gaps.main(["compare", "--out", str(out), "--channel-grid", "0", "--noise"])
+
+
+def test_validate_market_seeds_the_noisy_theory_per_replicate():
+    """``--noise``: each replicate's theory is a stochastic path from its own seed
+    (validate.noise_seed), so a market's rows reproduce exactly and differ from the
+    deterministic path's; the simulated columns do not depend on the theory."""
+    from experiments.validate import validate_market
+
+    values = {"model.n_labs": 4, "model.n_adversaries": 120}
+    run = {"seeds": [11, 12], "steps": 70, "burn_in": 55, "leak_seed": 5, "channel_grid": 3}
+    noisy = validate_market(config_from_flat(), values, noise=True, **run)
+    again = validate_market(config_from_flat(), values, noise=True, **run)
+    plain = validate_market(config_from_flat(), values, **run)
+    pd.testing.assert_frame_equal(noisy, again)
+    pd.testing.assert_frame_equal(noisy[["sim_N", "sim_Phi"]], plain[["sim_N", "sim_Phi"]])
+    assert not np.allclose(noisy["theory_N"], plain["theory_N"], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -228,6 +246,8 @@ def test_validate_command(tmp_path):
         ),
         (["--state", "give_up", "--channel-grid", "9", "learning.lab.rule=fixed"], "--state"),
         (["--state", "settled"], "--state"),
+        (["--noise"], "--channel-grid > 0"),
+        (["--noise", "--channel-grid", "9", "learning.adversary.rule=best_response"], "--noise"),
     ],
 )
 def test_validate_refuses_bad_input(tmp_path, args, needle):
@@ -292,12 +312,14 @@ def test_theory_gaps_states_prints_both_states_beside_the_simulation(capsys):
     from benchmarks import theory_gaps
 
     args = ["--markets", "30", "--seeds", "2", "--steps", "80", "--burn-in", "55",
-            "--channel-grid", "3", "--workers", "1"]  # fmt: skip
+            "--channel-grid", "3", "--workers", "1", "--noise"]  # fmt: skip
     theory_gaps.main(["states", *args])
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if "sim_N" in line).split()
-    assert header[-6:] == ["sim_N", "sim_D", "path_N", "path_D", "give_up_N", "give_up_D"]
-    mean = re.fullmatch(r"mean: sim (\S+)  path (\S+)  give_up (\S+)", out.strip().splitlines()[-1])
+    assert header[-8:] == ["sim_N", "sim_D", "path_N", "path_D", "give_up_N", "give_up_D",
+                           "noisy_N", "noisy_D"]  # fmt: skip
+    last = out.strip().splitlines()[-1]
+    mean = re.fullmatch(r"mean: sim (\S+)  path (\S+)  give_up (\S+)  noisy (\S+)", last)
     assert mean and np.isfinite([float(x) for x in mean.groups()]).all(), out
     with pytest.raises(SystemExit, match="channel-grid"):
         theory_gaps.main(["states", "--markets", "30", "--channel-grid", "0"])
@@ -522,6 +544,69 @@ def test_give_up_state_refuses_what_it_cannot_do():
     shorter.check_warmup(31)  # a shorter hold ends before a shorter warm-up
     with pytest.raises(ValueError, match="warmup > 30"):
         shorter.check_warmup(30)
+
+
+def test_drawn_counts_have_the_predicted_means():
+    """``solve(noise=...)`` draws each step's counts (MarketTheory._counts): attempts with the
+    predicted mean, and a fresh compromise 1 − (1 − σ)^S whose mean is exactly 1 − exp(−σ μ)
+    for Poisson-thinned successes of mean μ (the expected successes), which is the deterministic
+    fresh compromise to first order in σ."""
+    cfg = config_from_flat(n_labs=4, n_adversaries=300, compromise_share=0.05)
+    theory = MarketTheory(cfg)
+    ctx, x = theory._setup(0.9, MarketStructure(open_weights=np.array([1.0, 0, 0, 0])), None)
+    v = theory._evaluate(ctx, x)
+    mu = np.einsum("s,sik,sik->i", cfg.model.n_adversaries * ctx.weights * v["u"], v["target"],
+                   v["p"])  # fmt: skip
+    rng = np.random.default_rng(7)
+    draws = 4000
+    attempts, fresh = np.zeros_like(v["attempts"]), np.zeros_like(v["fresh"])
+    for _ in range(draws):
+        drawn = dict(v)
+        theory._counts(ctx, drawn, rng)
+        attempts += drawn["attempts"] / draws
+        fresh += drawn["fresh"] / draws
+    assert mu.max() > 1.0  # counts worth drawing
+    np.testing.assert_allclose(attempts, v["attempts"], rtol=0.03, atol=0.05)
+    np.testing.assert_allclose(fresh, -np.expm1(-0.05 * mu), rtol=0.03, atol=2e-3)
+    np.testing.assert_allclose(fresh, v["fresh"], rtol=0.1, atol=5e-3)  # first order in σ
+
+
+#: The first validation design's market 9 (11 labs, 1,574 adversaries, ζ 0.80, ē 0.11) at
+#: q = 0.95 with its three largest labs open: every simulated seed's top lab gives up
+#: (docs/theory.md §4.8).
+LEAVES_DEFENCE = {
+    "model.n_labs": 11,
+    "model.n_adversaries": 1574,
+    "model.reach_exponent": 0.7964,
+    "model.adversary_budget_mean": 0.1095,
+    "model.compromise_persistence": 0.4480,
+    "model.coupling": 0.7195,
+    "model.fixed_alignment": 0.95,
+}
+
+
+def test_noisy_paths_leave_a_state_the_expected_path_keeps():
+    """The deterministic path keeps the top lab defending; paths with drawn counts leave that
+    state, as every simulated run does, and end undefended and saturated. A path is a function
+    of its seed, and ``noise=None`` is the deterministic path."""
+    from experiments.validate import market_config
+
+    cfg = market_config(config_from_flat(), LEAVES_DEFENCE)
+    theory = MarketTheory(cfg, channel_grid=9)
+    structure = MarketStructure(open_weights=np.array([1.0, 1, 1] + [0] * 8))
+    span = {"warmup": 60, "window": 60}
+    path = theory.solve(0.95, structure, **span)
+    assert path.defence[0].sum() > 1.0 and path.phi[0] < 0.8
+    assert theory.solve(0.95, structure, **span, noise=None).net_alignment == path.net_alignment
+    noisy = [theory.solve(0.95, structure, **span, noise=[s, 1]) for s in range(3)]
+    for state in noisy:
+        assert state.defence[0].sum() < 0.05 and state.phi[0] > 0.99
+        assert state.net_alignment > path.net_alignment + 0.15
+    again = theory.solve(0.95, structure, **span, noise=[0, 1])
+    assert again.net_alignment == noisy[0].net_alignment
+    assert len({s.net_alignment for s in noisy}) == 3  # the seeds differ
+    with pytest.raises(ValueError, match="distribution option"):
+        MarketTheory(cfg).solve(0.95, structure, noise=1)  # the point theory is no path
 
 
 def test_window_run_dates_the_leaks():
