@@ -301,13 +301,17 @@ def _states_task(task: tuple) -> dict:
     base, values, seed, q, steps, burn_in, grid, hold, noise = task
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     run = validate.window_run(
-        cfg, seed, steps, burn_in, lambda model: {"D": _defence_spending(model)[0]}
-    )
+        cfg, seed, steps, burn_in,
+        lambda model: {"D": _defence_spending(model)[0],
+                       "Phi_sq": model.outcomes["compromised_share"] ** 2},
+    )  # fmt: skip
     structure = MarketStructure(
         open_weights=run["open"].astype(float), budget=run["budget"], opened_at=run["opened_at"]
     )
+    means = run["means"]
     row = {"seed": seed, "q": q, "open": validate.open_code(run["open"]),
-           "sim_N": float(run["means"]["N"]), "sim_D": float(run["means"]["D"])}  # fmt: skip
+           "sim_N": float(means["N"]), "sim_D": float(means["D"])}  # fmt: skip
+    spread = {"sim_Phi_sd": float(np.sqrt(max(means["Phi_sq"] - means["Phi"] ** 2, 0.0)))}
     sides = [(state, state, None) for state in STATES]
     if noise is not None:
         sides.append(("noisy", "path", noise))
@@ -323,6 +327,9 @@ def _states_task(task: tuple) -> dict:
         theory._push = recording
         solved = validate.solve_run(theory, q, structure, steps, burn_in, path_seed)
         row[f"{side}_N"], row[f"{side}_D"] = solved.net_alignment, spent[0]
+        spread[f"{side}_Phi_sd"] = solved.info["Phi_sd"]
+    if noise is not None:  # how much Φ_t moves over the window: the size of the drawn noise
+        row.update({k: spread[k] for k in ("sim_Phi_sd", "path_Phi_sd", "noisy_Phi_sd")})
     return row
 
 
@@ -350,7 +357,8 @@ def _states(args) -> None:
     pd.set_option("display.width", 160)
     print(
         f"market {market} of design {args.design_seed}, give-up hold over steps {hold[0]}-"
-        f"{hold[1]}: window means (D: the top lab's defence spending per step)"
+        f"{hold[1]}: window means (D: the top lab's defence spending per step; Phi_sd: the SD "
+        "of the compromised share Φ over the window's steps)"
     )
     print(table.round(3).to_string(index=False))
     wide = table.pivot(index="seed", columns="q")
@@ -581,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         "--noise",
         action="store_true",
         help="the theory on stochastic paths, seeded as paradox validate --noise seeds them "
-        "(compare, states; docs/theory.md §4.8)",
+        "(compare, states; docs/theory.md §4.9)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

@@ -75,7 +75,7 @@ FOURTH_DESIGN_SEED = 20261206
 #: first four designs, so they are judged here. Pre-registered rule: ``--noise`` becomes the
 #: recommended validation theory only if it is within tolerance in more markets than the
 #: plain path and in at least as many as the give-up state, with no more sign errors than
-#: either (docs/theory.md §4.8).
+#: either (docs/theory.md §4.9).
 FIFTH_DESIGN_SEED = 20261215
 #: The command's defaults: markets drawn, paired seeds per market, steps, steps left out.
 DEFAULT_MARKETS, DEFAULT_SEEDS, DEFAULT_STEPS, DEFAULT_BURN_IN = 32, 20, 600, 150
@@ -209,7 +209,7 @@ def validate_market(
     (:meth:`MarketTheory.with_leaks`); ``"run"`` gives the distribution option the run's own
     leaks, dated (exogenous events, like the initial open set the theory already takes).
     ``state`` picks the theory's stationary state (:data:`sim.market.STATES`); ``noise`` makes
-    each seed's theory a stochastic path (:func:`noise_seed`, docs/theory.md §4.8)."""
+    each seed's theory a stochastic path (:func:`noise_seed`, docs/theory.md §4.9)."""
     rows = []
     for r, seed in enumerate(seeds):
         leak_rng = np.random.default_rng([leak_seed, r])
@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="theory: each seed's path draws the attempts and successes it counts instead of "
         "taking their means, so it can switch between stationary states as a run can (needs "
-        "--channel-grid > 0); docs/theory.md §4.8",
+        "--channel-grid > 0); docs/theory.md §4.9",
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")

@@ -336,7 +336,7 @@ class MarketTheory:
         makes the path stochastic: each step the attempts each lab sees and the successes that
         compromise it are drawn from their predicted distributions (:meth:`_counts`) instead of
         taken at their means, so a path can leave one stationary state for another as a run
-        can (docs/theory.md §4.8). ``None`` (the default) is the deterministic path.
+        can (docs/theory.md §4.9). ``None`` (the default) is the deterministic path.
         """
         if self.channel_grid and self.adversary_strategy.reinforces_channels:
             return self._solve_distribution(q, structure, coupling, warmup, window, noise)
@@ -750,6 +750,7 @@ class MarketTheory:
                     "knowledge": by_type(x.knowledge),
                     "probs": by_type(x.probs),
                     "probs_sq": by_type(x.probs**2),
+                    "Phi_sq": float(self.reach @ x.phi) ** 2,
                 }
                 for key, value in seen.items():
                     acc[key] = acc.get(key, 0.0) + value / window
@@ -780,7 +781,12 @@ class MarketTheory:
             converged=bool(residual < SETTLED),
             iterations=warmup + window,
             residual=float(residual),
-            info={"channel_probs_sd": spread},
+            # the SD over the window's steps of Φ_t (0 on a settled deterministic path)
+            info={
+                "channel_probs_sd": spread,
+                "Phi_sd": float(np.sqrt(max(acc["Phi_sq"] - float(self.reach @ acc["phi"]) ** 2,
+                                            0.0))),
+            },
         )  # fmt: skip
 
     def _labs_initial(self, ctx: _Context, x: _Vars) -> dict[str, Float]:

@@ -316,8 +316,21 @@ def test_theory_gaps_states_prints_both_states_beside_the_simulation(capsys):
     theory_gaps.main(["states", *args])
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if "sim_N" in line).split()
-    assert header[-8:] == ["sim_N", "sim_D", "path_N", "path_D", "give_up_N", "give_up_D",
-                           "noisy_N", "noisy_D"]  # fmt: skip
+    assert header[-11:] == [
+        "sim_N",
+        "sim_D",
+        "path_N",
+        "path_D",
+        "give_up_N",
+        "give_up_D",
+        "noisy_N",
+        "noisy_D",
+        "sim_Phi_sd",
+        "path_Phi_sd",
+        "noisy_Phi_sd",
+    ]
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d{5,}\s+0\.", line)]
+    assert len(rows) == 4 and all(float(r[-3]) >= 0 and float(r[-1]) >= 0 for r in rows), out
     last = out.strip().splitlines()[-1]
     mean = re.fullmatch(r"mean: sim (\S+)  path (\S+)  give_up (\S+)  noisy (\S+)", last)
     assert mean and np.isfinite([float(x) for x in mean.groups()]).all(), out
@@ -573,7 +586,7 @@ def test_drawn_counts_have_the_predicted_means():
 
 #: The first validation design's market 9 (11 labs, 1,574 adversaries, ζ 0.80, ē 0.11) at
 #: q = 0.95 with its three largest labs open: every simulated seed's top lab gives up
-#: (docs/theory.md §4.8).
+#: (docs/theory.md §4.9).
 LEAVES_DEFENCE = {
     "model.n_labs": 11,
     "model.n_adversaries": 1574,
@@ -602,6 +615,7 @@ def test_noisy_paths_leave_a_state_the_expected_path_keeps():
     for state in noisy:
         assert state.defence[0].sum() < 0.05 and state.phi[0] > 0.99
         assert state.net_alignment > path.net_alignment + 0.15
+        assert state.info["Phi_sd"] > 5 * path.info["Phi_sd"]  # Φ_t moves on a noisy path
     again = theory.solve(0.95, structure, **span, noise=[0, 1])
     assert again.net_alignment == noisy[0].net_alignment
     assert len({s.net_alignment for s in noisy}) == 3  # the seeds differ
