@@ -671,6 +671,7 @@ class MarketTheory:
         rng = None if noise is None else np.random.default_rng(noise)
         acc: dict[str, Float] = {}
         halves: dict[str, Float] = {}
+        trace: list[Float] = []  # a stochastic path's φ per window step (its settled test)
         for step in range(1, warmup + window + 1):
             if opened_at is not None:  # the run's leaks, at the start of their step
                 leaks = np.flatnonzero(closed_at_start & (opened_at == step))
@@ -734,6 +735,8 @@ class MarketTheory:
             if step > warmup:
                 half = "late" if step > warmup + window // 2 else "early"
                 halves[half] = halves.get(half, 0.0) + x.phi
+                if rng is not None:
+                    trace.append(x.phi.copy())
                 flow = m.n_adversaries * sub.weights * u
 
                 def by_type(values: Float) -> Float:  # weight-summed over each type's grid
@@ -758,6 +761,11 @@ class MarketTheory:
         late = halves["late"] / (window - window // 2)
         early = halves["early"] / (window // 2) if window >= 2 else late
         residual = float(np.max(np.abs(late - early)))
+        settled = residual < SETTLED
+        if rng is not None:  # the halves differ by noise too: allow three SEs of it
+            settled = bool(
+                np.all(np.abs(late - early) < np.maximum(SETTLED, 3.0 * _half_gap_se(trace)))
+            )
         attempts = acc["attempts"]
         per_type = np.maximum(type_w, 1e-300)[:, None]
         probs = acc["probs"] / per_type
@@ -778,7 +786,7 @@ class MarketTheory:
             knowledge=acc["knowledge"] / per_type,
             channel_probs=probs,
             type_weights=type_w,
-            converged=bool(residual < SETTLED),
+            converged=bool(settled),
             iterations=warmup + window,
             residual=float(residual),
             # the SD over the window's steps of Φ_t (0 on a settled deterministic path)
@@ -1054,6 +1062,19 @@ class MarketTheory:
             return np.where(defended, np.maximum(y - floor, 0.0), 0.0)
 
         return path
+
+
+def _half_gap_se(trace: list[Float], batches: int = 10) -> Float:
+    """Standard error of the difference between the two halves' means of a stationary but
+    autocorrelated series (rows: steps), by batch means: ``batches`` equal batches (an even
+    number, so each half holds half of them), their SD, and SE = SD · sqrt(2 / (batches / 2)).
+    Too short a series (fewer than 2 steps per batch) gives infinity: nothing can be judged."""
+    values = np.asarray(trace, dtype=float)
+    size = values.shape[0] // batches
+    if size < 2:
+        return np.full(values.shape[1:], np.inf)
+    means = values[: size * batches].reshape(batches, size, *values.shape[1:]).mean(axis=1)
+    return means.std(axis=0, ddof=1) * np.sqrt(2.0 / (batches // 2))
 
 
 def _feasible(d: Float, investable: Float, m: Any, pol: Any) -> Float:

@@ -584,6 +584,21 @@ def test_drawn_counts_have_the_predicted_means():
     np.testing.assert_allclose(fresh, v["fresh"], rtol=0.1, atol=5e-3)  # first order in σ
 
 
+def test_half_gap_standard_error_by_batch_means():
+    """The SE of (late half's mean − early half's mean) that judges a stochastic path settled:
+    for white noise of SD 1 over 400 steps it is 2 / sqrt(400) = 0.1 (checked against the
+    spread of the gap itself over many series); too short a series cannot be judged."""
+    from sim.market import _half_gap_se
+
+    rng = np.random.default_rng(3)
+    series = rng.normal(size=(1000, 400, 1))
+    gaps = series[:, 200:].mean(axis=1) - series[:, :200].mean(axis=1)
+    ses = np.array([_half_gap_se(list(x))[0] for x in series])
+    assert np.std(gaps) == pytest.approx(0.1, rel=0.08)
+    assert ses.mean() == pytest.approx(0.1, rel=0.05)
+    assert np.isinf(_half_gap_se([np.zeros(2)] * 15)).all()
+
+
 #: The first validation design's market 9 (11 labs, 1,574 adversaries, ζ 0.80, ē 0.11) at
 #: q = 0.95 with its three largest labs open: every simulated seed's top lab gives up
 #: (docs/theory.md §4.9).
@@ -616,6 +631,7 @@ def test_noisy_paths_leave_a_state_the_expected_path_keeps():
         assert state.defence[0].sum() < 0.05 and state.phi[0] > 0.99
         assert state.net_alignment > path.net_alignment + 0.15
         assert state.info["Phi_sd"] > 5 * path.info["Phi_sd"]  # Φ_t moves on a noisy path
+        assert state.converged  # settled up to its own noise (the halves' batch-means SE)
     again = theory.solve(0.95, structure, **span, noise=[0, 1])
     assert again.net_alignment == noisy[0].net_alignment
     assert len({s.net_alignment for s in noisy}) == 3  # the seeds differ
