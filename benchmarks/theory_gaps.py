@@ -338,6 +338,7 @@ def _states(args) -> None:
     the distribution option's two states (docs/theory.md §4.6, "Multiple stationary states")."""
     if args.channel_grid <= 0:
         raise SystemExit("states: needs --channel-grid > 0 (the give-up state is a path)")
+    _noise_covered("states", args, _base(args))
     market = args.markets[0]
     values = _market(market, args.design_seed)
     seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
@@ -451,6 +452,7 @@ def _residuals(args) -> None:
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
     folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise = task
+    # noise: None (the deterministic path), or the stream of the stochastic paths
     from sim.model import AlignmentParadoxModel
 
     runs = pd.read_parquet(folder / "markets" / f"{market:03d}.parquet")
@@ -476,9 +478,9 @@ def _rescore(task: tuple) -> pd.DataFrame:
             else:
                 structure = MarketStructure(open_weights=leak, budget=budget)
             path_seed = (
-                validate.noise_seed(validate.market_leak_seed(market, design_seed), r)
-                if noise
-                else None
+                None
+                if noise is None
+                else validate.noise_seed(validate.market_leak_seed(market, design_seed), r, noise)
             )
             solved = validate.solve_run(theory, q, structure, steps, burn_in, path_seed)
             row.update(
@@ -488,12 +490,28 @@ def _rescore(task: tuple) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _noise_covered(what: str, args, base: Config) -> None:
+    """Refuse --noise where the theory is no path: the point theory, or adversaries that do
+    not learn by Roth–Erev (the distribution option is solved only for them)."""
+    if not args.noise:
+        return
+    if args.channel_grid <= 0:
+        raise SystemExit(f"{what}: --noise needs --channel-grid > 0 (the point theory is no path)")
+    if not MarketTheory(
+        base, channel_grid=args.channel_grid
+    ).adversary_strategy.reinforces_channels:
+        raise SystemExit(
+            f"{what}: --noise needs Roth–Erev adversaries (only their theory is a path)"
+        )
+    if args.noise_stream < 1:
+        raise SystemExit(f"{what}: --noise-stream must be >= 1, got {args.noise_stream}")
+
+
 def _compare(args) -> None:
-    if args.noise and args.channel_grid <= 0:
-        raise SystemExit("compare: --noise needs --channel-grid > 0 (the point theory is no path)")
     folder = Path(args.out)
     manifest = json.loads((folder / "validation_design.json").read_text())
     base = config_from_flat(**manifest["base"])  # the validation's overrides, if any
+    _noise_covered("compare", args, base)
     if manifest["base"] != json.loads(json.dumps(to_flat(base), default=str)):
         raise SystemExit("compare: the folder's base configuration does not rebuild exactly")
     design_seed = manifest["design_seed"]
@@ -503,7 +521,8 @@ def _compare(args) -> None:
         values = {k: validate._plain(row[k]) for k in plan.columns if k != "market"}
         tasks.append((folder, base, int(row["market"]), values, design_seed, manifest["steps"],
                       manifest["burn_in"], args.channel_grid,
-                      manifest.get("leaks", "drawn"), args.state, args.noise))  # fmt: skip
+                      manifest.get("leaks", "drawn"), args.state,
+                      args.noise_stream if args.noise else None))  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
@@ -590,6 +609,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the theory on stochastic paths, seeded as paradox validate --noise seeds them "
         "(compare, states; docs/theory.md §4.9)",
+    )
+    parser.add_argument(
+        "--noise-stream",
+        type=int,
+        default=1,
+        help="which stream of stochastic paths (compare; 1: the one paradox validate --noise "
+        "uses, others: the theory's own Monte Carlo spread; %(default)s)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

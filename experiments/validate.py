@@ -163,10 +163,14 @@ def window_run(cfg: Config, seed: int, steps: int, burn_in: int, watch=None) -> 
     }
 
 
-def noise_seed(leak_seed: int, replicate: int) -> list[int]:
+def noise_seed(leak_seed: int, replicate: int, stream: int = 1) -> list[int]:
     """The seed of replicate ``replicate``'s stochastic theory path (``--noise``): the same at
-    both levels, as the run's seed is, and apart from the stream of its leak draws."""
-    return [leak_seed, replicate, 1]
+    both levels, as the run's seed is, and apart from the stream of its leak draws ([leak_seed,
+    replicate], which equals stream 0). ``paradox validate`` uses stream 1; other streams give
+    the theory's own Monte Carlo spread (``theory_gaps compare --noise-stream``)."""
+    if stream < 1:
+        raise ValueError(f"a noise stream is an integer >= 1 (0 is the leak draws'), got {stream}")
+    return [leak_seed, replicate, stream]
 
 
 def solve_run(

@@ -598,8 +598,11 @@ class MarketTheory:
         success chance per attempt; the fresh compromise is 1 − (1 − σ)^S of the drawn
         successes S, as the simulation's is. The labs then see the drawn attempts. Everything
         else (targeting, learning, the adversaries' distribution) stays at its expectation.
-        The mean of the drawn fresh compromise, exp(−σ·E S), equals the deterministic one to
-        first order in σ.
+        The mean of the drawn fresh compromise, 1 − exp(−σ·E S), equals the deterministic one to
+        first order in σ. Poisson counts are wider than the simulation's: there every active
+        adversary makes one attempt a step, so a lab's attempts are binomial, with variance
+        smaller by the factor (1 − its share of all attempts), and successes are binomial given
+        them (docs/theory.md §4.9).
         """
         m = self.cfg.model
         expected = v["attempts"]
@@ -609,8 +612,8 @@ class MarketTheory:
                                    where=expected > 0), 0.0, 1.0)  # fmt: skip
         attempts = rng.poisson(expected).astype(float)
         successes = rng.binomial(attempts.astype(np.int64), chance).sum(axis=1)
-        v["attempts"] = attempts
-        v["fresh"] = -np.expm1(successes * np.log1p(-m.compromise_share))
+        v["seen"] = attempts  # what the labs see; the state reports the expected attempts
+        v["fresh"] = rules.fresh_compromise(successes, m.compromise_share)
 
     def _solve_distribution(
         self, q: float, structure: MarketStructure | None, coupling: float | None,
@@ -762,10 +765,13 @@ class MarketTheory:
         early = halves["early"] / (window // 2) if window >= 2 else late
         residual = float(np.max(np.abs(late - early)))
         settled = residual < SETTLED
-        if rng is not None:  # the halves differ by noise too: allow three SEs of it
-            settled = bool(
-                np.all(np.abs(late - early) < np.maximum(SETTLED, 3.0 * _half_gap_se(trace)))
-            )
+        if rng is not None:
+            # The halves differ by noise too. One test, on the reach-weighted share Φ (what N
+            # depends on; a test per lab would flag some lab by chance): settled when the
+            # halves' Φ differ by less than three batch-means SEs of their gap, or 10⁻³.
+            gap = abs(float(self.reach @ (late - early)))
+            se = float(_half_gap_se([self.reach @ phi for phi in trace]))
+            settled = gap < max(SETTLED, 3.0 * se)
         attempts = acc["attempts"]
         per_type = np.maximum(type_w, 1e-300)[:, None]
         probs = acc["probs"] / per_type
@@ -815,8 +821,9 @@ class MarketTheory:
         m, pol, lcfg = self.cfg.model, self.cfg.policy, self.cfg.learning.lab
         rho = m.compromise_persistence
         seen_n, seen_s, spend = labs["n"], labs["s"], labs["spend"]
-        seen = v["attempts"] > 0
-        seen_n += lcfg.memory * (v["attempts"] - seen_n)
+        attempts = v.get("seen", v["attempts"])  # drawn on a stochastic path (_counts)
+        seen = attempts > 0
+        seen_n += lcfg.memory * (attempts - seen_n)
         seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
         best = self._lab_defence(seen_n, seen_s, ctx.a_lab, ctx.stake * (1.0 - rho * x.phi),
                                  ctx.investable, rounds=0)  # fmt: skip
@@ -1066,15 +1073,24 @@ class MarketTheory:
 
 def _half_gap_se(trace: list[Float], batches: int = 10) -> Float:
     """Standard error of the difference between the two halves' means of a stationary but
-    autocorrelated series (rows: steps), by batch means: ``batches`` equal batches (an even
-    number, so each half holds half of them), their SD, and SE = SD · sqrt(2 / (batches / 2)).
-    Too short a series (fewer than 2 steps per batch) gives infinity: nothing can be judged."""
+    autocorrelated series (rows: steps), by batch means: each half (the first ``len // 2``
+    steps, and the rest) is cut into ``batches / 2`` equal batches; the batch means' variance is
+    pooled within the halves (deviations from each half's own mean, ``batches − 2`` degrees of
+    freedom), so a gap between the halves is not counted in the SE it is judged against; and
+    SE = sqrt(variance · 2 / (batches / 2)). Too short a series (fewer than 2 steps per batch)
+    gives infinity: nothing can be judged."""
     values = np.asarray(trace, dtype=float)
-    size = values.shape[0] // batches
-    if size < 2:
+    half, per_half = values.shape[0] // 2, batches // 2
+    size = half // per_half
+    if size < 2 or per_half < 2:
         return np.full(values.shape[1:], np.inf)
-    means = values[: size * batches].reshape(batches, size, *values.shape[1:]).mean(axis=1)
-    return means.std(axis=0, ddof=1) * np.sqrt(2.0 / (batches // 2))
+    means = [
+        part[: size * per_half].reshape(per_half, size, *values.shape[1:]).mean(axis=1)
+        for part in (values[:half], values[half:])
+    ]
+    deviations = np.concatenate([m - m.mean(axis=0) for m in means])
+    variance = (deviations**2).sum(axis=0) / (2 * per_half - 2)
+    return np.sqrt(variance * 2.0 / per_half)
 
 
 def _feasible(d: Float, investable: Float, m: Any, pol: Any) -> Float:

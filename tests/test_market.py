@@ -221,6 +221,13 @@ def test_validate_market_seeds_the_noisy_theory_per_replicate():
     again = validate_market(config_from_flat(), values, noise=True, **run)
     plain = validate_market(config_from_flat(), values, **run)
     pd.testing.assert_frame_equal(noisy, again)
+    wide = noisy.pivot(index="seed", columns="q")["theory_N"]
+    assert wide.nunique().min() == 2  # the replicates' paths differ (their own seeds)
+    from experiments.validate import noise_seed
+
+    assert noise_seed(5, 1) == [5, 1, 1] and noise_seed(5, 1, 2) == [5, 1, 2]
+    with pytest.raises(ValueError, match="leak draws"):
+        noise_seed(5, 1, 0)  # [5, 1, 0] seeds what [5, 1], the leak draws, seeds
     pd.testing.assert_frame_equal(noisy[["sim_N", "sim_Phi"]], plain[["sim_N", "sim_Phi"]])
     assert not np.allclose(noisy["theory_N"], plain["theory_N"], rtol=0, atol=1e-9)
 
@@ -336,6 +343,9 @@ def test_theory_gaps_states_prints_both_states_beside_the_simulation(capsys):
     assert mean and np.isfinite([float(x) for x in mean.groups()]).all(), out
     with pytest.raises(SystemExit, match="channel-grid"):
         theory_gaps.main(["states", "--markets", "30", "--channel-grid", "0"])
+    with pytest.raises(SystemExit, match="Roth–Erev"):
+        theory_gaps.main(["states", "--markets", "30", "--channel-grid", "3", "--noise",
+                          "--set", "learning.adversary.rule=best_response"])  # fmt: skip
 
 
 def test_a_cycling_solve_stops_early_and_a_converging_one_is_untouched():
@@ -597,6 +607,12 @@ def test_half_gap_standard_error_by_batch_means():
     assert np.std(gaps) == pytest.approx(0.1, rel=0.08)
     assert ses.mean() == pytest.approx(0.1, rel=0.05)
     assert np.isinf(_half_gap_se([np.zeros(2)] * 15)).all()
+    # a gap between the halves is judged against the noise within them, not counted in it
+    step = 0.01 * rng.normal(size=(400, 1)) + np.where(np.arange(400) < 200, 0.0, 0.05)[:, None]
+    drift = 0.01 * rng.normal(size=(400, 1)) + np.linspace(0.0, 0.05, 400)[:, None]
+    for moving in (step, drift):
+        gap = moving[200:].mean() - moving[:200].mean()
+        assert gap > 3 * _half_gap_se(list(moving))[0]
 
 
 #: The first validation design's market 9 (11 labs, 1,574 adversaries, ζ 0.80, ē 0.11) at
