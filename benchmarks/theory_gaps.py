@@ -351,7 +351,7 @@ def _states(args) -> None:
         raise SystemExit(f"states: --hold {args.hold}: {err}") from None
     leak_seed = validate.market_leak_seed(market, args.design_seed)
     tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold,
-              validate.noise_seed(leak_seed, r) if args.noise else None)
+              validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None)
              for r, seed in enumerate(seeds) for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         table = pd.DataFrame(list(pool.map(_states_task, tasks)))
@@ -495,16 +495,15 @@ def _noise_covered(what: str, args, base: Config) -> None:
     not learn by Roth–Erev (the distribution option is solved only for them)."""
     if not args.noise:
         return
-    if args.channel_grid <= 0:
-        raise SystemExit(f"{what}: --noise needs --channel-grid > 0 (the point theory is no path)")
-    if not MarketTheory(
-        base, channel_grid=args.channel_grid
-    ).adversary_strategy.reinforces_channels:
+    if not MarketTheory(base, channel_grid=args.channel_grid).follows_path:
         raise SystemExit(
-            f"{what}: --noise needs Roth–Erev adversaries (only their theory is a path)"
+            f"{what}: --noise needs --channel-grid > 0 and Roth–Erev adversaries (only the "
+            "distribution option follows a path)"
         )
-    if args.noise_stream < 1:
-        raise SystemExit(f"{what}: --noise-stream must be >= 1, got {args.noise_stream}")
+    try:  # noise_seed refuses a stream that is not one of the paths'
+        validate.noise_seed(0, 0, args.noise_stream)
+    except ValueError as err:
+        raise SystemExit(f"{what}: --noise-stream: {err}") from None
 
 
 def _compare(args) -> None:
@@ -614,8 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         "--noise-stream",
         type=int,
         default=1,
-        help="which stream of stochastic paths (compare; 1: the one paradox validate --noise "
-        "uses, others: the theory's own Monte Carlo spread; %(default)s)",
+        help="which stream of stochastic paths (compare, states; 1: the one paradox validate "
+        "--noise uses, others: the theory's own Monte Carlo spread; %(default)s)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

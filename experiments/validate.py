@@ -550,13 +550,6 @@ def main(argv: list[str] | None = None) -> int:
                 "drawn, or run together with --channel-grid > 0 (the point "
                 "theory is stationary and cannot follow dated leaks)",
             )
-        if args.noise and not args.channel_grid:
-            raise ParameterError(
-                "--noise",
-                True,
-                "unset, or set together with --channel-grid > 0 (the point theory "
-                "solves a fixed point, not a path that could be stochastic)",
-            )
         if not 0 <= args.burn_in < args.steps:
             raise ParameterError("--burn-in", args.burn_in, f"[0, {args.steps - 1}] (< --steps)")
         values = parse_overrides(args.overrides)
@@ -585,12 +578,12 @@ def main(argv: list[str] | None = None) -> int:
                 "drawn, unless the adversaries learn by Roth–Erev (the "
                 "distribution option is solved only for them)",
             )
-        if args.noise and not theory.adversary_strategy.reinforces_channels:
+        if args.noise and not MarketTheory(base, channel_grid=args.channel_grid).follows_path:
             raise ParameterError(
                 "--noise",
                 True,
-                "unset, unless the adversaries learn by Roth–Erev (only the distribution "
-                "option follows a path)",
+                "unset, unless the theory is the distribution option (--channel-grid > 0, "
+                "Roth–Erev adversaries): only it follows a path that can be stochastic",
             )
     except (ParameterError, NotCovered, KeyError) as err:
         text = f"unknown key {err}" if isinstance(err, KeyError) else str(err)

@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from sim import pools, rules, simplex, strategies
+from sim import stats as S
 from sim.config import CHANNELS, Config
 
 Float = np.ndarray
@@ -243,9 +244,7 @@ class MarketTheory:
             config.learning.lab.foresight, m.defence_decay, m.compromise_persistence
         )
         self.congestion = getattr(m, "prize_congestion", "none") == "linear"
-        if state == "give_up" and not (
-            channel_grid and self.adversary_strategy.reinforces_channels
-        ):
+        if state == "give_up" and not self.follows_path:
             raise ValueError(
                 "state='give_up' needs the distribution option (channel_grid > 0, Roth–Erev "
                 "adversaries): it follows the expected dynamics through the window, where the "
@@ -256,6 +255,13 @@ class MarketTheory:
                 "state='give_up' needs best-responding labs (learning.lab.rule): a lab with a "
                 "fixed policy has one stationary state"
             )
+
+    @property
+    def follows_path(self) -> bool:
+        """Whether :meth:`solve` follows the expected dynamics through a window (the
+        distribution option: ``channel_grid`` > 0 with Roth–Erev adversaries) rather than
+        polishing a fixed point; the give-up state, dated leaks and ``noise`` need it."""
+        return bool(self.channel_grid and self.adversary_strategy.reinforces_channels)
 
     # ------------------------------------------------------------------ structure
 
@@ -338,7 +344,7 @@ class MarketTheory:
         taken at their means, so a path can leave one stationary state for another as a run
         can (docs/theory.md §4.9). ``None`` (the default) is the deterministic path.
         """
-        if self.channel_grid and self.adversary_strategy.reinforces_channels:
+        if self.follows_path:
             return self._solve_distribution(q, structure, coupling, warmup, window, noise)
         if noise is not None:
             raise ValueError(
@@ -408,11 +414,9 @@ class MarketTheory:
                 break  # cycling: no new smallest residual for `patience` iterations
         v = self._evaluate(ctx, x)
         effort, knowledge, probs_ch, phi, defence = x.effort, x.knowledge, x.probs, x.phi, x.defence
-        attempts, strength, p, target, u = (
-            v["attempts"], v["strength"], v["p"], v["target"], v["u"]
-        )  # fmt: skip
+        attempts, strength, u = v["attempts"], v["strength"], v["u"]
         success = np.divide(
-            np.einsum("t,tik,tik->ik", self.cfg.model.n_adversaries * weights * u, target, p),
+            _expected_successes(self.cfg.model.n_adversaries * weights * u, v),
             attempts,
             out=np.zeros_like(attempts),
             where=attempts > 0,
@@ -606,8 +610,7 @@ class MarketTheory:
         """
         m = self.cfg.model
         expected = v["attempts"]
-        hits = np.einsum("s,sik,sik->ik", m.n_adversaries * ctx.weights * v["u"], v["target"],
-                         v["p"])  # fmt: skip
+        hits = _expected_successes(m.n_adversaries * ctx.weights * v["u"], v)
         chance = np.clip(np.divide(hits, expected, out=np.zeros_like(hits),
                                    where=expected > 0), 0.0, 1.0)  # fmt: skip
         attempts = rng.poisson(expected).astype(float)
@@ -674,7 +677,7 @@ class MarketTheory:
         rng = None if noise is None else np.random.default_rng(noise)
         acc: dict[str, Float] = {}
         halves: dict[str, Float] = {}
-        trace: list[Float] = []  # a stochastic path's φ per window step (its settled test)
+        trace: list[float] = []  # Φ_t over the window (its spread; a stochastic path's settling)
         for step in range(1, warmup + window + 1):
             if opened_at is not None:  # the run's leaks, at the start of their step
                 leaks = np.flatnonzero(closed_at_start & (opened_at == step))
@@ -738,8 +741,7 @@ class MarketTheory:
             if step > warmup:
                 half = "late" if step > warmup + window // 2 else "early"
                 halves[half] = halves.get(half, 0.0) + x.phi
-                if rng is not None:
-                    trace.append(x.phi.copy())
+                trace.append(float(self.reach @ x.phi))
                 flow = m.n_adversaries * sub.weights * u
 
                 def by_type(values: Float) -> Float:  # weight-summed over each type's grid
@@ -751,12 +753,11 @@ class MarketTheory:
                     "defence": x.defence,
                     "attempts": v["attempts"],
                     "strength": v["attempts"] * v["strength"],
-                    "success": np.einsum("s,sik,sik->ik", flow, v["target"], v["p"]),
+                    "success": _expected_successes(flow, v),
                     "effort": by_type(x.effort),
                     "knowledge": by_type(x.knowledge),
                     "probs": by_type(x.probs),
                     "probs_sq": by_type(x.probs**2),
-                    "Phi_sq": float(self.reach @ x.phi) ** 2,
                 }
                 for key, value in seen.items():
                     acc[key] = acc.get(key, 0.0) + value / window
@@ -770,8 +771,7 @@ class MarketTheory:
             # depends on; a test per lab would flag some lab by chance): settled when the
             # halves' Φ differ by less than three batch-means SEs of their gap, or 10⁻³.
             gap = abs(float(self.reach @ (late - early)))
-            se = float(_half_gap_se([self.reach @ phi for phi in trace]))
-            settled = gap < max(SETTLED, 3.0 * se)
+            settled = gap < max(SETTLED, 3.0 * _half_gap_se(trace))
         attempts = acc["attempts"]
         per_type = np.maximum(type_w, 1e-300)[:, None]
         probs = acc["probs"] / per_type
@@ -796,11 +796,7 @@ class MarketTheory:
             iterations=warmup + window,
             residual=float(residual),
             # the SD over the window's steps of Φ_t (0 on a settled deterministic path)
-            info={
-                "channel_probs_sd": spread,
-                "Phi_sd": float(np.sqrt(max(acc["Phi_sq"] - float(self.reach @ acc["phi"]) ** 2,
-                                            0.0))),
-            },
+            info={"channel_probs_sd": spread, "Phi_sd": float(np.std(trace))},
         )  # fmt: skip
 
     def _labs_initial(self, ctx: _Context, x: _Vars) -> dict[str, Float]:
@@ -1071,26 +1067,28 @@ class MarketTheory:
         return path
 
 
-def _half_gap_se(trace: list[Float], batches: int = 10) -> Float:
-    """Standard error of the difference between the two halves' means of a stationary but
-    autocorrelated series (rows: steps), by batch means: each half (the first ``len // 2``
-    steps, and the rest) is cut into ``batches / 2`` equal batches; the batch means' variance is
-    pooled within the halves (deviations from each half's own mean, ``batches − 2`` degrees of
-    freedom), so a gap between the halves is not counted in the SE it is judged against; and
-    SE = sqrt(variance · 2 / (batches / 2)). Too short a series (fewer than 2 steps per batch)
-    gives infinity: nothing can be judged."""
+def _expected_successes(flow: Float, v: dict) -> Float:
+    """Expected successes per lab and channel in a step: ``flow`` (attempting mass per type or
+    sub-population) times each one's targeting and contest chances in ``v``."""
+    return np.einsum("s,sik,sik->ik", flow, v["target"], v["p"])
+
+
+#: Batches per half of a stochastic path's window in its settled test (:func:`_half_gap_se`).
+HALF_BATCHES = 5
+
+
+def _half_gap_se(trace: list[float]) -> float:
+    """Standard error of (mean of the second half − mean of the first) of an autocorrelated
+    series: each half's batch-means SE (:func:`sim.stats.batch_means_se`, ``HALF_BATCHES``
+    batches, so the halves' own spread and not the gap between them), combined as for
+    independent halves. Infinite when a half has fewer than two steps per batch: nothing can
+    be judged."""
     values = np.asarray(trace, dtype=float)
-    half, per_half = values.shape[0] // 2, batches // 2
-    size = half // per_half
-    if size < 2 or per_half < 2:
-        return np.full(values.shape[1:], np.inf)
-    means = [
-        part[: size * per_half].reshape(per_half, size, *values.shape[1:]).mean(axis=1)
-        for part in (values[:half], values[half:])
-    ]
-    deviations = np.concatenate([m - m.mean(axis=0) for m in means])
-    variance = (deviations**2).sum(axis=0) / (2 * per_half - 2)
-    return np.sqrt(variance * 2.0 / per_half)
+    half = values.size // 2
+    if half < 2 * HALF_BATCHES:
+        return float("inf")
+    return float(np.hypot(S.batch_means_se(values[:half], HALF_BATCHES),
+                          S.batch_means_se(values[half:], HALF_BATCHES)))  # fmt: skip
 
 
 def _feasible(d: Float, investable: Float, m: Any, pol: Any) -> Float:
