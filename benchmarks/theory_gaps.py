@@ -61,7 +61,14 @@ import pandas as pd
 from experiments import validate
 from sim import pools
 from sim.config import Config, config_from_flat, to_flat
-from sim.market import GIVE_UP_STEPS, SECANT, STATES, MarketStructure, MarketTheory
+from sim.market import (
+    GIVE_UP_STEPS,
+    LAB_STEP_ROUNDS,
+    SECANT,
+    STATES,
+    MarketStructure,
+    MarketTheory,
+)
 
 CHANNELS = ("weights", "prompt", "output")
 REPO = Path(__file__).resolve().parents[1]
@@ -298,7 +305,7 @@ def _states_task(task: tuple) -> dict:
     spending, and the distribution option's, in its plain-path and give-up states (and on a
     stochastic path, ``noisy``, seeded as ``paradox validate --noise`` seeds it, when
     ``noise`` is that seed)."""
-    base, values, seed, q, steps, burn_in, grid, hold, noise = task
+    base, values, seed, q, steps, burn_in, grid, hold, noise, rounds = task
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     run = validate.window_run(
         cfg, seed, steps, burn_in,
@@ -316,7 +323,9 @@ def _states_task(task: tuple) -> dict:
     if noise is not None:
         sides.append(("noisy", "path", noise))
     for side, state, path_seed in sides:
-        theory = MarketTheory(cfg, channel_grid=grid, state=state, give_up_steps=hold)
+        theory = MarketTheory(
+            cfg, channel_grid=grid, state=state, give_up_steps=hold, lab_rounds=rounds
+        )
         push, spent = theory._push, [0.0]
 
         def recording(ctx, labs, step, push=push, spent=spent):  # after each step's spending
@@ -351,7 +360,8 @@ def _states(args) -> None:
         raise SystemExit(f"states: --hold {args.hold}: {err}") from None
     leak_seed = validate.market_leak_seed(market, args.design_seed)
     tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold,
-              validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None)
+              validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None,
+              args.lab_rounds)
              for r, seed in enumerate(seeds) for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         table = pd.DataFrame(list(pool.map(_states_task, tasks)))
@@ -451,7 +461,9 @@ def _residuals(args) -> None:
 
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
-    folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise = task
+    folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise, rounds = (
+        task
+    )
     # noise: None (the deterministic path), or the stream of the stochastic paths
     from sim.model import AlignmentParadoxModel
 
@@ -467,7 +479,7 @@ def _rescore(task: tuple) -> pd.DataFrame:
             open0, budget = model.lab.open_weights.copy(), model.lab.budget.copy()
             if validate.open_code(open0) != row["open_initial"]:
                 raise RuntimeError(f"market {market}, seed {seed}: not the stored run's draw")
-            theory = MarketTheory(cfg, channel_grid=grid, state=state)
+            theory = MarketTheory(cfg, channel_grid=grid, state=state, lab_rounds=rounds)
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
             if leaks == "run" and grid:  # the run's dated leaks, as the validation gave them
@@ -521,7 +533,7 @@ def _compare(args) -> None:
         tasks.append((folder, base, int(row["market"]), values, design_seed, manifest["steps"],
                       manifest["burn_in"], args.channel_grid,
                       manifest.get("leaks", "drawn"), args.state,
-                      args.noise_stream if args.noise else None))  # fmt: skip
+                      args.noise_stream if args.noise else None, args.lab_rounds))  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
@@ -533,7 +545,7 @@ def _compare(args) -> None:
     clear = summary["sign_clear_markets"]
     print(
         f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}"
-        f"{' on stochastic paths' if args.noise else ''}: "
+        f"{' on stochastic paths' if args.noise else ''}, lab rounds {args.lab_rounds}: "
         f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
         f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
         f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "
@@ -616,10 +628,19 @@ def main(argv: list[str] | None = None) -> int:
         help="which stream of stochastic paths (compare, states; 1: the one paradox validate "
         "--noise uses, others: the theory's own Monte Carlo spread; %(default)s)",
     )
+    parser.add_argument(
+        "--lab-rounds",
+        type=int,
+        default=LAB_STEP_ROUNDS,
+        help="refinement rounds of the labs' best response in each step of the expected "
+        "dynamics (compare, states; 0: the grid alone, as before 2026-12-06's fix; %(default)s)",
+    )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")
     parser.add_argument("--save", default=None, help="CSV for the rescored table (compare)")
     args = parser.parse_args(argv)
+    if args.lab_rounds < 0:
+        raise SystemExit(f"--lab-rounds must be an integer >= 0, got {args.lab_rounds}")
     args.markets = [int(m) for m in str(args.markets).split(",")]
     single = {
         "channels": _channels,

@@ -82,6 +82,14 @@ SETTLED = 1e-3
 GIVE_UP_STEPS = (10, 50)
 #: Which stationary state :meth:`MarketTheory.solve` reports (docs/theory.md §4.6).
 STATES = ("path", "give_up")
+#: Refinement rounds of the labs' best response in each step of the expected dynamics
+#: (:meth:`MarketTheory._lab_defence`: golden-section search between the neighbours of the best
+#: point of its 61-point grid in log Λ, and bisection for a binding budget or mandate). The grid
+#: alone is 47% apart in Λ, up to about 21% apart in defence, which biased a top lab's defence
+#: by a tenth in a validation market (docs/theory.md §4.2). 24 rounds bring the golden-section
+#: bracket to 7·10⁻⁶ and the bisection to 1.4·10⁻⁶ in log Λ (fewer left a jitter that kept a
+#: slow path from settling); the fixed-point polish of the point theory takes 40.
+LAB_STEP_ROUNDS = 24
 
 
 class NotCovered(ValueError):
@@ -203,7 +211,12 @@ def coverage(cfg: Config) -> list[str]:
 
 
 class MarketTheory:
-    """The stationary market for one configuration; :meth:`solve` gives it at a level q."""
+    """The stationary market for one configuration; :meth:`solve` gives it at a level q.
+
+    ``lab_rounds`` refines the labs' best response in each step of the expected dynamics
+    (:data:`LAB_STEP_ROUNDS`); 0 keeps the best point of the coarse grid, which every
+    measurement made before 2026-12-06's fix used (docs/theory.md §4.2).
+    """
 
     def __init__(
         self,
@@ -213,6 +226,7 @@ class MarketTheory:
         channel_grid: int = 0,
         state: str = "path",
         give_up_steps: tuple[int, int] = GIVE_UP_STEPS,
+        lab_rounds: int = LAB_STEP_ROUNDS,
     ) -> None:
         reasons = coverage(config)
         if channel_grid < 0 or channel_grid % 3:
@@ -223,7 +237,11 @@ class MarketTheory:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
         if len(give_up_steps) != 2 or not 1 <= give_up_steps[0] <= give_up_steps[1]:
             raise ValueError(f"give_up_steps must be (a, b) with 1 <= a <= b, got {give_up_steps}")
+        whole = isinstance(lab_rounds, int | np.integer) and not isinstance(lab_rounds, bool)
+        if not whole or lab_rounds < 0:
+            raise ValueError(f"lab_rounds must be an integer >= 0, got {lab_rounds!r}")
         self.channel_grid = channel_grid
+        self.lab_rounds = int(lab_rounds)
         self.state = state
         self.give_up_steps = tuple(int(t) for t in give_up_steps)
         if reasons:
@@ -822,7 +840,7 @@ class MarketTheory:
         seen_n += lcfg.memory * (attempts - seen_n)
         seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
         best = self._lab_defence(seen_n, seen_s, ctx.a_lab, ctx.stake * (1.0 - rho * x.phi),
-                                 ctx.investable, rounds=0)  # fmt: skip
+                                 ctx.investable, rounds=self.lab_rounds)  # fmt: skip
         wanted = np.maximum(best - (1.0 - m.defence_decay) * x.defence, 0.0)
         total = wanted.sum(axis=1, keepdims=True)
         cap = ctx.investable[:, None]
@@ -976,10 +994,9 @@ class MarketTheory:
             for _ in range(rounds):
                 a1 = hi_i - rules.GOLDEN * (hi_i - lo_i)
                 a2 = lo_i + rules.GOLDEN * (hi_i - lo_i)
-                d1, d2 = path(np.exp(a1)[:, None]), path(np.exp(a2)[:, None])
-                v1 = np.where(_feasible(d1, investable, m, pol), objective(d1), np.inf)[:, 0]
-                v2 = np.where(_feasible(d2, investable, m, pol), objective(d2), np.inf)[:, 0]
-                left = v1 <= v2
+                both = path(np.exp(np.stack([a1, a2], axis=1)))  # N x 2 x 3, one call
+                vals = np.where(_feasible(both, investable, m, pol), objective(both), np.inf)
+                left = vals[:, 0] <= vals[:, 1]
                 hi_i = np.where(left, a2, hi_i)
                 lo_i = np.where(left, lo_i, a1)
             cand = path(np.exp(0.5 * (lo_i + hi_i))[:, None])
@@ -998,7 +1015,7 @@ class MarketTheory:
             bounds.append((pol.defence_mandate * investable, False))
         for bound, is_cap in bounds if rounds > 0 else ():
             lo_b, hi_b = log_lo.copy(), log_hi.copy()
-            for _ in range(40):
+            for _ in range(rounds):
                 mid = 0.5 * (lo_b + hi_b)
                 spent = m.defence_decay * path(np.exp(mid)[:, None])[:, 0].sum(axis=1)
                 under = spent <= bound
