@@ -633,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=LAB_STEP_ROUNDS,
         help="refinement rounds of the labs' best response in each step of the expected "
-        "dynamics (compare, states; 0: the grid alone, as before 2026-12-06's fix; %(default)s)",
+        "dynamics (compare, states; 0: the grid alone, as before commit 772d027; %(default)s)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

@@ -86,7 +86,7 @@ STATES = ("path", "give_up")
 #: (:meth:`MarketTheory._lab_defence`: golden-section search between the neighbours of the best
 #: point of its 61-point grid in log Λ, and bisection for a binding budget or mandate). The grid
 #: alone is 47% apart in Λ, up to about 21% apart in defence, which biased a top lab's defence
-#: by a tenth in a validation market (docs/theory.md §4.2). 24 rounds bring the golden-section
+#: by about 8% in a validation market (docs/theory.md §4.1). 24 rounds bring the golden-section
 #: bracket to 7·10⁻⁶ and the bisection to 1.4·10⁻⁶ in log Λ (fewer left a jitter that kept a
 #: slow path from settling); the fixed-point polish of the point theory takes 40.
 LAB_STEP_ROUNDS = 24
@@ -215,7 +215,7 @@ class MarketTheory:
 
     ``lab_rounds`` refines the labs' best response in each step of the expected dynamics
     (:data:`LAB_STEP_ROUNDS`); 0 keeps the best point of the coarse grid, which every
-    measurement made before 2026-12-06's fix used (docs/theory.md §4.2).
+    measurement made before commit 772d027 used (docs/theory.md §4.1).
     """
 
     def __init__(
