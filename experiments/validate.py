@@ -86,6 +86,13 @@ FIFTH_DESIGN_SEED = 20261215
 #: whether the earlier designs' scores leaned on the grid's error (docs/theory.md §4.9).
 #: Its markets' leak seeds (seed + 1 + market) overlap no earlier design's.
 SIXTH_DESIGN_SEED = 20261260
+#: A seventh design seed, fixed on 2026-12-06 before any run on it, for the question the sixth
+#: design raised but could not decide: with the refined response, the plain path or the
+#: stochastic paths? Pre-registered rule: run ``--channel-grid 9 --leaks run --noise`` and score
+#: the same runs with ``theory_gaps compare --state path`` (and ``--state give_up``); the
+#: stochastic paths are recommended only if within tolerance in more markets than the plain path
+#: with no more sign errors, otherwise the plain path is (docs/theory.md §4.9).
+SEVENTH_DESIGN_SEED = 20261300
 #: The command's defaults: markets drawn, paired seeds per market, steps, steps left out.
 DEFAULT_MARKETS, DEFAULT_SEEDS, DEFAULT_STEPS, DEFAULT_BURN_IN = 32, 20, 600, 150
 
@@ -513,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         f"validated, the third, {THIRD_DESIGN_SEED}, before the simplex split step and dated "
         f"leaks were, the fourth, {FOURTH_DESIGN_SEED}, before the give-up state was, the "
         f"fifth, {FIFTH_DESIGN_SEED}, before the stochastic paths were, the sixth, "
-        f"{SIXTH_DESIGN_SEED}, before the labs' refined best response was)",
+        f"{SIXTH_DESIGN_SEED}, before the labs' refined best response was, the seventh, "
+        f"{SEVENTH_DESIGN_SEED}, to choose between the plain and stochastic paths)",
     )
     parser.add_argument(
         "--leaks",
