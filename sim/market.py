@@ -86,10 +86,12 @@ STATES = ("path", "give_up")
 #: (:meth:`MarketTheory._lab_defence`: golden-section search between the neighbours of the best
 #: point of its 61-point grid in log Λ, and bisection for a binding budget or mandate). The grid
 #: alone is 47% apart in Λ, up to about 21% apart in defence, which biased a top lab's defence
-#: by about 8% in a validation market (docs/theory.md §4.1). 24 rounds bring the golden-section
-#: bracket to 7·10⁻⁶ and the bisection to 1.4·10⁻⁶ in log Λ (fewer left a jitter that kept a
-#: slow path from settling); the fixed-point polish of the point theory takes 40.
+#: spending by about 8% in a validation market (docs/theory.md §4.1). 24 rounds bring the
+#: golden-section bracket to 7·10⁻⁶ and the bisection to 1.4·10⁻⁶ in log Λ (fewer left a jitter
+#: that kept a slow path from settling).
 LAB_STEP_ROUNDS = 24
+#: Refinement rounds of the labs' best response in the point theory's fixed-point polish.
+POLISH_ROUNDS = 40
 
 
 class NotCovered(ValueError):
@@ -941,8 +943,10 @@ class MarketTheory:
                 out[t] = v / v.sum()
         return out
 
-    def _lab_defence(self, attempts, strength, a_lab, stake, investable, rounds: int = 40) -> Float:
-        """Each lab's stationary best-response defence (docs/theory.md §4.3).
+    def _lab_defence(
+        self, attempts, strength, a_lab, stake, investable, rounds: int = POLISH_ROUNDS
+    ) -> Float:
+        """Each lab's stationary best-response defence (docs/theory.md §4.1).
 
         The myopic lab picks next step's defence D' to minimise
         stake·(1 − e^{L(D')}) + Σ_k D'_k with L = Σ_k n_k log(1 − σ p(s̄_k a_k, D'_k + d0)), for
@@ -951,6 +955,8 @@ class MarketTheory:
         value across defended channels, so it lies on the one-parameter path D(Λ) on which
         g_k(D_k) = 1/Λ; the objective is minimised along that path (a grid, then golden
         section), which finds the global optimum even where the objective is not convex.
+        ``rounds`` golden-section steps refine the grid's best point, and as many bisection
+        steps find where a budget or mandate binds; 0 keeps the grid's best point.
         """
         m, pol = self.cfg.model, self.cfg.policy
         sigma, mu, floor = m.compromise_share, m.decisiveness, m.defence_floor

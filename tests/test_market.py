@@ -122,7 +122,7 @@ def test_labs_step_refines_the_best_response():
     point of the coarse grid in Λ: with the attacks a top lab saw in a validation market (the
     fifth design's market 11 at q = 0.75) the grid alone is 10% off in defence, and over a range
     of stakes up to 47% off, where the refined response stays within 10⁻³ of a full search."""
-    from sim.market import LAB_STEP_ROUNDS
+    from sim.market import LAB_STEP_ROUNDS, POLISH_ROUNDS
 
     theory = MarketTheory(config_from_flat(n_labs=1))
     assert theory.lab_rounds == LAB_STEP_ROUNDS
@@ -148,7 +148,7 @@ def test_labs_step_refines_the_best_response():
     seen = []
     original = theory._lab_defence
 
-    def recording(*args, rounds=40):
+    def recording(*args, rounds=POLISH_ROUNDS):
         seen.append(rounds)
         return original(*args, rounds=rounds)
 
@@ -684,7 +684,8 @@ LEAVES_DEFENCE = {
 def test_the_grid_response_kept_a_state_the_refined_path_and_noisy_paths_leave():
     """With the lab's per-step best response taken from the 61-point grid (``lab_rounds=0``,
     every measurement before the refinement), the deterministic path kept the top lab
-    defending, which no simulated run does. The refined response leaves that state, as do
+    defending, which none of the market's simulated runs examined does (8 seeds; docs/theory.md
+    §4.9). The refined response leaves that state, as do
     paths with drawn counts: all end undefended and saturated. A path is a function of its
     seed, and ``noise=None`` is the deterministic path."""
     from experiments.validate import market_config
