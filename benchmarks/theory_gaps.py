@@ -63,6 +63,7 @@ from sim import pools
 from sim.config import Config, config_from_flat, to_flat
 from sim.market import (
     GIVE_UP_STEPS,
+    LAB_RULES,
     LAB_STEP_ROUNDS,
     SECANT,
     STATES,
@@ -267,7 +268,7 @@ def _defence(args) -> None:
             mean_n += model.outcomes["net_alignment"] / (args.steps - args.burn_in)
         if t in shown:
             sim[t] = (_defence_spending(model)[:3], model.lab.compromised.sum(axis=1)[:3].copy())
-    theory = MarketTheory(cfg, channel_grid=args.channel_grid)
+    theory = MarketTheory(cfg, channel_grid=args.channel_grid, lab_rule=args.lab_rule)
     structure = MarketStructure(
         open_weights=open0.astype(float), budget=budget, opened_at=opened_at
     )
@@ -305,7 +306,7 @@ def _states_task(task: tuple) -> dict:
     spending, and the distribution option's, in its plain-path and give-up states (and on a
     stochastic path, ``noisy``, seeded as ``paradox validate --noise`` seeds it, when
     ``noise`` is that seed)."""
-    base, values, seed, q, steps, burn_in, grid, hold, noise, rounds = task
+    base, values, seed, q, steps, burn_in, grid, hold, noise, rounds, rule = task
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     run = validate.window_run(
         cfg, seed, steps, burn_in,
@@ -324,8 +325,9 @@ def _states_task(task: tuple) -> dict:
         sides.append(("noisy", "path", noise))
     for side, state, path_seed in sides:
         theory = MarketTheory(
-            cfg, channel_grid=grid, state=state, give_up_steps=hold, lab_rounds=rounds
-        )
+            cfg, channel_grid=grid, state=state, give_up_steps=hold, lab_rounds=rounds,
+            lab_rule=rule,
+        )  # fmt: skip
         push, spent = theory._push, [0.0]
 
         def recording(ctx, labs, step, push=push, spent=spent):  # after each step's spending
@@ -348,6 +350,7 @@ def _states(args) -> None:
     if args.channel_grid <= 0:
         raise SystemExit("states: needs --channel-grid > 0 (the give-up state is a path)")
     _noise_covered("states", args, _base(args))
+    _rule_covered("states", args, _base(args))
     market = args.markets[0]
     values = _market(market, args.design_seed)
     seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
@@ -361,7 +364,7 @@ def _states(args) -> None:
     leak_seed = validate.market_leak_seed(market, args.design_seed)
     tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold,
               validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None,
-              args.lab_rounds)
+              args.lab_rounds, args.lab_rule)
              for r, seed in enumerate(seeds) for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         table = pd.DataFrame(list(pool.map(_states_task, tasks)))
@@ -461,9 +464,8 @@ def _residuals(args) -> None:
 
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
-    folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise, rounds = (
-        task
-    )
+    (folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise, rounds,
+     rule) = task  # fmt: skip
     # noise: None (the deterministic path), or the stream of the stochastic paths
     from sim.model import AlignmentParadoxModel
 
@@ -479,7 +481,9 @@ def _rescore(task: tuple) -> pd.DataFrame:
             open0, budget = model.lab.open_weights.copy(), model.lab.budget.copy()
             if validate.open_code(open0) != row["open_initial"]:
                 raise RuntimeError(f"market {market}, seed {seed}: not the stored run's draw")
-            theory = MarketTheory(cfg, channel_grid=grid, state=state, lab_rounds=rounds)
+            theory = MarketTheory(
+                cfg, channel_grid=grid, state=state, lab_rounds=rounds, lab_rule=rule
+            )
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
             if leaks == "run" and grid:  # the run's dated leaks, as the validation gave them
@@ -518,11 +522,21 @@ def _noise_covered(what: str, args, base: Config) -> None:
         raise SystemExit(f"{what}: --noise-stream: {err}") from None
 
 
+def _rule_covered(what: str, args, base: Config) -> None:
+    """Refuse --lab-rule simulation where the theory cannot take it (no path, or labs that do
+    not best-respond), before any worker starts."""
+    try:
+        MarketTheory(base, channel_grid=args.channel_grid, lab_rule=args.lab_rule)
+    except ValueError as err:
+        raise SystemExit(f"{what}: --lab-rule {args.lab_rule}: {err}") from None
+
+
 def _compare(args) -> None:
     folder = Path(args.out)
     manifest = json.loads((folder / "validation_design.json").read_text())
     base = config_from_flat(**manifest["base"])  # the validation's overrides, if any
     _noise_covered("compare", args, base)
+    _rule_covered("compare", args, base)
     if manifest["base"] != json.loads(json.dumps(to_flat(base), default=str)):
         raise SystemExit("compare: the folder's base configuration does not rebuild exactly")
     design_seed = manifest["design_seed"]
@@ -533,7 +547,8 @@ def _compare(args) -> None:
         tasks.append((folder, base, int(row["market"]), values, design_seed, manifest["steps"],
                       manifest["burn_in"], args.channel_grid,
                       manifest.get("leaks", "drawn"), args.state,
-                      args.noise_stream if args.noise else None, args.lab_rounds))  # fmt: skip
+                      args.noise_stream if args.noise else None, args.lab_rounds,
+                      args.lab_rule))  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
@@ -545,7 +560,8 @@ def _compare(args) -> None:
     clear = summary["sign_clear_markets"]
     print(
         f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}"
-        f"{' on stochastic paths' if args.noise else ''}, lab rounds {args.lab_rounds}: "
+        f"{' on stochastic paths' if args.noise else ''}, lab rounds {args.lab_rounds}, lab "
+        f"rule {args.lab_rule}: "
         f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
         f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
         f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "
@@ -634,6 +650,13 @@ def main(argv: list[str] | None = None) -> int:
         default=LAB_STEP_ROUNDS,
         help="refinement rounds of the labs' best response in each step of the expected "
         "dynamics (compare, states; 0: the grid alone, as before commit 772d027; %(default)s)",
+    )
+    parser.add_argument(
+        "--lab-rule",
+        choices=LAB_RULES,
+        default="joint",
+        help="how the theory's labs move along the path: their joint best response, or the "
+        "simulation's own rule (compare, states, defence; docs/theory.md §4.1; %(default)s)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

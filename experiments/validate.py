@@ -46,6 +46,7 @@ from sim.analysis import with_values
 from sim.config import Config, ParameterError, config_from_flat, to_flat
 from sim.market import (
     GIVE_UP_STEPS,
+    LAB_RULES,
     SECANT,
     STATES,
     MarketState,
@@ -92,6 +93,13 @@ SIXTH_DESIGN_SEED = 20261260
 #: the same runs with ``theory_gaps compare --state path`` (and ``--state give_up``); the
 #: stochastic paths are recommended only if within tolerance in more markets than the plain path
 #: with no more sign errors, otherwise the plain path is (docs/theory.md §4.9).
+#: A second question was added on 2026-12-06, while its simulations were running and before any
+#: of their results was read: the labs moving by the simulation's own rule along the path
+#: (``--lab-rule simulation``, found on the sixth design's market 28). Pre-registered rule: score
+#: the same runs with ``theory_gaps compare --state path --lab-rule simulation``; that rule
+#: becomes the distribution option's default (``MarketTheory``, ``paradox validate``) only if its
+#: plain path is within tolerance in more markets than the joint rule's plain path with no more
+#: sign errors, otherwise the joint rule stays (docs/theory.md §4.1, §4.9).
 SEVENTH_DESIGN_SEED = 20261300
 #: The command's defaults: markets drawn, paired seeds per market, steps, steps left out.
 DEFAULT_MARKETS, DEFAULT_SEEDS, DEFAULT_STEPS, DEFAULT_BURN_IN = 32, 20, 600, 150
@@ -222,6 +230,7 @@ def validate_market(
     leaks: str = "drawn",
     state: str = "path",
     noise: bool = False,
+    lab_rule: str = "joint",
 ) -> pd.DataFrame:
     """Simulation and theory for one market: one row per (seed, level).
 
@@ -229,7 +238,8 @@ def validate_market(
     (:meth:`MarketTheory.with_leaks`); ``"run"`` gives the distribution option the run's own
     leaks, dated (exogenous events, like the initial open set the theory already takes).
     ``state`` picks the theory's stationary state (:data:`sim.market.STATES`); ``noise`` makes
-    each seed's theory a stochastic path (:func:`noise_seed`, docs/theory.md §4.9)."""
+    each seed's theory a stochastic path (:func:`noise_seed`, docs/theory.md §4.9);
+    ``lab_rule`` how its labs move along the path (:data:`sim.market.LAB_RULES`)."""
     rows = []
     for r, seed in enumerate(seeds):
         leak_rng = np.random.default_rng([leak_seed, r])
@@ -238,7 +248,7 @@ def validate_market(
             cfg = market_config(base, {**values, "model.fixed_alignment": q})
             run = window_run(cfg, seed, steps, burn_in)
             open0, budget = run["open"], run["budget"]
-            theory = MarketTheory(cfg, channel_grid=channel_grid, state=state)
+            theory = MarketTheory(cfg, channel_grid=channel_grid, state=state, lab_rule=lab_rule)
             if leak_draw is None:  # the same leak draw at both levels (paired, like the seed)
                 leak_draw = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
             if leaks == "run":
@@ -316,9 +326,9 @@ def summarise_market(runs: pd.DataFrame) -> dict:
 
 
 def _task(args: tuple) -> tuple[int, pd.DataFrame]:
-    market, base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise = args
+    market, base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, rule = args
     return market, validate_market(
-        base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise
+        base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, rule
     )
 
 
@@ -336,6 +346,7 @@ def run_validation(
     leaks: str = "drawn",
     state: str = "path",
     noise: bool = False,
+    lab_rule: str = "joint",
     progress: bool | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Run (or resume) the validation into ``out``; returns the market table and summary."""
@@ -353,6 +364,7 @@ def run_validation(
         "leaks": leaks,
         "state": state,
         "noise": noise,
+        "lab_rule": lab_rule,
         "base": to_flat(base),
     }
     manifest_path = out / "validation_design.json"
@@ -361,6 +373,7 @@ def run_validation(
         old.setdefault("leaks", "drawn")  # folders written before the options
         old.setdefault("state", "path")
         old.setdefault("noise", False)
+        old.setdefault("lab_rule", "joint")
         if old != json.loads(json.dumps(manifest, default=str)):
             raise ValidationMismatch(
                 f"{out} holds a validation with another design; give a new --out"
@@ -377,6 +390,7 @@ def run_validation(
             (
                 market, base, values, seed_list, steps, burn_in,
                 market_leak_seed(market, design_seed), channel_grid, leaks, state, noise,
+                lab_rule,
             )
         )  # fmt: skip
     bar = tqdm(
@@ -548,6 +562,15 @@ def main(argv: list[str] | None = None) -> int:
         "taking their means, so it can switch between stationary states as a run can (needs "
         "--channel-grid > 0); docs/theory.md §4.9",
     )
+    parser.add_argument(
+        "--lab-rule",
+        choices=LAB_RULES,
+        default="joint",
+        help="theory: how the labs move along the path: toward their joint best response over "
+        "the whole defence vector (joint), or by the simulation's own rule, the alignment share "
+        "then the split (simulation; needs --channel-grid > 0); docs/theory.md §4.1 "
+        "(%(default)s)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -596,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
                 "drawn, unless the adversaries learn by Roth–Erev (the "
                 "distribution option is solved only for them)",
             )
+        try:  # the simulation's lab rule needs a path and labs that best-respond
+            MarketTheory(base, channel_grid=args.channel_grid, lab_rule=args.lab_rule)
+        except ValueError as err:
+            raise ParameterError(
+                "--lab-rule", args.lab_rule, f"joint, unless the theory can take it: {err}"
+            ) from None
         if args.noise and not MarketTheory(base, channel_grid=args.channel_grid).follows_path:
             raise ParameterError(
                 "--noise",
@@ -627,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
             leaks=args.leaks,
             state=args.state,
             noise=args.noise,
+            lab_rule=args.lab_rule,
         )
     except ValidationMismatch as err:
         print(f"paradox validate: {err}", file=sys.stderr)

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim import kernels as kn
 from sim import pools, rules, simplex, strategies
 from sim import stats as S
 from sim.config import CHANNELS, Config
@@ -92,6 +93,12 @@ STATES = ("path", "give_up")
 LAB_STEP_ROUNDS = 24
 #: Refinement rounds of the labs' best response in the point theory's fixed-point polish.
 POLISH_ROUNDS = 40
+#: How the labs move in each step of the expected dynamics (``MarketTheory(lab_rule=...)``,
+#: docs/theory.md §4.1): ``joint``, the spending η_s of the way to the stock that minimises the
+#: lab's one-step loss over its whole defence vector; ``simulation``, the simulation's own rule
+#: (:func:`sim.kernels.lab_best_response`: the alignment share toward its best response with
+#: the split held, then a Newton step of the split) applied to the expected attacks.
+LAB_RULES = ("joint", "simulation")
 
 
 class NotCovered(ValueError):
@@ -175,6 +182,7 @@ class _Context:
     weights: Float
     access: Float
     active: float
+    kappa: float = 0.0  # the coupling κ (the simulation's lab rule recomputes clarity from it)
 
 
 @dataclass
@@ -229,6 +237,7 @@ class MarketTheory:
         state: str = "path",
         give_up_steps: tuple[int, int] = GIVE_UP_STEPS,
         lab_rounds: int = LAB_STEP_ROUNDS,
+        lab_rule: str = "joint",
     ) -> None:
         reasons = coverage(config)
         if channel_grid < 0 or channel_grid % 3:
@@ -242,8 +251,11 @@ class MarketTheory:
         whole = isinstance(lab_rounds, int | np.integer) and not isinstance(lab_rounds, bool)
         if not whole or lab_rounds < 0:
             raise ValueError(f"lab_rounds must be an integer >= 0, got {lab_rounds!r}")
+        if lab_rule not in LAB_RULES:
+            raise ValueError(f"lab_rule must be one of {', '.join(LAB_RULES)}, got {lab_rule!r}")
         self.channel_grid = channel_grid
         self.lab_rounds = int(lab_rounds)
+        self.lab_rule = lab_rule
         self.state = state
         self.give_up_steps = tuple(int(t) for t in give_up_steps)
         if reasons:
@@ -275,6 +287,16 @@ class MarketTheory:
                 "state='give_up' needs best-responding labs (learning.lab.rule): a lab with a "
                 "fixed policy has one stationary state"
             )
+        if lab_rule == "simulation" and not (self.follows_path and self.lab_strategy.best_responds):
+            raise ValueError(
+                "lab_rule='simulation' needs the distribution option (channel_grid > 0, "
+                "Roth–Erev adversaries) and best-responding labs (learning.lab.rule): it moves "
+                "the labs step by step along the expected dynamics, where the point theory "
+                "polishes a fixed point of the joint best response"
+            )
+        if lab_rule == "simulation":
+            self.lab_search = kn.LabSearch.from_config(config)
+            self.lab_scale = m.defender_value * self.stake_factor * self.reach
 
     @property
     def follows_path(self) -> bool:
@@ -501,6 +523,7 @@ class MarketTheory:
             investable=investable, budgets=budgets, weights=weights, access=access,
             active=1.0 / (1.0 + pol.detection_probability * pol.deterrence_steps)
             if pol.deterrence_steps > 0 else 1.0,
+            kappa=float(kappa),
         )  # fmt: skip
         k0 = self.channels.initial_knowledge
         x = _Vars(
@@ -613,6 +636,9 @@ class MarketTheory:
         top = int(np.argmax(self.reach))
         floor = self.cfg.policy.defence_mandate * ctx.investable[top]
         labs["spend"][top] = floor / 3.0
+        if self.lab_rule == "simulation":  # the same spending as the rule's policy
+            labs["share"][top] = 1.0 - self.cfg.policy.defence_mandate
+            labs["split"][top] = 1.0 / 3.0
 
     def _counts(self, ctx: _Context, v: dict, rng: np.random.Generator) -> None:
         """The step's counts drawn instead of taken at their means (``solve(noise=...)``).
@@ -827,7 +853,11 @@ class MarketTheory:
         )
         s0 = min(lcfg.alignment_share, 1.0 - pol.defence_mandate)
         spend = ((1.0 - s0) * ctx.investable)[:, None] * (split / split.sum())[None, :]
-        return {"spend": spend, "n": np.zeros_like(x.defence), "s": np.zeros_like(x.defence)}
+        labs = {"spend": spend, "n": np.zeros_like(x.defence), "s": np.zeros_like(x.defence)}
+        if self.lab_rule == "simulation":  # the simulation's policy state, as it starts
+            labs["share"] = np.full(ctx.investable.size, s0)
+            labs["split"] = np.tile(split / split.sum(), (ctx.investable.size, 1))
+        return labs
 
     def _labs_step(self, ctx: _Context, x: _Vars, v: dict, labs: dict) -> None:
         """Best-responding labs smooth the attacks they saw and move their spending η_s of the
@@ -841,6 +871,9 @@ class MarketTheory:
         seen = attempts > 0
         seen_n += lcfg.memory * (attempts - seen_n)
         seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
+        if self.lab_rule == "simulation":
+            self._labs_rule(ctx, x, labs)
+            return
         best = self._lab_defence(seen_n, seen_s, ctx.a_lab, ctx.stake * (1.0 - rho * x.phi),
                                  ctx.investable, rounds=self.lab_rounds)  # fmt: skip
         wanted = np.maximum(best - (1.0 - m.defence_decay) * x.defence, 0.0)
@@ -851,6 +884,41 @@ class MarketTheory:
         short = total < floor
         wanted = np.where(short, wanted + (floor - total) / 3.0, wanted)
         labs["spend"] = spend + lcfg.step_size * (wanted - spend)
+
+    def _labs_rule(self, ctx: _Context, x: _Vars, labs: dict) -> None:
+        """``lab_rule="simulation"``: the simulation's own step of the labs' policy
+        (:func:`sim.kernels.lab_best_response`, the function the model calls) on the attacks
+        the labs saw; ``labs`` gets the new share, split and next step's spending.
+
+        The objective reads the compromised share per channel only for the liability term,
+        which the theory does not cover (:func:`coverage`), so the lab's share stands in one
+        column; q is the level solved at, so alignment capital does not enter.
+        """
+        n_labs = ctx.investable.size
+        compromised = np.zeros((n_labs, 3))
+        compromised[:, 0] = x.phi
+        constants = kn.LabConstants.from_config(self.cfg)._replace(fixed_alignment=float(ctx.q))
+        labs["share"], labs["split"] = kn.lab_best_response(
+            labs["share"],
+            np.ascontiguousarray(labs["split"]),
+            np.zeros(n_labs),
+            np.ascontiguousarray(ctx.investable, dtype=float),
+            np.ascontiguousarray(x.defence),
+            compromised,
+            np.ascontiguousarray(labs["n"]),
+            np.ascontiguousarray(labs["s"]),
+            self.reach,
+            ctx.kappa,
+            self.base,
+            self.gain,
+            self.elasticity,
+            self.channels.severity,
+            float(self.cfg.policy.liability),
+            constants,
+            self.lab_scale,
+            self.lab_search,
+        )
+        labs["spend"] = ((1.0 - labs["share"]) * ctx.investable)[:, None] * labs["split"]
 
     def _initial_defence(self, investable: Float) -> Float:
         """Defence of the labs' initial policy held forever (the fixed rule's stationary D)."""

@@ -167,6 +167,54 @@ def test_lab_rounds_must_be_a_whole_number(bad):
         MarketTheory(config_from_flat(), lab_rounds=bad)
 
 
+def test_lab_rule_is_known_and_needs_a_path_and_best_responding_labs():
+    with pytest.raises(ValueError, match="lab_rule must be one of joint, simulation"):
+        MarketTheory(config_from_flat(), channel_grid=9, lab_rule="stepwise")
+    with pytest.raises(ValueError, match="needs the distribution option"):
+        MarketTheory(config_from_flat(), lab_rule="simulation")  # the point theory
+    with pytest.raises(ValueError, match="best-responding labs"):
+        MarketTheory(config_from_flat(lab_rule="fixed"), channel_grid=9, lab_rule="simulation")
+    assert MarketTheory(config_from_flat()).lab_rule == "joint"  # the default
+
+
+def test_simulation_lab_rule_takes_the_models_own_step():
+    """``lab_rule="simulation"``: one step of the theory's labs is the model's own step
+    (``AlignmentParadoxModel._lab_best_response``) from the same policy, defence, compromise and
+    smoothed observations, to rounding; the compromised share may sit in any channel (only its
+    sum enters without liability)."""
+    from sim.model import AlignmentParadoxModel
+    from sim.rules import project_simplex
+
+    q, n = 0.9, 4
+    cfg = config_from_flat(n_labs=n, n_adversaries=60, fixed_alignment=q, coupling=0.7,
+                           lab_budget_dispersion=0.5)  # fmt: skip
+    model = AlignmentParadoxModel(rng=3, config=cfg)
+    lab = model.lab
+    theory = MarketTheory(cfg, channel_grid=9, lab_rule="simulation")
+    structure = MarketStructure(open_weights=lab.open_weights.astype(float), budget=lab.budget)
+    ctx, x = theory._setup(q, structure, None)
+    labs = theory._labs_initial(ctx, x)
+    np.testing.assert_array_equal(labs["share"], lab.alignment_share)  # the model's start
+    np.testing.assert_array_equal(labs["split"], lab.defence_split)
+    rng = np.random.default_rng(0)
+    x.defence, x.phi = rng.random((n, 3)), 0.6 * rng.random(n)
+    labs["n"], labs["s"] = 80.0 * rng.random((n, 3)), 0.3 * rng.random((n, 3))
+    labs["share"], labs["split"] = 0.8 * rng.random(n), project_simplex(rng.random((n, 3)))
+    before = labs["share"].copy(), labs["split"].copy()
+    lab.alignment_share, lab.defence_split = before[0].copy(), before[1].copy()
+    lab.defence, lab.compromised = x.defence.copy(), np.outer(x.phi, [0.5, 0.3, 0.2])
+    lab.seen_attempts, lab.seen_strength = labs["n"].copy(), labs["s"].copy()
+    model._lab_best_response()
+    theory._labs_rule(ctx, x, labs)
+    np.testing.assert_allclose(labs["share"], lab.alignment_share, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(labs["split"], lab.defence_split, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(
+        labs["spend"], ((1 - labs["share"]) * lab.budget)[:, None] * labs["split"], rtol=1e-14
+    )
+    assert np.abs(labs["share"] - before[0]).max() > 1e-3  # the step did move the policy
+    assert np.abs(labs["split"] - before[1]).max() > 1e-3
+
+
 def test_roth_erev_probabilities_are_the_stationary_point_of_reinforcement():
     cfg = config_from_flat()
     theory = MarketTheory(cfg)
@@ -259,6 +307,8 @@ def test_validate_command(tmp_path):
         theory_gaps.main(["compare", "--out", str(out), "--channel-grid", "0", "--noise"])
     with pytest.raises(SystemExit, match="--lab-rounds must be an integer >= 0, got -1"):
         theory_gaps.main(["compare", "--out", str(out), "--lab-rounds", "-1"])
+    with pytest.raises(SystemExit, match=r"--lab-rule simulation: .*distribution option"):
+        theory_gaps.main(["compare", "--out", str(out), "--lab-rule", "simulation"])
 
 
 def test_validate_market_seeds_the_noisy_theory_per_replicate():
@@ -307,6 +357,12 @@ def test_validate_market_seeds_the_noisy_theory_per_replicate():
         (["--state", "settled"], "--state"),
         (["--noise"], "--channel-grid > 0"),
         (["--noise", "--channel-grid", "9", "learning.adversary.rule=best_response"], "--noise"),
+        (["--lab-rule", "simulation"], "--lab-rule"),
+        (
+            ["--lab-rule", "simulation", "--channel-grid", "9", "learning.lab.rule=fixed"],
+            "best-responding labs",
+        ),
+        (["--lab-rule", "stepwise"], "--lab-rule"),
     ],
 )
 def test_validate_refuses_bad_input(tmp_path, args, needle):
