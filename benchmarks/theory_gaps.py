@@ -63,8 +63,8 @@ from sim import pools
 from sim.config import Config, config_from_flat, to_flat
 from sim.market import (
     GIVE_UP_STEPS,
-    LAB_RULES,
     LAB_STEP_ROUNDS,
+    LAB_STEPS,
     SECANT,
     STATES,
     MarketStructure,
@@ -246,6 +246,7 @@ def _defence(args) -> None:
 
     if args.channel_grid <= 0 or not 0 <= args.burn_in < args.steps:
         raise SystemExit("defence: needs --channel-grid > 0 and 0 <= --burn-in < --steps")
+    _rule_covered("defence", args, _base(args))
     np.set_printoptions(precision=3, suppress=True, linewidth=120)
     market = args.markets[0]
     seed = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[args.seed_index]
@@ -268,7 +269,7 @@ def _defence(args) -> None:
             mean_n += model.outcomes["net_alignment"] / (args.steps - args.burn_in)
         if t in shown:
             sim[t] = (_defence_spending(model)[:3], model.lab.compromised.sum(axis=1)[:3].copy())
-    theory = MarketTheory(cfg, channel_grid=args.channel_grid, lab_rule=args.lab_rule)
+    theory = MarketTheory(cfg, channel_grid=args.channel_grid, lab_step=args.lab_step)
     structure = MarketStructure(
         open_weights=open0.astype(float), budget=budget, opened_at=opened_at
     )
@@ -326,7 +327,7 @@ def _states_task(task: tuple) -> dict:
     for side, state, path_seed in sides:
         theory = MarketTheory(
             cfg, channel_grid=grid, state=state, give_up_steps=hold, lab_rounds=rounds,
-            lab_rule=rule,
+            lab_step=rule,
         )  # fmt: skip
         push, spent = theory._push, [0.0]
 
@@ -364,7 +365,7 @@ def _states(args) -> None:
     leak_seed = validate.market_leak_seed(market, args.design_seed)
     tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold,
               validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None,
-              args.lab_rounds, args.lab_rule)
+              args.lab_rounds, args.lab_step)
              for r, seed in enumerate(seeds) for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         table = pd.DataFrame(list(pool.map(_states_task, tasks)))
@@ -482,7 +483,7 @@ def _rescore(task: tuple) -> pd.DataFrame:
             if validate.open_code(open0) != row["open_initial"]:
                 raise RuntimeError(f"market {market}, seed {seed}: not the stored run's draw")
             theory = MarketTheory(
-                cfg, channel_grid=grid, state=state, lab_rounds=rounds, lab_rule=rule
+                cfg, channel_grid=grid, state=state, lab_rounds=rounds, lab_step=rule
             )
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
@@ -523,12 +524,12 @@ def _noise_covered(what: str, args, base: Config) -> None:
 
 
 def _rule_covered(what: str, args, base: Config) -> None:
-    """Refuse --lab-rule simulation where the theory cannot take it (no path, or labs that do
+    """Refuse --lab-step model where the theory cannot take it (no path, or labs that do
     not best-respond), before any worker starts."""
     try:
-        MarketTheory(base, channel_grid=args.channel_grid, lab_rule=args.lab_rule)
+        MarketTheory(base, channel_grid=args.channel_grid, lab_step=args.lab_step)
     except ValueError as err:
-        raise SystemExit(f"{what}: --lab-rule {args.lab_rule}: {err}") from None
+        raise SystemExit(f"{what}: --lab-step {args.lab_step}: {err}") from None
 
 
 def _compare(args) -> None:
@@ -548,7 +549,7 @@ def _compare(args) -> None:
                       manifest["burn_in"], args.channel_grid,
                       manifest.get("leaks", "drawn"), args.state,
                       args.noise_stream if args.noise else None, args.lab_rounds,
-                      args.lab_rule))  # fmt: skip
+                      args.lab_step))  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
@@ -561,7 +562,7 @@ def _compare(args) -> None:
     print(
         f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}"
         f"{' on stochastic paths' if args.noise else ''}, lab rounds {args.lab_rounds}, lab "
-        f"rule {args.lab_rule}: "
+        f"rule {args.lab_step}: "
         f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
         f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
         f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "
@@ -652,11 +653,12 @@ def main(argv: list[str] | None = None) -> int:
         "dynamics (compare, states; 0: the grid alone, as before commit 772d027; %(default)s)",
     )
     parser.add_argument(
-        "--lab-rule",
-        choices=LAB_RULES,
+        "--lab-step",
+        choices=LAB_STEPS,
         default="joint",
         help="how the theory's labs move along the path: their joint best response, or the "
-        "simulation's own rule (compare, states, defence; docs/theory.md §4.1; %(default)s)",
+        "model's own step (compare, states, defence; not learning.lab.rule; docs/theory.md "
+        "§4.1; %(default)s)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

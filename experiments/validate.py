@@ -46,7 +46,7 @@ from sim.analysis import with_values
 from sim.config import Config, ParameterError, config_from_flat, to_flat
 from sim.market import (
     GIVE_UP_STEPS,
-    LAB_RULES,
+    LAB_STEPS,
     SECANT,
     STATES,
     MarketState,
@@ -95,8 +95,9 @@ SIXTH_DESIGN_SEED = 20261260
 #: with no more sign errors, otherwise the plain path is (docs/theory.md §4.9).
 #: A second question was added on 2026-12-06, while its simulations were running and before any
 #: of their results was read: the labs moving by the simulation's own rule along the path
-#: (``--lab-rule simulation``, found on the sixth design's market 28). Pre-registered rule: score
-#: the same runs with ``theory_gaps compare --state path --lab-rule simulation``; that rule
+#: (then ``--lab-rule simulation``, renamed ``--lab-step model`` on 2026-12-07 to keep it apart
+#: from the labs' learning rule; found on the sixth design's market 28). Pre-registered rule:
+#: score the same runs with ``theory_gaps compare --state path --lab-step model``; that rule
 #: becomes the distribution option's default (``MarketTheory``, ``paradox validate``) only if its
 #: plain path is within tolerance in more markets than the joint rule's plain path with no more
 #: sign errors, otherwise the joint rule stays (docs/theory.md §4.1, §4.9).
@@ -237,7 +238,7 @@ def validate_market(
     leaks: str = "drawn",
     state: str = "path",
     noise: bool = False,
-    lab_rule: str = "joint",
+    lab_step: str = "joint",
 ) -> pd.DataFrame:
     """Simulation and theory for one market: one row per (seed, level).
 
@@ -246,7 +247,7 @@ def validate_market(
     leaks, dated (exogenous events, like the initial open set the theory already takes).
     ``state`` picks the theory's stationary state (:data:`sim.market.STATES`); ``noise`` makes
     each seed's theory a stochastic path (:func:`noise_seed`, docs/theory.md §4.9);
-    ``lab_rule`` how its labs move along the path (:data:`sim.market.LAB_RULES`)."""
+    ``lab_step`` how its labs move along the path (:data:`sim.market.LAB_STEPS`)."""
     rows = []
     for r, seed in enumerate(seeds):
         leak_rng = np.random.default_rng([leak_seed, r])
@@ -255,7 +256,7 @@ def validate_market(
             cfg = market_config(base, {**values, "model.fixed_alignment": q})
             run = window_run(cfg, seed, steps, burn_in)
             open0, budget = run["open"], run["budget"]
-            theory = MarketTheory(cfg, channel_grid=channel_grid, state=state, lab_rule=lab_rule)
+            theory = MarketTheory(cfg, channel_grid=channel_grid, state=state, lab_step=lab_step)
             if leak_draw is None:  # the same leak draw at both levels (paired, like the seed)
                 leak_draw = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
             if leaks == "run":
@@ -353,7 +354,7 @@ def run_validation(
     leaks: str = "drawn",
     state: str = "path",
     noise: bool = False,
-    lab_rule: str = "joint",
+    lab_step: str = "joint",
     progress: bool | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Run (or resume) the validation into ``out``; returns the market table and summary."""
@@ -371,7 +372,7 @@ def run_validation(
         "leaks": leaks,
         "state": state,
         "noise": noise,
-        "lab_rule": lab_rule,
+        "lab_step": lab_step,
         "base": to_flat(base),
     }
     manifest_path = out / "validation_design.json"
@@ -380,7 +381,8 @@ def run_validation(
         old.setdefault("leaks", "drawn")  # folders written before the options
         old.setdefault("state", "path")
         old.setdefault("noise", False)
-        old.setdefault("lab_rule", "joint")
+        legacy = old.pop("lab_rule", None)  # folders of commits a94950a-e4689c6
+        old.setdefault("lab_step", {"simulation": "model"}.get(legacy, legacy or "joint"))
         if old != json.loads(json.dumps(manifest, default=str)):
             raise ValidationMismatch(
                 f"{out} holds a validation with another design; give a new --out"
@@ -397,7 +399,7 @@ def run_validation(
             (
                 market, base, values, seed_list, steps, burn_in,
                 market_leak_seed(market, design_seed), channel_grid, leaks, state, noise,
-                lab_rule,
+                lab_step,
             )
         )  # fmt: skip
     bar = tqdm(
@@ -571,13 +573,13 @@ def main(argv: list[str] | None = None) -> int:
         "--channel-grid > 0); docs/theory.md §4.9",
     )
     parser.add_argument(
-        "--lab-rule",
-        choices=LAB_RULES,
+        "--lab-step",
+        choices=LAB_STEPS,
         default="joint",
-        help="theory: how the labs move along the path: toward their joint best response over "
-        "the whole defence vector (joint), or by the simulation's own rule, the alignment share "
-        "then the split (simulation; needs --channel-grid > 0); docs/theory.md §4.1 "
-        "(%(default)s)",
+        help="theory: how its labs move along the path: toward their joint best response over "
+        "the whole defence vector (joint), or by the model's own step, the alignment share "
+        "then the split (model; needs --channel-grid > 0 and best-responding labs). Not the "
+        "labs' learning rule (learning.lab.rule); docs/theory.md §4.1 (%(default)s)",
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
@@ -628,10 +630,10 @@ def main(argv: list[str] | None = None) -> int:
                 "distribution option is solved only for them)",
             )
         try:  # the simulation's lab rule needs a path and labs that best-respond
-            MarketTheory(base, channel_grid=args.channel_grid, lab_rule=args.lab_rule)
+            MarketTheory(base, channel_grid=args.channel_grid, lab_step=args.lab_step)
         except ValueError as err:
             raise ParameterError(
-                "--lab-rule", args.lab_rule, f"joint, unless the theory can take it: {err}"
+                "--lab-step", args.lab_step, f"joint, unless the theory can take it: {err}"
             ) from None
         if args.noise and not MarketTheory(base, channel_grid=args.channel_grid).follows_path:
             raise ParameterError(
@@ -664,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
             leaks=args.leaks,
             state=args.state,
             noise=args.noise,
-            lab_rule=args.lab_rule,
+            lab_step=args.lab_step,
         )
     except ValidationMismatch as err:
         print(f"paradox validate: {err}", file=sys.stderr)

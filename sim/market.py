@@ -93,12 +93,13 @@ STATES = ("path", "give_up")
 LAB_STEP_ROUNDS = 24
 #: Refinement rounds of the labs' best response in the point theory's fixed-point polish.
 POLISH_ROUNDS = 40
-#: How the labs move in each step of the expected dynamics (``MarketTheory(lab_rule=...)``,
+#: How the labs move in each step of the expected dynamics (``MarketTheory(lab_step=...)``,
 #: docs/theory.md §4.1): ``joint``, the spending η_s of the way to the stock that minimises the
-#: lab's one-step loss over its whole defence vector; ``simulation``, the simulation's own rule
-#: (:func:`sim.kernels.lab_best_response`: the alignment share toward its best response with
-#: the split held, then a Newton step of the split) applied to the expected attacks.
-LAB_RULES = ("joint", "simulation")
+#: lab's one-step loss over its whole defence vector; ``model``, the model's own step of the
+#: labs' policy (:func:`sim.kernels.lab_best_response`: the alignment share toward its best
+#: response with the split held, then a Newton step of the split), applied to the attacks the
+#: theory's labs saw. Not to be confused with ``learning.lab.rule``, how the labs learn at all.
+LAB_STEPS = ("joint", "model")
 
 
 class NotCovered(ValueError):
@@ -237,7 +238,7 @@ class MarketTheory:
         state: str = "path",
         give_up_steps: tuple[int, int] = GIVE_UP_STEPS,
         lab_rounds: int = LAB_STEP_ROUNDS,
-        lab_rule: str = "joint",
+        lab_step: str = "joint",
     ) -> None:
         reasons = coverage(config)
         if channel_grid < 0 or channel_grid % 3:
@@ -251,11 +252,11 @@ class MarketTheory:
         whole = isinstance(lab_rounds, int | np.integer) and not isinstance(lab_rounds, bool)
         if not whole or lab_rounds < 0:
             raise ValueError(f"lab_rounds must be an integer >= 0, got {lab_rounds!r}")
-        if lab_rule not in LAB_RULES:
-            raise ValueError(f"lab_rule must be one of {', '.join(LAB_RULES)}, got {lab_rule!r}")
+        if lab_step not in LAB_STEPS:
+            raise ValueError(f"lab_step must be one of {', '.join(LAB_STEPS)}, got {lab_step!r}")
         self.channel_grid = channel_grid
         self.lab_rounds = int(lab_rounds)
-        self.lab_rule = lab_rule
+        self.lab_step = lab_step
         self.state = state
         self.give_up_steps = tuple(int(t) for t in give_up_steps)
         if reasons:
@@ -287,14 +288,18 @@ class MarketTheory:
                 "state='give_up' needs best-responding labs (learning.lab.rule): a lab with a "
                 "fixed policy has one stationary state"
             )
-        if lab_rule == "simulation" and not (self.follows_path and self.lab_strategy.best_responds):
+        if lab_step == "model" and not self.follows_path:
             raise ValueError(
-                "lab_rule='simulation' needs the distribution option (channel_grid > 0, "
-                "Roth–Erev adversaries) and best-responding labs (learning.lab.rule): it moves "
-                "the labs step by step along the expected dynamics, where the point theory "
-                "polishes a fixed point of the joint best response"
+                "lab_step='model' needs the distribution option (channel_grid > 0, Roth–Erev "
+                "adversaries): it moves the labs step by step along the expected dynamics, where "
+                "the point theory polishes a fixed point of the joint best response"
             )
-        if lab_rule == "simulation":
+        if lab_step == "model" and not self.lab_strategy.best_responds:
+            raise ValueError(
+                "lab_step='model' needs best-responding labs (learning.lab.rule=best_response): "
+                "a lab on another learning rule takes no best-response step"
+            )
+        if lab_step == "model":
             self.lab_search = kn.LabSearch.from_config(config)
             self.lab_scale = m.defender_value * self.stake_factor * self.reach
 
@@ -636,7 +641,7 @@ class MarketTheory:
         top = int(np.argmax(self.reach))
         floor = self.cfg.policy.defence_mandate * ctx.investable[top]
         labs["spend"][top] = floor / 3.0
-        if self.lab_rule == "simulation":  # the same spending as the rule's policy
+        if self.lab_step == "model":  # the same spending as the rule's policy
             labs["share"][top] = 1.0 - self.cfg.policy.defence_mandate
             labs["split"][top] = 1.0 / 3.0
 
@@ -854,7 +859,7 @@ class MarketTheory:
         s0 = min(lcfg.alignment_share, 1.0 - pol.defence_mandate)
         spend = ((1.0 - s0) * ctx.investable)[:, None] * (split / split.sum())[None, :]
         labs = {"spend": spend, "n": np.zeros_like(x.defence), "s": np.zeros_like(x.defence)}
-        if self.lab_rule == "simulation":  # the simulation's policy state, as it starts
+        if self.lab_step == "model":  # the simulation's policy state, as it starts
             labs["share"] = np.full(ctx.investable.size, s0)
             labs["split"] = np.tile(split / split.sum(), (ctx.investable.size, 1))
         return labs
@@ -871,8 +876,8 @@ class MarketTheory:
         seen = attempts > 0
         seen_n += lcfg.memory * (attempts - seen_n)
         seen_s += lcfg.memory * (np.where(seen, v["strength"], seen_s) - seen_s)
-        if self.lab_rule == "simulation":
-            self._labs_rule(ctx, x, labs)
+        if self.lab_step == "model":
+            self._labs_model_step(ctx, x, labs)
             return
         best = self._lab_defence(seen_n, seen_s, ctx.a_lab, ctx.stake * (1.0 - rho * x.phi),
                                  ctx.investable, rounds=self.lab_rounds)  # fmt: skip
@@ -885,14 +890,15 @@ class MarketTheory:
         wanted = np.where(short, wanted + (floor - total) / 3.0, wanted)
         labs["spend"] = spend + lcfg.step_size * (wanted - spend)
 
-    def _labs_rule(self, ctx: _Context, x: _Vars, labs: dict) -> None:
-        """``lab_rule="simulation"``: the simulation's own step of the labs' policy
+    def _labs_model_step(self, ctx: _Context, x: _Vars, labs: dict) -> None:
+        """``lab_step="model"``: the simulation's own step of the labs' policy
         (:func:`sim.kernels.lab_best_response`, the function the model calls) on the attacks
         the labs saw; ``labs`` gets the new share, split and next step's spending.
 
-        The objective reads the compromised share per channel only for the liability term,
-        which the theory does not cover (:func:`coverage`), so the lab's share stands in one
-        column; q is the level solved at, so alignment capital does not enter.
+        The objective reads the compromised share through its sum over channels (the carried
+        part ρ φ) and per channel only for the liability term, which the theory does not cover
+        (:func:`coverage`); so the lab's share φ stands in one column. q is the level solved
+        at, so alignment capital does not enter.
         """
         n_labs = ctx.investable.size
         compromised = np.zeros((n_labs, 3))

@@ -167,30 +167,37 @@ def test_lab_rounds_must_be_a_whole_number(bad):
         MarketTheory(config_from_flat(), lab_rounds=bad)
 
 
-def test_lab_rule_is_known_and_needs_a_path_and_best_responding_labs():
-    with pytest.raises(ValueError, match="lab_rule must be one of joint, simulation"):
-        MarketTheory(config_from_flat(), channel_grid=9, lab_rule="stepwise")
+def test_lab_step_is_known_and_needs_a_path_and_best_responding_labs():
+    with pytest.raises(ValueError, match="lab_step must be one of joint, model"):
+        MarketTheory(config_from_flat(), channel_grid=9, lab_step="stepwise")
     with pytest.raises(ValueError, match="needs the distribution option"):
-        MarketTheory(config_from_flat(), lab_rule="simulation")  # the point theory
+        MarketTheory(config_from_flat(), lab_step="model")  # the point theory
     with pytest.raises(ValueError, match="best-responding labs"):
-        MarketTheory(config_from_flat(lab_rule="fixed"), channel_grid=9, lab_rule="simulation")
-    assert MarketTheory(config_from_flat()).lab_rule == "joint"  # the default
+        MarketTheory(config_from_flat(lab_rule="fixed"), channel_grid=9, lab_step="model")
+    assert MarketTheory(config_from_flat()).lab_step == "joint"  # the default
 
 
-def test_simulation_lab_rule_takes_the_models_own_step():
-    """``lab_rule="simulation"``: one step of the theory's labs is the model's own step
-    (``AlignmentParadoxModel._lab_best_response``) from the same policy, defence, compromise and
-    smoothed observations, to rounding; the compromised share may sit in any channel (only its
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"lab_foresight": 0.6, "defence_mandate": 0.2},
+     {"reach_exponent": 1.5, "compromise_persistence": 0.9, "coupling": 0.95}],
+)  # fmt: skip
+def test_model_lab_step_takes_the_models_own_step(extra):
+    """``lab_step="model"``: one step of the theory's labs (``_labs_step``: the smoothed
+    observations, then the policy) is the model's own (``_observe``, then
+    ``_lab_best_response``) from the same policy, defence, compromise and attacks, to rounding,
+    with foresight and a mandate too; the compromised share may sit in any channel (only its
     sum enters without liability)."""
     from sim.model import AlignmentParadoxModel
     from sim.rules import project_simplex
 
     q, n = 0.9, 4
-    cfg = config_from_flat(n_labs=n, n_adversaries=60, fixed_alignment=q, coupling=0.7,
-                           lab_budget_dispersion=0.5)  # fmt: skip
+    values = {"coupling": 0.7, **extra}
+    cfg = config_from_flat(n_labs=n, n_adversaries=60, fixed_alignment=q,
+                           lab_budget_dispersion=0.5, **values)  # fmt: skip
     model = AlignmentParadoxModel(rng=3, config=cfg)
     lab = model.lab
-    theory = MarketTheory(cfg, channel_grid=9, lab_rule="simulation")
+    theory = MarketTheory(cfg, channel_grid=9, lab_step="model")
     structure = MarketStructure(open_weights=lab.open_weights.astype(float), budget=lab.budget)
     ctx, x = theory._setup(q, structure, None)
     labs = theory._labs_initial(ctx, x)
@@ -199,13 +206,19 @@ def test_simulation_lab_rule_takes_the_models_own_step():
     rng = np.random.default_rng(0)
     x.defence, x.phi = rng.random((n, 3)), 0.6 * rng.random(n)
     labs["n"], labs["s"] = 80.0 * rng.random((n, 3)), 0.3 * rng.random((n, 3))
-    labs["share"], labs["split"] = 0.8 * rng.random(n), project_simplex(rng.random((n, 3)))
+    ceiling = 1.0 - cfg.policy.defence_mandate
+    labs["share"], labs["split"] = ceiling * rng.random(n), project_simplex(rng.random((n, 3)))
+    attempts, strength = 100.0 * rng.random((n, 3)), 0.3 * rng.random((n, 3))
+    attempts[0, 1] = 0.0  # an unattacked channel keeps the strength it remembers
     before = labs["share"].copy(), labs["split"].copy()
     lab.alignment_share, lab.defence_split = before[0].copy(), before[1].copy()
     lab.defence, lab.compromised = x.defence.copy(), np.outer(x.phi, [0.5, 0.3, 0.2])
     lab.seen_attempts, lab.seen_strength = labs["n"].copy(), labs["s"].copy()
+    model._observe({"attempt_counts": attempts, "strength_sum": attempts * strength})
     model._lab_best_response()
-    theory._labs_rule(ctx, x, labs)
+    theory._labs_step(ctx, x, {"attempts": attempts, "strength": strength}, labs)
+    np.testing.assert_allclose(labs["n"], lab.seen_attempts, rtol=1e-14)
+    np.testing.assert_allclose(labs["s"], lab.seen_strength, rtol=1e-14)
     np.testing.assert_allclose(labs["share"], lab.alignment_share, rtol=0, atol=1e-10)
     np.testing.assert_allclose(labs["split"], lab.defence_split, rtol=0, atol=1e-8)
     np.testing.assert_allclose(
@@ -213,6 +226,30 @@ def test_simulation_lab_rule_takes_the_models_own_step():
     )
     assert np.abs(labs["share"] - before[0]).max() > 1e-3  # the step did move the policy
     assert np.abs(labs["split"] - before[1]).max() > 1e-3
+
+
+def test_model_lab_step_holds_the_top_lab_and_solves():
+    """With ``state="give_up"`` the hold puts the top lab's policy at the mandate's floor (share
+    1 − m, split even: spending m b / 3 per channel), as the joint step's hold does; a short
+    solve with the model's step runs and differs from the joint step's."""
+    q = 0.9
+    cfg = config_from_flat(n_labs=4, n_adversaries=60, fixed_alignment=q, defence_mandate=0.2)
+    theory = MarketTheory(cfg, channel_grid=9, state="give_up", lab_step="model")
+    ctx, x = theory._setup(q, None, None)
+    labs = theory._labs_initial(ctx, x)
+    theory._push(ctx, labs, theory.give_up_steps[0])
+    assert labs["share"][0] == pytest.approx(0.8) and np.allclose(labs["split"][0], 1 / 3)
+    np.testing.assert_allclose(labs["spend"][0], 0.2 * ctx.investable[0] / 3)
+    np.testing.assert_allclose(
+        labs["spend"][0], ((1 - labs["share"][0]) * ctx.investable[0]) * labs["split"][0]
+    )
+    untouched = theory._labs_initial(ctx, x)
+    theory._push(ctx, untouched, theory.give_up_steps[1] + 1)  # after the hold: nothing
+    np.testing.assert_array_equal(untouched["share"], theory._labs_initial(ctx, x)["share"])
+    model = MarketTheory(cfg, channel_grid=9, lab_step="model").solve(q, warmup=20, window=10)
+    joint = MarketTheory(cfg, channel_grid=9).solve(q, warmup=20, window=10)
+    assert np.isfinite(model.net_alignment) and 0 <= model.Phi <= 1
+    assert abs(model.net_alignment - joint.net_alignment) > 1e-6
 
 
 def test_roth_erev_probabilities_are_the_stationary_point_of_reinforcement():
@@ -307,8 +344,8 @@ def test_validate_command(tmp_path):
         theory_gaps.main(["compare", "--out", str(out), "--channel-grid", "0", "--noise"])
     with pytest.raises(SystemExit, match="--lab-rounds must be an integer >= 0, got -1"):
         theory_gaps.main(["compare", "--out", str(out), "--lab-rounds", "-1"])
-    with pytest.raises(SystemExit, match=r"--lab-rule simulation: .*distribution option"):
-        theory_gaps.main(["compare", "--out", str(out), "--lab-rule", "simulation"])
+    with pytest.raises(SystemExit, match=r"--lab-step model: .*distribution option"):
+        theory_gaps.main(["compare", "--out", str(out), "--lab-step", "model"])
 
 
 def test_validate_market_seeds_the_noisy_theory_per_replicate():
@@ -357,12 +394,12 @@ def test_validate_market_seeds_the_noisy_theory_per_replicate():
         (["--state", "settled"], "--state"),
         (["--noise"], "--channel-grid > 0"),
         (["--noise", "--channel-grid", "9", "learning.adversary.rule=best_response"], "--noise"),
-        (["--lab-rule", "simulation"], "--lab-rule"),
+        (["--lab-step", "model"], "--lab-step"),
         (
-            ["--lab-rule", "simulation", "--channel-grid", "9", "learning.lab.rule=fixed"],
+            ["--lab-step", "model", "--channel-grid", "9", "learning.lab.rule=fixed"],
             "best-responding labs",
         ),
-        (["--lab-rule", "stepwise"], "--lab-rule"),
+        (["--lab-step", "stepwise"], "--lab-step"),
     ],
 )
 def test_validate_refuses_bad_input(tmp_path, args, needle):
