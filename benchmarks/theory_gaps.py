@@ -246,7 +246,7 @@ def _defence(args) -> None:
 
     if args.channel_grid <= 0 or not 0 <= args.burn_in < args.steps:
         raise SystemExit("defence: needs --channel-grid > 0 and 0 <= --burn-in < --steps")
-    _rule_covered("defence", args, _base(args))
+    _step_covered("defence", args, _base(args))
     np.set_printoptions(precision=3, suppress=True, linewidth=120)
     market = args.markets[0]
     seed = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[args.seed_index]
@@ -307,7 +307,7 @@ def _states_task(task: tuple) -> dict:
     spending, and the distribution option's, in its plain-path and give-up states (and on a
     stochastic path, ``noisy``, seeded as ``paradox validate --noise`` seeds it, when
     ``noise`` is that seed)."""
-    base, values, seed, q, steps, burn_in, grid, hold, noise, rounds, rule = task
+    base, values, seed, q, steps, burn_in, grid, hold, noise, rounds, lab_step = task
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     run = validate.window_run(
         cfg, seed, steps, burn_in,
@@ -327,7 +327,7 @@ def _states_task(task: tuple) -> dict:
     for side, state, path_seed in sides:
         theory = MarketTheory(
             cfg, channel_grid=grid, state=state, give_up_steps=hold, lab_rounds=rounds,
-            lab_step=rule,
+            lab_step=lab_step,
         )  # fmt: skip
         push, spent = theory._push, [0.0]
 
@@ -351,7 +351,7 @@ def _states(args) -> None:
     if args.channel_grid <= 0:
         raise SystemExit("states: needs --channel-grid > 0 (the give-up state is a path)")
     _noise_covered("states", args, _base(args))
-    _rule_covered("states", args, _base(args))
+    _step_covered("states", args, _base(args))
     market = args.markets[0]
     values = _market(market, args.design_seed)
     seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
@@ -466,7 +466,7 @@ def _residuals(args) -> None:
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
     (folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise, rounds,
-     rule) = task  # fmt: skip
+     lab_step) = task  # fmt: skip
     # noise: None (the deterministic path), or the stream of the stochastic paths
     from sim.model import AlignmentParadoxModel
 
@@ -483,7 +483,7 @@ def _rescore(task: tuple) -> pd.DataFrame:
             if validate.open_code(open0) != row["open_initial"]:
                 raise RuntimeError(f"market {market}, seed {seed}: not the stored run's draw")
             theory = MarketTheory(
-                cfg, channel_grid=grid, state=state, lab_rounds=rounds, lab_step=rule
+                cfg, channel_grid=grid, state=state, lab_rounds=rounds, lab_step=lab_step
             )
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
@@ -523,7 +523,7 @@ def _noise_covered(what: str, args, base: Config) -> None:
         raise SystemExit(f"{what}: --noise-stream: {err}") from None
 
 
-def _rule_covered(what: str, args, base: Config) -> None:
+def _step_covered(what: str, args, base: Config) -> None:
     """Refuse --lab-step model where the theory cannot take it (no path, or labs that do
     not best-respond), before any worker starts."""
     try:
@@ -537,7 +537,7 @@ def _compare(args) -> None:
     manifest = json.loads((folder / "validation_design.json").read_text())
     base = config_from_flat(**manifest["base"])  # the validation's overrides, if any
     _noise_covered("compare", args, base)
-    _rule_covered("compare", args, base)
+    _step_covered("compare", args, base)
     if manifest["base"] != json.loads(json.dumps(to_flat(base), default=str)):
         raise SystemExit("compare: the folder's base configuration does not rebuild exactly")
     design_seed = manifest["design_seed"]
@@ -562,7 +562,7 @@ def _compare(args) -> None:
     print(
         f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}"
         f"{' on stochastic paths' if args.noise else ''}, lab rounds {args.lab_rounds}, lab "
-        f"rule {args.lab_step}: "
+        f"step {args.lab_step}: "
         f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
         f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
         f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "

@@ -334,9 +334,11 @@ def summarise_market(runs: pd.DataFrame) -> dict:
 
 
 def _task(args: tuple) -> tuple[int, pd.DataFrame]:
-    market, base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, rule = args
+    market, base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, lab_step = (
+        args
+    )
     return market, validate_market(
-        base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, rule
+        base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, lab_step
     )
 
 
@@ -381,8 +383,7 @@ def run_validation(
         old.setdefault("leaks", "drawn")  # folders written before the options
         old.setdefault("state", "path")
         old.setdefault("noise", False)
-        legacy = old.pop("lab_rule", None)  # folders of commits a94950a-e4689c6
-        old.setdefault("lab_step", {"simulation": "model"}.get(legacy, legacy or "joint"))
+        old.setdefault("lab_step", "joint")
         if old != json.loads(json.dumps(manifest, default=str)):
             raise ValidationMismatch(
                 f"{out} holds a validation with another design; give a new --out"
@@ -629,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
                 "drawn, unless the adversaries learn by Roth–Erev (the "
                 "distribution option is solved only for them)",
             )
-        try:  # the simulation's lab rule needs a path and labs that best-respond
+        try:  # the model's lab step needs a path and labs that best-respond
             MarketTheory(base, channel_grid=args.channel_grid, lab_step=args.lab_step)
         except ValueError as err:
             raise ParameterError(

@@ -183,7 +183,7 @@ class _Context:
     weights: Float
     access: Float
     active: float
-    kappa: float = 0.0  # the coupling κ (the simulation's lab rule recomputes clarity from it)
+    kappa: float  # the coupling κ (the model's lab step recomputes clarity from it)
 
 
 @dataclass
@@ -277,30 +277,24 @@ class MarketTheory:
             config.learning.lab.foresight, m.defence_decay, m.compromise_persistence
         )
         self.congestion = getattr(m, "prize_congestion", "none") == "linear"
-        if state == "give_up" and not self.follows_path:
-            raise ValueError(
-                "state='give_up' needs the distribution option (channel_grid > 0, Roth–Erev "
-                "adversaries): it follows the expected dynamics through the window, where the "
-                "point theory polishes a fixed point after the warm-up"
-            )
-        if state == "give_up" and not self.lab_strategy.best_responds:
-            raise ValueError(
-                "state='give_up' needs best-responding labs (learning.lab.rule): a lab with a "
-                "fixed policy has one stationary state"
-            )
-        if lab_step == "model" and not self.follows_path:
-            raise ValueError(
-                "lab_step='model' needs the distribution option (channel_grid > 0, Roth–Erev "
-                "adversaries): it moves the labs step by step along the expected dynamics, where "
-                "the point theory polishes a fixed point of the joint best response"
-            )
-        if lab_step == "model" and not self.lab_strategy.best_responds:
-            raise ValueError(
-                "lab_step='model' needs best-responding labs (learning.lab.rule=best_response): "
-                "a lab on another learning rule takes no best-response step"
-            )
-        if lab_step == "model":
+        # Both options act on best-responding labs along the expected dynamics, step by step.
+        for option, chosen, why in (
+            ("state='give_up'", state == "give_up", "a lab with a fixed policy has one state"),
+            ("lab_step='model'", lab_step == "model", "other labs take no best-response step"),
+        ):
+            if chosen and not self.follows_path:
+                raise ValueError(
+                    f"{option} needs the distribution option (channel_grid > 0, Roth–Erev "
+                    "adversaries): it acts along the expected dynamics through the window, where "
+                    "the point theory polishes a fixed point after the warm-up"
+                )
+            if chosen and not self.lab_strategy.best_responds:
+                raise ValueError(
+                    f"{option} needs best-responding labs (learning.lab.rule=best_response): {why}"
+                )
+        if lab_step == "model":  # what the model's own lab step reads, fixed for the theory
             self.lab_search = kn.LabSearch.from_config(config)
+            self.lab_constants = kn.LabConstants.from_config(config)
             self.lab_scale = m.defender_value * self.stake_factor * self.reach
 
     @property
@@ -903,7 +897,7 @@ class MarketTheory:
         n_labs = ctx.investable.size
         compromised = np.zeros((n_labs, 3))
         compromised[:, 0] = x.phi
-        constants = kn.LabConstants.from_config(self.cfg)._replace(fixed_alignment=float(ctx.q))
+        constants = self.lab_constants._replace(fixed_alignment=float(ctx.q))
         labs["share"], labs["split"] = kn.lab_best_response(
             labs["share"],
             np.ascontiguousarray(labs["split"]),
