@@ -307,7 +307,7 @@ def _states_task(task: tuple) -> dict:
     spending, and the distribution option's, in its plain-path and give-up states (and on a
     stochastic path, ``noisy``, seeded as ``paradox validate --noise`` seeds it, when
     ``noise`` is that seed)."""
-    base, values, seed, q, steps, burn_in, grid, hold, noise, rounds, lab_step = task
+    base, values, seed, q, steps, burn_in, grid, hold, noise, rounds, lab_step, adversaries = task
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     run = validate.window_run(
         cfg, seed, steps, burn_in,
@@ -315,8 +315,9 @@ def _states_task(task: tuple) -> dict:
                        "Phi_sq": model.outcomes["compromised_share"] ** 2},
     )  # fmt: skip
     structure = MarketStructure(
-        open_weights=run["open"].astype(float), budget=run["budget"], opened_at=run["opened_at"]
-    )
+        open_weights=run["open"].astype(float), budget=run["budget"], opened_at=run["opened_at"],
+        **validate.adversary_structure(run, adversaries),
+    )  # fmt: skip
     means = run["means"]
     row = {"seed": seed, "q": q, "open": validate.open_code(run["open"]),
            "sim_N": float(means["N"]), "sim_D": float(means["D"])}  # fmt: skip
@@ -365,7 +366,7 @@ def _states(args) -> None:
     leak_seed = validate.market_leak_seed(market, args.design_seed)
     tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold,
               validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None,
-              args.lab_rounds, args.lab_step)
+              args.lab_rounds, args.lab_step, args.adversaries)
              for r, seed in enumerate(seeds) for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         table = pd.DataFrame(list(pool.map(_states_task, tasks)))
@@ -466,7 +467,7 @@ def _residuals(args) -> None:
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
     (folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise, rounds,
-     lab_step) = task  # fmt: skip
+     lab_step, adversaries) = task  # fmt: skip
     # noise: None (the deterministic path), or the stream of the stochastic paths
     from sim.model import AlignmentParadoxModel
 
@@ -487,13 +488,15 @@ def _rescore(task: tuple) -> pd.DataFrame:
             )
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
+            drawn = validate.adversary_structure(validate.drawn_adversaries(model), adversaries)
             if leaks == "run" and grid:  # the run's dated leaks, as the validation gave them
                 opened = [float(t) if t else np.inf for t in row["opened_at"].split(",")]
                 structure = MarketStructure(
-                    open_weights=open0.astype(float), budget=budget, opened_at=np.array(opened)
-                )
+                    open_weights=open0.astype(float), budget=budget, opened_at=np.array(opened),
+                    **drawn,
+                )  # fmt: skip
             else:
-                structure = MarketStructure(open_weights=leak, budget=budget)
+                structure = MarketStructure(open_weights=leak, budget=budget, **drawn)
             path_seed = (
                 None
                 if noise is None
@@ -549,7 +552,7 @@ def _compare(args) -> None:
                       manifest["burn_in"], args.channel_grid,
                       manifest.get("leaks", "drawn"), args.state,
                       args.noise_stream if args.noise else None, args.lab_rounds,
-                      args.lab_step))  # fmt: skip
+                      args.lab_step, args.adversaries))  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
@@ -562,7 +565,7 @@ def _compare(args) -> None:
     print(
         f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}"
         f"{' on stochastic paths' if args.noise else ''}, lab rounds {args.lab_rounds}, lab "
-        f"step {args.lab_step}: "
+        f"step {args.lab_step}, adversaries {args.adversaries}: "
         f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
         f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
         f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "
@@ -659,6 +662,13 @@ def main(argv: list[str] | None = None) -> int:
         help="how the theory's labs move along the path: their joint best response, or the "
         "model's own step (compare, states, defence; not learning.lab.rule; docs/theory.md "
         "§4.1; %(default)s)",
+    )
+    parser.add_argument(
+        "--adversaries",
+        choices=validate.ADVERSARIES,
+        default="population",
+        help="the theory's adversary budgets: the configured lognormal, or each run's own draw "
+        "(compare, states; paradox validate --adversaries; docs/theory.md §4.10; %(default)s)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")

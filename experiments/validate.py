@@ -109,6 +109,20 @@ SEVENTH_DESIGN_SEED = 20261300
 #: The project's acceptance is met on it only if every market is within max(0.03, 2 SE) and the
 #: signs agree wherever the simulated sign is clear (docs/theory.md §4.9).
 EIGHTH_DESIGN_SEED = 20261350
+#: A ninth design seed, fixed on 2026-12-07 before any run on it, in the commit that adds
+#: ``--adversaries seed`` (the theory given each run's own draw of adversary budgets instead of
+#: the configured lognormal; found on the eighth design's markets 0 and 10, where the seeds'
+#: budget draws set each seed's compromised share). Pre-registered rules: (1) the project's
+#: acceptance is judged on ``--channel-grid 9 --leaks run --noise --adversaries seed``: met only
+#: if every market is within max(0.03, 2 SE) and the signs agree wherever the simulated sign is
+#: clear; (2) the same runs are scored with ``--adversaries population`` (``theory_gaps compare
+#: --noise``); ``seed`` becomes the recommended validation theory only if it is within
+#: tolerance in at least as many markets with no more sign errors, otherwise ``population``
+#: stays recommended (docs/theory.md §4.10). Leak seeds 20261401-432 overlap no earlier design's.
+NINTH_DESIGN_SEED = 20261400
+#: What the theory takes of a run's adversaries (``--adversaries``): the configured budget
+#: distribution, or the seed's own draw (:func:`adversary_structure`).
+ADVERSARIES = ("population", "seed")
 #: The command's defaults: markets drawn, paired seeds per market, steps, steps left out.
 DEFAULT_MARKETS, DEFAULT_SEEDS, DEFAULT_STEPS, DEFAULT_BURN_IN = 32, 20, 600, 150
 
@@ -164,6 +178,28 @@ def market_leak_seed(market: int, design_seed: int = DESIGN_SEED) -> int:
     return design_seed + 1 + market
 
 
+def drawn_adversaries(model) -> dict:
+    """What a seed drew for its adversaries before the first step, as
+    :class:`sim.market.MarketStructure` takes it (``--adversaries seed``): their budgets and the
+    realised share with query access."""
+    return {
+        "adversary_budget": model.adv.budget.copy(),
+        "api_share": float(np.mean(model.adv.api_access)),
+    }
+
+
+def adversary_structure(run: dict, adversaries: str) -> dict:
+    """The ``MarketStructure`` fields of ``--adversaries``: none for ``population`` (the
+    configured distribution), the run's own draw for ``seed``."""
+    if adversaries not in ADVERSARIES:
+        raise ValueError(
+            f"adversaries must be one of {', '.join(ADVERSARIES)}, got {adversaries!r}"
+        )
+    if adversaries == "population":
+        return {}
+    return {"adversary_budget": run["adversary_budget"], "api_share": run["api_share"]}
+
+
 def window_run(cfg: Config, seed: int, steps: int, burn_in: int, watch=None) -> dict:
     """One simulated run: its initial open weights (``open``) and lab budgets (``budget``), the
     ``means`` over steps burn_in+1..steps of net alignment ``N``, compromised share ``Phi`` and
@@ -174,6 +210,7 @@ def window_run(cfg: Config, seed: int, steps: int, burn_in: int, watch=None) -> 
 
     model = AlignmentParadoxModel(rng=seed, config=cfg)
     start = {"open": model.lab.open_weights.copy(), "budget": model.lab.budget.copy()}
+    start.update(drawn_adversaries(model))
     opened_at = np.full(start["open"].size, np.inf)
     sums: dict = {}
     sets: Counter = Counter()
@@ -239,6 +276,7 @@ def validate_market(
     state: str = "path",
     noise: bool = False,
     lab_step: str = "joint",
+    adversaries: str = "population",
 ) -> pd.DataFrame:
     """Simulation and theory for one market: one row per (seed, level).
 
@@ -247,7 +285,9 @@ def validate_market(
     leaks, dated (exogenous events, like the initial open set the theory already takes).
     ``state`` picks the theory's stationary state (:data:`sim.market.STATES`); ``noise`` makes
     each seed's theory a stochastic path (:func:`noise_seed`, docs/theory.md §4.9);
-    ``lab_step`` how its labs move along the path (:data:`sim.market.LAB_STEPS`)."""
+    ``lab_step`` how its labs move along the path (:data:`sim.market.LAB_STEPS`);
+    ``adversaries`` whether the theory takes the configured budget distribution or the seed's
+    own adversaries (:func:`adversary_structure`)."""
     rows = []
     for r, seed in enumerate(seeds):
         leak_rng = np.random.default_rng([leak_seed, r])
@@ -259,12 +299,16 @@ def validate_market(
             theory = MarketTheory(cfg, channel_grid=channel_grid, state=state, lab_step=lab_step)
             if leak_draw is None:  # the same leak draw at both levels (paired, like the seed)
                 leak_draw = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
+            drawn = adversary_structure(run, adversaries)
             if leaks == "run":
                 structure = MarketStructure(
-                    open_weights=open0.astype(float), budget=budget, opened_at=run["opened_at"]
+                    open_weights=open0.astype(float),
+                    budget=budget,
+                    opened_at=run["opened_at"],
+                    **drawn,
                 )
             else:
-                structure = MarketStructure(open_weights=leak_draw, budget=budget)
+                structure = MarketStructure(open_weights=leak_draw, budget=budget, **drawn)
             path_seed = noise_seed(leak_seed, r) if noise else None
             solved = solve_run(theory, q, structure, steps, burn_in, path_seed)
             rows.append(
@@ -334,12 +378,12 @@ def summarise_market(runs: pd.DataFrame) -> dict:
 
 
 def _task(args: tuple) -> tuple[int, pd.DataFrame]:
-    market, base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, lab_step = (
-        args
-    )
+    (market, base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, lab_step,
+     adversaries) = args  # fmt: skip
     return market, validate_market(
-        base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, lab_step
-    )
+        base, values, seeds, steps, burn_in, leak_seed, grid, leaks, state, noise, lab_step,
+        adversaries,
+    )  # fmt: skip
 
 
 def run_validation(
@@ -357,6 +401,7 @@ def run_validation(
     state: str = "path",
     noise: bool = False,
     lab_step: str = "joint",
+    adversaries: str = "population",
     progress: bool | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Run (or resume) the validation into ``out``; returns the market table and summary."""
@@ -375,6 +420,7 @@ def run_validation(
         "state": state,
         "noise": noise,
         "lab_step": lab_step,
+        "adversaries": adversaries,
         "base": to_flat(base),
     }
     manifest_path = out / "validation_design.json"
@@ -384,6 +430,7 @@ def run_validation(
         old.setdefault("state", "path")
         old.setdefault("noise", False)
         old.setdefault("lab_step", "joint")
+        old.setdefault("adversaries", "population")
         if old != json.loads(json.dumps(manifest, default=str)):
             raise ValidationMismatch(
                 f"{out} holds a validation with another design; give a new --out"
@@ -400,7 +447,7 @@ def run_validation(
             (
                 market, base, values, seed_list, steps, burn_in,
                 market_leak_seed(market, design_seed), channel_grid, leaks, state, noise,
-                lab_step,
+                lab_step, adversaries,
             )
         )  # fmt: skip
     bar = tqdm(
@@ -546,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         f"fifth, {FIFTH_DESIGN_SEED}, before the stochastic paths were, the sixth, "
         f"{SIXTH_DESIGN_SEED}, before the labs' refined best response was, the seventh, "
         f"{SEVENTH_DESIGN_SEED}, to choose between the plain and stochastic paths and the labs' "
-        f"rules, the eighth, {EIGHTH_DESIGN_SEED}, to judge the theory they chose)",
+        f"rules, the eighth, {EIGHTH_DESIGN_SEED}, to judge the theory they chose, the ninth, "
+        f"{NINTH_DESIGN_SEED}, before the theory took each run's own adversaries)",
     )
     parser.add_argument(
         "--leaks",
@@ -581,6 +629,15 @@ def main(argv: list[str] | None = None) -> int:
         "the whole defence vector (joint), or by the model's own step, the alignment share "
         "then the split (model; needs --channel-grid > 0 and best-responding labs). Not the "
         "labs' learning rule (learning.lab.rule); docs/theory.md §4.1 (%(default)s)",
+    )
+    parser.add_argument(
+        "--adversaries",
+        choices=ADVERSARIES,
+        default="population",
+        help="theory: the adversaries' budgets as the configured lognormal (population), or each "
+        "run's own draw of them and its realised query-access share, grouped into quantile "
+        "nodes (seed), as the theory already takes the run's lab budgets and open weights; "
+        "docs/theory.md §4.10 (%(default)s)",
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
@@ -668,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             state=args.state,
             noise=args.noise,
             lab_step=args.lab_step,
+            adversaries=args.adversaries,
         )
     except ValidationMismatch as err:
         print(f"paradox validate: {err}", file=sys.stderr)

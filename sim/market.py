@@ -111,8 +111,11 @@ class MarketStructure:
     """What a seed draws before the first step that the theory conditions on.
 
     ``open_weights`` and ``budget`` are per lab (index 0 has the largest reach); ``api_share`` is
-    the realised share of adversaries with query access. ``None`` means the configuration's
-    expectation (labs: budgets at their mean; access: the configured share). ``opened_at``
+    the realised share of adversaries with query access; ``adversary_budget`` is the adversaries'
+    drawn budgets, one per adversary, which the theory groups into quantile nodes
+    (:func:`sample_nodes`). ``None`` means the configuration's expectation (labs: budgets at their
+    mean; access: the configured share; adversary budgets: the configured lognormal's
+    Gauss–Hermite nodes). ``opened_at``
     (per lab, the step whose leak opened its weights; ``inf`` where none did) dates a run's
     leaks: ``open_weights`` is then the set at step 0, and only the distribution option, which
     follows the market step by step, can use it.
@@ -122,6 +125,7 @@ class MarketStructure:
     budget: np.ndarray | None = None
     api_share: float | None = None
     opened_at: np.ndarray | None = None
+    adversary_budget: np.ndarray | None = None
 
 
 @dataclass
@@ -273,6 +277,7 @@ class MarketTheory:
         self.budget_nodes, self.budget_weights = _lognormal_nodes(
             m.adversary_budget_mean, m.adversary_budget_dispersion, budget_nodes
         )
+        self.budget_node_count = int(budget_nodes)  # groups of a drawn sample's budgets
         self.stake_factor = rules.foresight_factor(
             config.learning.lab.foresight, m.defence_decay, m.compromise_persistence
         )
@@ -503,8 +508,18 @@ class MarketTheory:
         investable = budget * (1.0 - pol.decoupling_share)
         api = pol.api_access_share if structure.api_share is None else structure.api_share
 
-        # Adversary types: budget nodes x query access.
-        e_nodes, e_w = self.budget_nodes, self.budget_weights
+        # Adversary types: budget nodes (of the configured lognormal, or of a run's own draw)
+        # x query access.
+        if structure.adversary_budget is None:
+            e_nodes, e_w = self.budget_nodes, self.budget_weights
+        else:
+            drawn = np.asarray(structure.adversary_budget, dtype=float)
+            if drawn.shape != (m.n_adversaries,):
+                raise ValueError(
+                    f"adversary_budget needs one budget per adversary (model.n_adversaries = "
+                    f"{m.n_adversaries}), got shape {drawn.shape}"
+                )
+            e_nodes, e_w = sample_nodes(drawn, self.budget_node_count)
         budgets = np.concatenate([e_nodes, e_nodes])
         access_api = np.concatenate([np.ones(e_nodes.size), np.zeros(e_nodes.size)])
         weights = np.concatenate([e_w * api, e_w * (1.0 - api)])
@@ -1225,6 +1240,19 @@ def _rel(new: Float, old: Float) -> float:
     if new.size == 0:
         return 0.0
     return float(np.max(np.abs(new - old) / np.maximum(np.abs(old), 1.0)))
+
+
+def sample_nodes(values: Float, n: int) -> tuple[Float, Float]:
+    """A drawn sample as ``n`` quadrature nodes: sorted, cut into ``n`` groups of (nearly)
+    equal size, each at its mean with weight its share of the sample (the sample itself when
+    it has at most ``n`` values). The nodes' weighted mean is the sample's mean exactly."""
+    x = np.sort(np.asarray(values, dtype=float).ravel())
+    if x.size == 0 or not np.all(np.isfinite(x)) or x[0] < 0.0:
+        raise ValueError("a drawn budget sample needs at least one finite, non-negative value")
+    groups = np.array_split(x, min(max(int(n), 1), x.size))
+    nodes = np.array([g.mean() for g in groups])
+    weights = np.array([g.size for g in groups], dtype=float) / x.size
+    return nodes, weights
 
 
 def _lognormal_nodes(mean: float, sd_log: float, n: int) -> tuple[Float, Float]:

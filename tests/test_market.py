@@ -331,6 +331,8 @@ def test_validate_command(tmp_path):
     other = paradox("validate", "--markets", "3", "--seeds", "2", "--steps", "80",
                     "--burn-in", "20", "--out", str(out), cwd=tmp_path)  # fmt: skip
     assert other.returncode == 2 and "another design" in other.stderr
+    seeded = paradox("validate", *args, "--adversaries", "seed", "--out", str(out), cwd=tmp_path)
+    assert seeded.returncode == 2 and "another design" in seeded.stderr
     # theory_gaps compare scores the same runs again: with the same theory, the same result
     from benchmarks import theory_gaps
 
@@ -340,6 +342,11 @@ def test_validate_command(tmp_path):
     again_table = pd.read_csv(rescored)
     np.testing.assert_allclose(again_table["theory_slope"], table["theory_slope"], rtol=1e-12)
     assert again_table["within"].tolist() == table["within"].tolist()
+    theory_gaps.main(["compare", "--out", str(out), "--channel-grid", "0", "--workers", "1",
+                      "--adversaries", "seed", "--save", str(rescored)])  # fmt: skip
+    seeded_table = pd.read_csv(rescored)  # each run's own adversaries: another theory
+    assert not np.allclose(seeded_table["theory_slope"], table["theory_slope"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(seeded_table["sim_slope"], table["sim_slope"])
     with pytest.raises(SystemExit, match="--noise needs --channel-grid"):
         theory_gaps.main(["compare", "--out", str(out), "--channel-grid", "0", "--noise"])
     with pytest.raises(SystemExit, match="--lab-rounds must be an integer >= 0, got -1"):
@@ -371,6 +378,79 @@ def test_validate_market_seeds_the_noisy_theory_per_replicate():
     assert not np.allclose(noisy["theory_N"], plain["theory_N"], rtol=0, atol=1e-9)
 
 
+def test_sample_nodes_group_a_drawn_sample_and_keep_its_mean():
+    from sim.market import sample_nodes
+
+    values = np.array([5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0])
+    nodes, weights = sample_nodes(values, 3)  # sorted, then groups of 3, 2, 2
+    np.testing.assert_allclose(nodes, [2.0, 4.5, 6.5])
+    np.testing.assert_allclose(weights, [3 / 7, 2 / 7, 2 / 7])
+    assert nodes @ weights == pytest.approx(values.mean(), rel=1e-15)
+    alone, even = sample_nodes(values, 12)  # no more nodes than values: the sample itself
+    np.testing.assert_array_equal(alone, np.sort(values))
+    np.testing.assert_allclose(even, np.full(7, 1 / 7))
+    for bad in ([], [1.0, np.nan], [-1.0, 2.0]):
+        with pytest.raises(ValueError, match="finite, non-negative"):
+            sample_nodes(np.array(bad), 3)
+
+
+def test_theory_takes_a_drawn_adversary_sample():
+    """``MarketStructure.adversary_budget``: a sample of identical budgets is the configured
+    distribution without dispersion; a sample of the wrong size is refused; a richer sample
+    compromises more."""
+    cfg = config_from_flat(n_labs=4, n_adversaries=60, adversary_budget_dispersion=0.0)
+    open_w = np.array([1.0, 0.0, 1.0, 0.0])
+    pooled = MarketTheory(cfg).solve(0.9, MarketStructure(open_weights=open_w))
+    same = np.full(60, cfg.model.adversary_budget_mean)
+    drawn = MarketTheory(cfg).solve(
+        0.9, MarketStructure(open_weights=open_w, adversary_budget=same)
+    )
+    assert drawn.net_alignment == pytest.approx(pooled.net_alignment, abs=1e-9)
+    np.testing.assert_allclose(drawn.phi, pooled.phi, atol=1e-9)
+    with pytest.raises(ValueError, match=r"one budget per adversary .*60.*\(59,\)"):
+        MarketTheory(cfg).solve(
+            0.9, MarketStructure(open_weights=open_w, adversary_budget=same[1:])
+        )
+    richer = MarketTheory(cfg).solve(
+        0.9, MarketStructure(open_weights=open_w, adversary_budget=2.0 * same)
+    )
+    assert richer.Phi > pooled.Phi
+
+
+def test_validate_market_takes_each_seeds_own_adversaries():
+    """``--adversaries seed``: each seed's theory gets that seed's drawn adversary budgets and
+    access share, the same as solving it by hand; the simulated columns do not change."""
+    from experiments.validate import (
+        adversary_structure,
+        market_config,
+        validate_market,
+        window_run,
+    )
+    from sim.model import AlignmentParadoxModel
+
+    values = {"model.n_labs": 4, "model.n_adversaries": 80}
+    run = {"seeds": [21, 22], "steps": 30, "burn_in": 10, "leak_seed": 7, "leaks": "drawn"}
+    seed_rows = validate_market(config_from_flat(), values, adversaries="seed", **run)
+    pooled = validate_market(config_from_flat(), values, **run)
+    pd.testing.assert_frame_equal(seed_rows[["sim_N", "sim_Phi"]], pooled[["sim_N", "sim_Phi"]])
+    assert not np.allclose(seed_rows["theory_N"], pooled["theory_N"], rtol=0, atol=1e-9)
+    cfg = market_config(config_from_flat(), {**values, "model.fixed_alignment": 0.95})
+    model = AlignmentParadoxModel(rng=22, config=cfg)
+    theory = MarketTheory(cfg)
+    leak = theory.with_leaks(model.lab.open_weights, np.random.default_rng([7, 1]), 11, 30)
+    by_hand = theory.solve(0.95, MarketStructure(
+        open_weights=leak, budget=model.lab.budget,
+        adversary_budget=model.adv.budget, api_share=float(model.adv.api_access.mean()),
+    ))  # fmt: skip
+    row = seed_rows[(seed_rows["seed"] == 22) & (seed_rows["q"] == 0.95)].iloc[0]
+    assert row["theory_N"] == pytest.approx(by_hand.net_alignment, abs=1e-12)
+    drawn = window_run(cfg, 22, 2, 1)
+    np.testing.assert_array_equal(drawn["adversary_budget"], model.adv.budget)
+    assert adversary_structure(drawn, "population") == {}
+    with pytest.raises(ValueError, match="adversaries must be one of population, seed"):
+        adversary_structure(drawn, "crowd")
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -400,6 +480,7 @@ def test_validate_market_seeds_the_noisy_theory_per_replicate():
             "best-responding labs",
         ),
         (["--lab-step", "stepwise"], "--lab-step"),
+        (["--adversaries", "crowd"], "--adversaries"),
     ],
 )
 def test_validate_refuses_bad_input(tmp_path, args, needle):
