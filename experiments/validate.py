@@ -119,6 +119,12 @@ EIGHTH_DESIGN_SEED = 20261350
 #: --noise``); ``seed`` becomes the recommended validation theory only if it is within
 #: tolerance in at least as many markets with no more sign errors, otherwise ``population``
 #: stays recommended (docs/theory.md §4.10). Leak seeds 20261401-432 overlap no earlier design's.
+#: A third rule was added on 2026-12-07 while its simulations ran, before any of their results
+#: was read (a post-hoc look at the eighth design's market 0 had the plain path closer than the
+#: stochastic paths once given the seed's adversaries): (3) the same runs are scored with the
+#: plain path and the seed's adversaries (``theory_gaps compare --state path --adversaries
+#: seed``); it replaces the stochastic paths as the recommended theory only if it is within
+#: tolerance in more markets with no more sign errors.
 NINTH_DESIGN_SEED = 20261400
 #: What the theory takes of a run's adversaries (``--adversaries``): the configured budget
 #: distribution, or the seed's own draw (:func:`adversary_structure`).
