@@ -504,8 +504,12 @@ def _rescore(task: tuple) -> pd.DataFrame:
             )
             solved = validate.solve_run(theory, q, structure, steps, burn_in, path_seed)
             row.update(
-                theory_N=solved.net_alignment, theory_Phi=solved.Phi, converged=solved.converged
-            )
+                theory_N=solved.net_alignment, theory_Phi=solved.Phi, converged=solved.converged,
+                market=market,
+                # the seed's drawn adversaries' mean budget relative to the configured mean
+                adversary_budget_ratio=float(model.adv.budget.mean())
+                / cfg.model.adversary_budget_mean,
+            )  # fmt: skip
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -556,9 +560,11 @@ def _compare(args) -> None:
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
-        {**row.to_dict(), **validate.summarise_market(r)}
+        {**row.to_dict(), **validate.summarise_market(r.drop(columns="market"))}
         for (_, row), r in zip(plan.iterrows(), runs, strict=True)
     ]
+    if args.save_runs:  # one row per run: the simulated and rescored N and Φ, per seed and level
+        pd.concat(runs, ignore_index=True).to_csv(args.save_runs, index=False)
     table = pd.DataFrame(rows)
     summary = validate.summarise(table, manifest)
     clear = summary["sign_clear_markets"]
@@ -673,6 +679,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")
     parser.add_argument("--save", default=None, help="CSV for the rescored table (compare)")
+    parser.add_argument(
+        "--save-runs",
+        default=None,
+        help="CSV of the rescored runs, one row per seed and level, with the seed's mean "
+        "adversary budget relative to the configured mean (compare)",
+    )
     args = parser.parse_args(argv)
     if args.lab_rounds < 0:
         raise SystemExit(f"--lab-rounds must be an integer >= 0, got {args.lab_rounds}")

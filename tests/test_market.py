@@ -343,8 +343,14 @@ def test_validate_command(tmp_path):
     np.testing.assert_allclose(again_table["theory_slope"], table["theory_slope"], rtol=1e-12)
     assert again_table["within"].tolist() == table["within"].tolist()
     theory_gaps.main(["compare", "--out", str(out), "--channel-grid", "0", "--workers", "1",
-                      "--adversaries", "seed", "--save", str(rescored)])  # fmt: skip
+                      "--adversaries", "seed", "--save", str(rescored),
+                      "--save-runs", str(tmp_path / "runs.csv")])  # fmt: skip
     seeded_table = pd.read_csv(rescored)  # each run's own adversaries: another theory
+    per_run = pd.read_csv(tmp_path / "runs.csv")  # markets x seeds x levels
+    assert len(per_run) == 8 and set(per_run["market"]) == {0, 1}
+    assert {"seed", "q", "sim_Phi", "theory_Phi"} <= set(per_run.columns)
+    assert per_run["adversary_budget_ratio"].between(0.2, 5.0).all()
+    assert per_run.groupby(["market", "seed"])["adversary_budget_ratio"].nunique().max() == 1
     assert not np.allclose(seeded_table["theory_slope"], table["theory_slope"], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(seeded_table["sim_slope"], table["sim_slope"])
     with pytest.raises(SystemExit, match="--noise needs --channel-grid"):
