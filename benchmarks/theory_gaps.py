@@ -26,12 +26,15 @@ overrides for every market, and prints one line per market:
   theory (``--channel-grid``) on the same simulated runs, seeds, open-weights sets, budgets and
   leak draws, with the folder's own overrides (e.g. ``learning.lab.split_step=simplex``) and,
   for the distribution option, its ``--leaks`` (the point theory always takes the drawn leak);
-  prints the validation's summary line for that theory (``--save``: its table; ``--state
-  give_up``: the theory's give-up state, docs/theory.md §4.6);
+  prints the validation's summary line for that theory (``--save``: its table; ``--save-runs``:
+  its runs, one row per market, seed and level; ``--state give_up``: the theory's give-up
+  state, docs/theory.md §4.6; ``--adversaries``: the configured budget distribution or each
+  run's own draw, docs/theory.md §4.10, by default the folder's);
 - ``states``: for one market and its first ``--seeds`` seeds at both levels, the simulated
   window means of N and of the top lab's defence spending against the distribution option's
   plain-path and give-up states (``MarketTheory(state=...)``, docs/theory.md §4.6), the
-  top lab held over steps ``--hold`` (10-50, as the library does);
+  top lab held over steps ``--hold`` (10-50, as the library does), with ``--adversaries seed``
+  given each run's own adversaries;
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
   every third validation market and a 3-lab market, each at both levels.
@@ -307,7 +310,8 @@ def _states_task(task: tuple) -> dict:
     spending, and the distribution option's, in its plain-path and give-up states (and on a
     stochastic path, ``noisy``, seeded as ``paradox validate --noise`` seeds it, when
     ``noise`` is that seed)."""
-    base, values, seed, q, steps, burn_in, grid, hold, noise, rounds, lab_step, adversaries = task
+    (base, values, seed, q, steps, burn_in, grid, hold, noise, rounds, lab_step, adversaries,
+     groups) = task  # fmt: skip
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     run = validate.window_run(
         cfg, seed, steps, burn_in,
@@ -328,7 +332,7 @@ def _states_task(task: tuple) -> dict:
     for side, state, path_seed in sides:
         theory = MarketTheory(
             cfg, channel_grid=grid, state=state, give_up_steps=hold, lab_rounds=rounds,
-            lab_step=lab_step,
+            lab_step=lab_step, sample_groups=groups,
         )  # fmt: skip
         push, spent = theory._push, [0.0]
 
@@ -366,13 +370,15 @@ def _states(args) -> None:
     leak_seed = validate.market_leak_seed(market, args.design_seed)
     tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold,
               validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None,
-              args.lab_rounds, args.lab_step, args.adversaries)
+              args.lab_rounds, args.lab_step, args.adversaries or "population",
+              args.sample_groups)
              for r, seed in enumerate(seeds) for q in SECANT]  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         table = pd.DataFrame(list(pool.map(_states_task, tasks)))
     pd.set_option("display.width", 160)
     print(
-        f"market {market} of design {args.design_seed}, give-up hold over steps {hold[0]}-"
+        f"market {market} of design {args.design_seed}, adversaries "
+        f"{args.adversaries or 'population'}, give-up hold over steps {hold[0]}-"
         f"{hold[1]}: window means (D: the top lab's defence spending per step; Phi_sd: the SD "
         "of the compromised share Φ over the window's steps)"
     )
@@ -467,7 +473,7 @@ def _residuals(args) -> None:
 def _rescore(task: tuple) -> pd.DataFrame:
     """One market's runs of a validation folder with the theory solved again."""
     (folder, base, market, values, design_seed, steps, burn_in, grid, leaks, state, noise, rounds,
-     lab_step, adversaries) = task  # fmt: skip
+     lab_step, adversaries, groups) = task  # fmt: skip
     # noise: None (the deterministic path), or the stream of the stochastic paths
     from sim.model import AlignmentParadoxModel
 
@@ -484,8 +490,9 @@ def _rescore(task: tuple) -> pd.DataFrame:
             if validate.open_code(open0) != row["open_initial"]:
                 raise RuntimeError(f"market {market}, seed {seed}: not the stored run's draw")
             theory = MarketTheory(
-                cfg, channel_grid=grid, state=state, lab_rounds=rounds, lab_step=lab_step
-            )
+                cfg, channel_grid=grid, state=state, lab_rounds=rounds, lab_step=lab_step,
+                sample_groups=groups,
+            )  # fmt: skip
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
             drawn = validate.adversary_structure(validate.drawn_adversaries(model), adversaries)
@@ -548,6 +555,8 @@ def _compare(args) -> None:
     if manifest["base"] != json.loads(json.dumps(to_flat(base), default=str)):
         raise SystemExit("compare: the folder's base configuration does not rebuild exactly")
     design_seed = manifest["design_seed"]
+    # the folder's own adversaries unless --adversaries says otherwise (as leaks, the run's)
+    adversaries = args.adversaries or manifest.get("adversaries", "population")
     plan = validate.design(manifest["markets"], design_seed)
     tasks = []
     for _, row in plan.iterrows():
@@ -556,22 +565,27 @@ def _compare(args) -> None:
                       manifest["burn_in"], args.channel_grid,
                       manifest.get("leaks", "drawn"), args.state,
                       args.noise_stream if args.noise else None, args.lab_rounds,
-                      args.lab_step, args.adversaries))  # fmt: skip
+                      args.lab_step, adversaries, args.sample_groups))  # fmt: skip
     with pools.fresh_pool(args.workers) as pool:  # workers end with this process
         runs = list(pool.map(_rescore, tasks))
     rows = [
-        {**row.to_dict(), **validate.summarise_market(r.drop(columns="market"))}
+        {**row.to_dict(), **validate.summarise_market(r)}
         for (_, row), r in zip(plan.iterrows(), runs, strict=True)
     ]
-    if args.save_runs:  # one row per run: the simulated and rescored N and Φ, per seed and level
-        pd.concat(runs, ignore_index=True).to_csv(args.save_runs, index=False)
+    if args.save_runs:  # one row per market, seed and level: simulated and rescored N and Φ
+        per_run = pd.concat(runs, ignore_index=True)
+        if str(args.save_runs).endswith(".parquet"):  # keeps open_initial a string of 0s and 1s
+            per_run.to_parquet(args.save_runs, index=False)
+        else:
+            per_run.to_csv(args.save_runs, index=False)
     table = pd.DataFrame(rows)
     summary = validate.summarise(table, manifest)
     clear = summary["sign_clear_markets"]
     print(
         f"{folder} rescored with channel grid {args.channel_grid}, state {args.state}"
         f"{' on stochastic paths' if args.noise else ''}, lab rounds {args.lab_rounds}, lab "
-        f"step {args.lab_step}, adversaries {args.adversaries}: "
+        f"step {args.lab_step}, adversaries {adversaries}"
+        f"{f' ({args.sample_groups} groups)' if args.sample_groups else ''}: "
         f"{summary['within_tolerance']} of {summary['markets']} within max(0.03, 2 SE) "
         f"({summary['within_paired_tolerance']} with the paired SE, {summary['within_0_03']} "
         f"within 0.03); signs agree in {summary['sign_agreement_where_clear']:.0%} of the {clear} "
@@ -672,9 +686,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--adversaries",
         choices=validate.ADVERSARIES,
-        default="population",
+        default=None,
         help="the theory's adversary budgets: the configured lognormal, or each run's own draw "
-        "(compare, states; paradox validate --adversaries; docs/theory.md §4.10; %(default)s)",
+        "(compare: the folder's own by default; states: population by default; paradox "
+        "validate --adversaries; docs/theory.md §4.10)",
+    )
+    parser.add_argument(
+        "--sample-groups",
+        type=int,
+        default=None,
+        help="quantile groups of a run's own adversary budgets with --adversaries seed "
+        "(compare, states; default twice the 12 budget nodes; 12 reproduces the ninth design's "
+        "measurements, docs/theory.md §4.10)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
     parser.add_argument("--workers", type=int, default=2, help="processes (compare)")
@@ -682,12 +705,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--save-runs",
         default=None,
-        help="CSV of the rescored runs, one row per seed and level, with the seed's mean "
-        "adversary budget relative to the configured mean (compare)",
+        help="file of the rescored runs, one row per market, seed and level, with the seed's "
+        "mean adversary budget relative to the configured mean (compare; .parquet or CSV)",
     )
     args = parser.parse_args(argv)
     if args.lab_rounds < 0:
         raise SystemExit(f"--lab-rounds must be an integer >= 0, got {args.lab_rounds}")
+    if args.sample_groups is not None and args.sample_groups < 1:
+        raise SystemExit(f"--sample-groups must be an integer >= 1, got {args.sample_groups}")
     args.markets = [int(m) for m in str(args.markets).split(",")]
     single = {
         "channels": _channels,

@@ -186,11 +186,11 @@ def market_leak_seed(market: int, design_seed: int = DESIGN_SEED) -> int:
 
 def drawn_adversaries(model) -> dict:
     """What a seed drew for its adversaries before the first step, as
-    :class:`sim.market.MarketStructure` takes it (``--adversaries seed``): their budgets and the
-    realised share with query access."""
+    :class:`sim.market.MarketStructure` takes it (``--adversaries seed``): their budgets and
+    which of them have query access."""
     return {
         "adversary_budget": model.adv.budget.copy(),
-        "api_share": float(np.mean(model.adv.api_access)),
+        "adversary_access": model.adv.api_access.copy(),
     }
 
 
@@ -203,15 +203,19 @@ def adversary_structure(run: dict, adversaries: str) -> dict:
         )
     if adversaries == "population":
         return {}
-    return {"adversary_budget": run["adversary_budget"], "api_share": run["api_share"]}
+    return {
+        "adversary_budget": run["adversary_budget"],
+        "adversary_access": run["adversary_access"],
+    }
 
 
 def window_run(cfg: Config, seed: int, steps: int, burn_in: int, watch=None) -> dict:
     """One simulated run: its initial open weights (``open``) and lab budgets (``budget``), the
     ``means`` over steps burn_in+1..steps of net alignment ``N``, compromised share ``Phi`` and
-    whatever ``watch(model)`` returns (a dict of arrays), the open-weights ``sets`` the labs
-    went through in that window, with their step counts, and ``opened_at``, per lab the step
-    whose leak opened its weights (``inf`` where none did)."""
+    whatever ``watch(model)`` returns (a dict of arrays), the adversaries' draw
+    (:func:`drawn_adversaries`: ``adversary_budget``, ``adversary_access``), the open-weights
+    ``sets`` the labs went through in that window, with their step counts, and ``opened_at``,
+    per lab the step whose leak opened its weights (``inf`` where none did)."""
     from sim.model import AlignmentParadoxModel
 
     model = AlignmentParadoxModel(rng=seed, config=cfg)
@@ -641,9 +645,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=ADVERSARIES,
         default="population",
         help="theory: the adversaries' budgets as the configured lognormal (population), or each "
-        "run's own draw of them and its realised query-access share, grouped into quantile "
-        "nodes (seed), as the theory already takes the run's lab budgets and open weights; "
-        "docs/theory.md §4.10 (%(default)s)",
+        "run's own draw of them, grouped into quantile nodes apart for adversaries with and "
+        "without query access (seed), as the theory already takes the run's lab budgets and "
+        "open weights; docs/theory.md §4.10 (%(default)s)",
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")

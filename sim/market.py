@@ -113,9 +113,10 @@ class MarketStructure:
     ``open_weights`` and ``budget`` are per lab (index 0 has the largest reach); ``api_share`` is
     the realised share of adversaries with query access; ``adversary_budget`` is the adversaries'
     drawn budgets, one per adversary, which the theory groups into quantile nodes
-    (:func:`sample_nodes`). ``None`` means the configuration's expectation (labs: budgets at their
-    mean; access: the configured share; adversary budgets: the configured lognormal's
-    Gauss–Hermite nodes). ``opened_at``
+    (:func:`sample_nodes`), and ``adversary_access`` which of them have query access (with it,
+    the two groups get their own nodes and ``api_share`` is not read). ``None`` means the
+    configuration's expectation (labs: budgets at their mean; access: the configured share;
+    adversary budgets: the configured lognormal's Gauss–Hermite nodes). ``opened_at``
     (per lab, the step whose leak opened its weights; ``inf`` where none did) dates a run's
     leaks: ``open_weights`` is then the set at step 0, and only the distribution option, which
     follows the market step by step, can use it.
@@ -126,6 +127,7 @@ class MarketStructure:
     api_share: float | None = None
     opened_at: np.ndarray | None = None
     adversary_budget: np.ndarray | None = None
+    adversary_access: np.ndarray | None = None
 
 
 @dataclass
@@ -230,7 +232,10 @@ class MarketTheory:
 
     ``lab_rounds`` refines the labs' best response in each step of the expected dynamics
     (:data:`LAB_STEP_ROUNDS`); 0 keeps the best point of the coarse grid, which every
-    measurement made before commit 772d027 used (docs/theory.md §4.1).
+    measurement made before commit 772d027 used (docs/theory.md §4.1). ``sample_groups`` is the
+    number of quantile groups a run's drawn adversary budgets are cut into
+    (``MarketStructure.adversary_budget``; by default twice ``budget_nodes``; the ninth
+    validation design was measured with 12, docs/theory.md §4.10).
     """
 
     def __init__(
@@ -243,6 +248,7 @@ class MarketTheory:
         give_up_steps: tuple[int, int] = GIVE_UP_STEPS,
         lab_rounds: int = LAB_STEP_ROUNDS,
         lab_step: str = "joint",
+        sample_groups: int | None = None,
     ) -> None:
         reasons = coverage(config)
         if channel_grid < 0 or channel_grid % 3:
@@ -256,6 +262,11 @@ class MarketTheory:
         whole = isinstance(lab_rounds, int | np.integer) and not isinstance(lab_rounds, bool)
         if not whole or lab_rounds < 0:
             raise ValueError(f"lab_rounds must be an integer >= 0, got {lab_rounds!r}")
+        if sample_groups is None:
+            sample_groups = 2 * budget_nodes
+        whole = isinstance(sample_groups, int | np.integer) and not isinstance(sample_groups, bool)
+        if not whole or sample_groups < 1:
+            raise ValueError(f"sample_groups must be an integer >= 1, got {sample_groups!r}")
         if lab_step not in LAB_STEPS:
             raise ValueError(f"lab_step must be one of {', '.join(LAB_STEPS)}, got {lab_step!r}")
         self.channel_grid = channel_grid
@@ -277,7 +288,10 @@ class MarketTheory:
         self.budget_nodes, self.budget_weights = _lognormal_nodes(
             m.adversary_budget_mean, m.adversary_budget_dispersion, budget_nodes
         )
-        self.budget_node_count = int(budget_nodes)  # groups of a drawn sample's budgets
+        # A run's drawn sample is cut into this many quantile groups (MarketStructure.
+        # adversary_budget): twice the lognormal's Gauss–Hermite nodes, since a group's mean
+        # drops the spread within it (docs/theory.md §4.10).
+        self.sample_groups = int(sample_groups)
         self.stake_factor = rules.foresight_factor(
             config.learning.lab.foresight, m.defence_decay, m.compromise_persistence
         )
@@ -512,17 +526,11 @@ class MarketTheory:
         # x query access.
         if structure.adversary_budget is None:
             e_nodes, e_w = self.budget_nodes, self.budget_weights
+            budgets = np.concatenate([e_nodes, e_nodes])
+            access_api = np.concatenate([np.ones(e_nodes.size), np.zeros(e_nodes.size)])
+            weights = np.concatenate([e_w * api, e_w * (1.0 - api)])
         else:
-            drawn = np.asarray(structure.adversary_budget, dtype=float)
-            if drawn.shape != (m.n_adversaries,):
-                raise ValueError(
-                    f"adversary_budget needs one budget per adversary (model.n_adversaries = "
-                    f"{m.n_adversaries}), got shape {drawn.shape}"
-                )
-            e_nodes, e_w = sample_nodes(drawn, self.budget_node_count)
-        budgets = np.concatenate([e_nodes, e_nodes])
-        access_api = np.concatenate([np.ones(e_nodes.size), np.zeros(e_nodes.size)])
-        weights = np.concatenate([e_w * api, e_w * (1.0 - api)])
+            budgets, access_api, weights = self._drawn_types(structure, api)
         keep = weights > 0
         budgets, access_api, weights = budgets[keep], access_api[keep], weights[keep]
         n_types = budgets.size
@@ -548,6 +556,42 @@ class MarketTheory:
             defence=np.full((n_labs, 3), m.initial_defence),
         )
         return ctx, x
+
+    def _drawn_types(self, structure: MarketStructure, api: float) -> tuple[Float, Float, Float]:
+        """Adversary types from a run's own draw: budgets, query access (1 or 0) and weights.
+
+        With ``adversary_access`` the adversaries with and without query access are grouped
+        apart (each group into ``sample_groups`` quantile nodes, weighted by its share of all
+        adversaries); without it, the sample's nodes are crossed with the access share ``api``.
+        """
+        m = self.cfg.model
+        drawn = np.asarray(structure.adversary_budget, dtype=float)
+        if drawn.shape != (m.n_adversaries,):
+            raise ValueError(
+                f"adversary_budget needs one budget per adversary (model.n_adversaries = "
+                f"{m.n_adversaries}), got shape {drawn.shape}"
+            )
+        if structure.adversary_access is None:
+            nodes, w = sample_nodes(drawn, self.sample_groups)
+            groups = [(nodes, w * api, 1.0), (nodes, w * (1.0 - api), 0.0)]
+        else:
+            has = np.asarray(structure.adversary_access)
+            if has.shape != drawn.shape or has.dtype != bool:
+                raise ValueError(
+                    f"adversary_access needs one True/False per adversary (shape {drawn.shape}), "
+                    f"got {has.dtype} of shape {has.shape}"
+                )
+            groups = []
+            for flag in (True, False):
+                part = drawn[has == flag]
+                if part.size:
+                    nodes, w = sample_nodes(part, self.sample_groups)
+                    groups.append((nodes, w * (part.size / drawn.size), float(flag)))
+        return (
+            np.concatenate([g[0] for g in groups]),
+            np.concatenate([np.full(g[0].size, g[2]) for g in groups]),
+            np.concatenate([g[1] for g in groups]),
+        )
 
     def _evaluate(self, ctx: _Context, x: _Vars) -> dict[str, Float]:
         """Targeting, contests and what the labs face, at the current variables."""
@@ -1248,7 +1292,7 @@ def sample_nodes(values: Float, n: int) -> tuple[Float, Float]:
     it has at most ``n`` values). The nodes' weighted mean is the sample's mean exactly."""
     x = np.sort(np.asarray(values, dtype=float).ravel())
     if x.size == 0 or not np.all(np.isfinite(x)) or x[0] < 0.0:
-        raise ValueError("a drawn budget sample needs at least one finite, non-negative value")
+        raise ValueError("a drawn budget sample must be non-empty, finite and non-negative")
     groups = np.array_split(x, min(max(int(n), 1), x.size))
     nodes = np.array([g.mean() for g in groups])
     weights = np.array([g.size for g in groups], dtype=float) / x.size
