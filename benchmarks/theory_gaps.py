@@ -495,15 +495,16 @@ def _rescore(task: tuple) -> pd.DataFrame:
             )  # fmt: skip
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
-            drawn = validate.adversary_structure(validate.drawn_adversaries(model), adversaries)
-            if leaks == "run" and grid:  # the run's dated leaks, as the validation gave them
-                opened = [float(t) if t else np.inf for t in row["opened_at"].split(",")]
-                structure = MarketStructure(
-                    open_weights=open0.astype(float), budget=budget, opened_at=np.array(opened),
-                    **drawn,
-                )  # fmt: skip
-            else:
-                structure = MarketStructure(open_weights=leak, budget=budget, **drawn)
+            dated = leaks == "run" and grid  # the point theory always takes the drawn leak
+            opened = (
+                np.array([float(t) if t else np.inf for t in row["opened_at"].split(",")])
+                if dated
+                else None
+            )
+            structure = validate.run_structure(
+                open0, budget, opened, leak, "run" if dated else "drawn",
+                validate.adversary_structure(validate.drawn_adversaries(model), adversaries),
+            )  # fmt: skip
             path_seed = (
                 None
                 if noise is None

@@ -219,6 +219,24 @@ def adversary_structure(run: dict, adversaries: str) -> dict:
     }
 
 
+def run_structure(
+    open0: np.ndarray,
+    budget: np.ndarray,
+    opened_at: np.ndarray | None,
+    leak_draw: np.ndarray,
+    leaks: str,
+    drawn: dict,
+) -> MarketStructure:
+    """What the theory of one run is given: the run's initial open weights with its dated
+    leaks (``leaks="run"``) or the independent leak draw (``"drawn"``), its lab budgets, and
+    ``drawn``, the fields of :func:`adversary_structure`."""
+    if leaks == "run":
+        return MarketStructure(
+            open_weights=open0.astype(float), budget=budget, opened_at=opened_at, **drawn
+        )
+    return MarketStructure(open_weights=leak_draw, budget=budget, **drawn)
+
+
 def window_run(cfg: Config, seed: int, steps: int, burn_in: int, watch=None) -> dict:
     """One simulated run: its initial open weights (``open``) and lab budgets (``budget``), the
     ``means`` over steps burn_in+1..steps of net alignment ``N``, compromised share ``Phi`` and
@@ -319,16 +337,10 @@ def validate_market(
             theory = MarketTheory(cfg, channel_grid=channel_grid, state=state, lab_step=lab_step)
             if leak_draw is None:  # the same leak draw at both levels (paired, like the seed)
                 leak_draw = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
-            drawn = adversary_structure(run, adversaries)
-            if leaks == "run":
-                structure = MarketStructure(
-                    open_weights=open0.astype(float),
-                    budget=budget,
-                    opened_at=run["opened_at"],
-                    **drawn,
-                )
-            else:
-                structure = MarketStructure(open_weights=leak_draw, budget=budget, **drawn)
+            structure = run_structure(
+                open0, budget, run["opened_at"], leak_draw, leaks,
+                adversary_structure(run, adversaries),
+            )  # fmt: skip
             path_seed = noise_seed(leak_seed, r) if noise else None
             solved = solve_run(theory, q, structure, steps, burn_in, path_seed)
             rows.append(

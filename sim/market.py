@@ -522,15 +522,7 @@ class MarketTheory:
         investable = budget * (1.0 - pol.decoupling_share)
         api = pol.api_access_share if structure.api_share is None else structure.api_share
 
-        # Adversary types: budget nodes (of the configured lognormal, or of a run's own draw)
-        # x query access.
-        if structure.adversary_budget is None:
-            e_nodes, e_w = self.budget_nodes, self.budget_weights
-            budgets = np.concatenate([e_nodes, e_nodes])
-            access_api = np.concatenate([np.ones(e_nodes.size), np.zeros(e_nodes.size)])
-            weights = np.concatenate([e_w * api, e_w * (1.0 - api)])
-        else:
-            budgets, access_api, weights = self._drawn_types(structure, api)
+        budgets, access_api, weights = self._adversary_types(structure, api)
         keep = weights > 0
         budgets, access_api, weights = budgets[keep], access_api[keep], weights[keep]
         n_types = budgets.size
@@ -557,41 +549,51 @@ class MarketTheory:
         )
         return ctx, x
 
-    def _drawn_types(self, structure: MarketStructure, api: float) -> tuple[Float, Float, Float]:
-        """Adversary types from a run's own draw: budgets, query access (1 or 0) and weights.
+    def _adversary_types(
+        self, structure: MarketStructure, api: float
+    ) -> tuple[Float, Float, Float]:
+        """Adversary types: budgets, query access (1 or 0) and weights (some may be 0).
 
-        With ``adversary_access`` the adversaries with and without query access are grouped
-        apart (each group into ``sample_groups`` quantile nodes, weighted by its share of all
-        adversaries); without it, the sample's nodes are crossed with the access share ``api``.
+        Budget nodes are the configured lognormal's, or a run's own draw cut into
+        ``sample_groups`` quantile groups (``structure.adversary_budget``), once for the
+        adversaries with query access (share ``api``) and once for those without. Given
+        ``structure.adversary_access``, each of the two groups is the drawn adversaries who
+        have (or lack) access, with its share of all adversaries.
         """
-        m = self.cfg.model
-        drawn = np.asarray(structure.adversary_budget, dtype=float)
-        if drawn.shape != (m.n_adversaries,):
-            raise ValueError(
-                f"adversary_budget needs one budget per adversary (model.n_adversaries = "
-                f"{m.n_adversaries}), got shape {drawn.shape}"
-            )
-        if structure.adversary_access is None:
-            nodes, w = sample_nodes(drawn, self.sample_groups)
-            groups = [(nodes, w * api, 1.0), (nodes, w * (1.0 - api), 0.0)]
+        if structure.adversary_budget is None:
+            parts = [(self.budget_nodes, self.budget_weights)] * 2
         else:
-            has = np.asarray(structure.adversary_access)
-            if has.shape != drawn.shape or has.dtype != bool:
+            m = self.cfg.model
+            drawn = np.asarray(structure.adversary_budget, dtype=float)
+            if drawn.shape != (m.n_adversaries,):
                 raise ValueError(
-                    f"adversary_access needs one True/False per adversary (shape {drawn.shape}), "
-                    f"got {has.dtype} of shape {has.shape}"
+                    f"adversary_budget needs one budget per adversary (model.n_adversaries = "
+                    f"{m.n_adversaries}), got shape {drawn.shape}"
                 )
-            groups = []
-            for flag in (True, False):
-                part = drawn[has == flag]
-                if part.size:
-                    nodes, w = sample_nodes(part, self.sample_groups)
-                    groups.append((nodes, w * (part.size / drawn.size), float(flag)))
+            has = structure.adversary_access
+            if has is None:
+                parts = [sample_nodes(drawn, self.sample_groups)] * 2
+            else:
+                has = np.asarray(has)
+                if has.shape != drawn.shape or has.dtype != bool:
+                    raise ValueError(
+                        f"adversary_access needs one True/False per adversary (shape "
+                        f"{drawn.shape}), got {has.dtype} of shape {has.shape}"
+                    )
+                parts = [self._sample_or_none(drawn[has]), self._sample_or_none(drawn[~has])]
+                api = float(np.mean(has))
+        (nodes_in, w_in), (nodes_out, w_out) = parts
         return (
-            np.concatenate([g[0] for g in groups]),
-            np.concatenate([np.full(g[0].size, g[2]) for g in groups]),
-            np.concatenate([g[1] for g in groups]),
+            np.concatenate([nodes_in, nodes_out]),
+            np.concatenate([np.ones(nodes_in.size), np.zeros(nodes_out.size)]),
+            np.concatenate([w_in * api, w_out * (1.0 - api)]),
         )
+
+    def _sample_or_none(self, part: Float) -> tuple[Float, Float]:
+        """:func:`sample_nodes` of ``part``, or no nodes when it is empty."""
+        if part.size == 0:
+            return np.empty(0), np.empty(0)
+        return sample_nodes(part, self.sample_groups)
 
     def _evaluate(self, ctx: _Context, x: _Vars) -> dict[str, Float]:
         """Targeting, contests and what the labs face, at the current variables."""

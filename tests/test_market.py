@@ -428,11 +428,11 @@ def test_theory_takes_a_drawn_adversary_sample():
     small = MarketTheory(four, sample_groups=1)
     drawn = MarketStructure(open_weights=open_w, adversary_budget=np.array([1.0, 2.0, 3.0, 6.0]),
                             adversary_access=np.array([True, False, True, False]))  # fmt: skip
-    budgets, access, weights = small._drawn_types(drawn, api=0.9)  # api is not read
+    budgets, access, weights = small._adversary_types(drawn, api=0.9)  # api is not read
     np.testing.assert_allclose(budgets, [2.0, 4.0])
     np.testing.assert_array_equal(access, [1.0, 0.0])
     np.testing.assert_allclose(weights, [0.5, 0.5])
-    crossed = small._drawn_types(replace(drawn, adversary_access=None), api=0.9)
+    crossed = small._adversary_types(replace(drawn, adversary_access=None), api=0.9)
     np.testing.assert_allclose(crossed[0], [3.0, 3.0])  # the whole sample, crossed with api
     np.testing.assert_allclose(crossed[2], [0.9, 0.1])
     richer = MarketTheory(cfg).solve(
