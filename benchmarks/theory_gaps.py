@@ -35,6 +35,10 @@ overrides for every market, and prints one line per market:
   plain-path and give-up states (``MarketTheory(state=...)``, docs/theory.md §4.6), the
   top lab held over steps ``--hold`` (10-50, as the library does), with ``--adversaries seed``
   given each run's own adversaries;
+- ``sinks``: for one market and level and its first ``--seeds`` seeds, the lab that draws the
+  most attempts over the window (the sink), its share of them and its compromised share,
+  simulated and in the distribution option given the run's dated leaks (``--noise``,
+  ``--adversaries`` as for ``states``), docs/theory.md §4.10;
 - ``patience``: the solver's early stop of a cycling solve (docs/theory.md §4.2) against running
   all 3,000 iterations, on 42 solves: the reach-map market at ζ 1, 1.5, 2 × κ 0.5, 0.75, 1,
   every third validation market and a 3-lab market, each at both levels.
@@ -47,6 +51,8 @@ overrides for every market, and prints one line per market:
         --seed-index 2 --channel-grid 9
     .venv/bin/python -m benchmarks.theory_gaps states --market 15 --design-seed 20261211 \
         --seeds 8 --channel-grid 9
+    .venv/bin/python -m benchmarks.theory_gaps sinks --market 23 --design-seed 20261400 \
+        --seeds 20 --q 0.95 --channel-grid 9 --noise --adversaries seed
     .venv/bin/python -m benchmarks.theory_gaps residuals --q 0.75  # ζ 1.5, κ 0.5 by default
     .venv/bin/python -m benchmarks.theory_gaps patience
     .venv/bin/python -m benchmarks.theory_gaps compare --out results/validate/<run> --channel-grid 0
@@ -394,6 +400,72 @@ def _states(args) -> None:
     print("mean:", "  ".join(f"{k} {v:+.3f}" for k, v in slopes.mean().items()))
 
 
+def _sinks_task(task: tuple) -> dict:
+    """One seed at one level: which lab draws the most attempts over the window (the sink),
+    its share of them, its compromised share and N, simulated and in the distribution option
+    given the run's dated leaks (and, with ``adversaries="seed"``, its own adversaries)."""
+    base, values, r, seed, q, steps, burn_in, grid, noise, lab_step, adversaries, groups = task
+    cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
+    run = validate.window_run(
+        cfg, seed, steps, burn_in,
+        lambda model: {"attempts": model.lab.seen_attempts.sum(axis=1),
+                       "phi": model.lab.compromised.sum(axis=1)},
+    )  # fmt: skip
+    structure = validate.run_structure(
+        run["open"], run["budget"], run["opened_at"], None, "run",
+        validate.adversary_structure(run, adversaries),
+    )  # fmt: skip
+    theory = MarketTheory(cfg, channel_grid=grid, lab_step=lab_step, sample_groups=groups)
+    solved = validate.solve_run(theory, q, structure, steps, burn_in, noise)
+    leaks = ",".join("" if np.isinf(t) else str(int(t)) for t in run["opened_at"])
+    row = {"replicate": r, "open": validate.open_code(run["open"]), "leaks": leaks}
+    sides = {
+        "sim": (run["means"]["attempts"], run["means"]["phi"], float(run["means"]["N"])),
+        "theory": (solved.attempts.sum(axis=1), solved.phi, solved.net_alignment),
+    }
+    for side, (attempts, phi, n) in sides.items():
+        sink = int(np.argmax(attempts))
+        row[f"{side}_sink"] = sink + 1  # labs numbered from 1 by reach, as in the docs
+        row[f"{side}_share"] = float(attempts[sink] / max(attempts.sum(), 1e-300))
+        row[f"{side}_phi"] = float(phi[sink])
+        row[f"{side}_N"] = n
+    return row
+
+
+def _sinks(args) -> None:
+    """For one market and level, per seed: the lab that draws most of the attacks over the
+    window, simulated and in the distribution option (docs/theory.md §4.10)."""
+    if args.channel_grid <= 0 or not 0 <= args.burn_in < args.steps:
+        raise SystemExit("sinks: needs --channel-grid > 0 and 0 <= --burn-in < --steps")
+    _noise_covered("sinks", args, _base(args))
+    _step_covered("sinks", args, _base(args))
+    market = args.markets[0]
+    values = _market(market, args.design_seed)
+    seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
+    leak_seed = validate.market_leak_seed(market, args.design_seed)
+    adversaries = args.adversaries or "population"
+    tasks = [(_base(args), values, r, seed, args.q, args.steps, args.burn_in, args.channel_grid,
+              validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None,
+              args.lab_step, adversaries, args.sample_groups)
+             for r, seed in enumerate(seeds)]  # fmt: skip
+    with pools.fresh_pool(args.workers) as pool:  # workers end with this process
+        table = pd.DataFrame(list(pool.map(_sinks_task, tasks)))
+    pd.set_option("display.width", 160)
+    print(
+        f"market {market} of design {args.design_seed} at q = {args.q}, adversaries "
+        f"{adversaries}{' on stochastic paths' if args.noise else ''}: per seed the lab that "
+        "draws the most attempts over the window (labs numbered from 1 by reach; leaks: the "
+        "step each closed lab's weights leaked), its share of the attempts and its compromised "
+        "share"
+    )
+    print(table.round(3).to_string(index=False))
+    same = int((table["sim_sink"] == table["theory_sink"]).sum())
+    print(
+        f"same sink in {same} of {len(table)} seeds; mean N simulated "
+        f"{table['sim_N'].mean():+.3f}, theory {table['theory_N'].mean():+.3f}"
+    )
+
+
 def _reach_market() -> tuple[dict, int]:
     import yaml
 
@@ -615,15 +687,18 @@ def main(argv: list[str] | None = None) -> int:
             "patience",
             "compare",
             "states",
+            "sinks",
         ),
     )
     parser.add_argument("--markets", "--market", default="16", help="comma-separated indices")
-    parser.add_argument("--seeds", type=int, default=4, help="paired seeds (leaks, window, states)")
+    parser.add_argument(
+        "--seeds", type=int, default=4, help="paired seeds (leaks, window, states, sinks)"
+    )
     parser.add_argument(
         "--seed-index", type=int, default=0, help="which seed (channels, churn, defence)"
     )
     parser.add_argument(
-        "--q", type=float, default=SECANT[1], help="level (channels, churn, defence)"
+        "--q", type=float, default=SECANT[1], help="level (channels, churn, defence, sinks)"
     )
     parser.add_argument("--reach-exponent", type=float, default=1.5, help="(residuals)")
     parser.add_argument("--coupling", type=float, default=0.5, help="(residuals)")
@@ -660,14 +735,14 @@ def main(argv: list[str] | None = None) -> int:
         "--noise",
         action="store_true",
         help="the theory on stochastic paths, seeded as paradox validate --noise seeds them "
-        "(compare, states; docs/theory.md §4.9)",
+        "(compare, states, sinks; docs/theory.md §4.9)",
     )
     parser.add_argument(
         "--noise-stream",
         type=int,
         default=1,
-        help="which stream of stochastic paths (compare, states; 1: the one paradox validate "
-        "--noise uses, others: the theory's own Monte Carlo spread; %(default)s)",
+        help="which stream of stochastic paths (compare, states, sinks; 1: the one paradox "
+        "validate --noise uses, others: the theory's own Monte Carlo spread; %(default)s)",
     )
     parser.add_argument(
         "--lab-rounds",
@@ -681,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=LAB_STEPS,
         default="joint",
         help="how the theory's labs move along the path: their joint best response, or the "
-        "model's own step (compare, states, defence; not learning.lab.rule; docs/theory.md "
+        "model's own step (compare, states, defence, sinks; not learning.lab.rule; docs/theory.md "
         "§4.1; %(default)s)",
     )
     parser.add_argument(
@@ -689,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=validate.ADVERSARIES,
         default=None,
         help="the theory's adversary budgets: the configured lognormal, or each run's own draw "
-        "(compare: the folder's own by default; states: population by default; paradox "
+        "(compare: the folder's own by default; states, sinks: population by default; paradox "
         "validate --adversaries; docs/theory.md §4.10)",
     )
     parser.add_argument(
@@ -697,11 +772,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="quantile groups of a run's own adversary budgets with --adversaries seed "
-        "(compare, states; default twice the 12 budget nodes; 12 reproduces the ninth design's "
-        "measurements, docs/theory.md §4.10)",
+        "(compare, states, sinks; default twice the 12 budget nodes; 12 reproduces the ninth "
+        "design's measurements, docs/theory.md §4.10)",
     )
     parser.add_argument("--out", default=None, help="a paradox validate folder (compare)")
-    parser.add_argument("--workers", type=int, default=2, help="processes (compare)")
+    parser.add_argument("--workers", type=int, default=2, help="processes (compare, states, sinks)")
     parser.add_argument("--save", default=None, help="CSV for the rescored table (compare)")
     parser.add_argument(
         "--save-runs",
@@ -723,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
         "patience": _patience,
         "compare": _compare,
         "states": _states,
+        "sinks": _sinks,
     }
     if args.what in single:
         single[args.what](args)

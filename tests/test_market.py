@@ -642,6 +642,37 @@ def test_theory_gaps_states_prints_both_states_beside_the_simulation(capsys):
                           "--set", "learning.adversary.rule=best_response"])  # fmt: skip
 
 
+def test_theory_gaps_sinks_names_each_seeds_most_attacked_lab(capsys):
+    """`sinks` (docs/theory.md §4.10): per seed the lab drawing most attempts, simulated and in
+    the theory; the simulated N is the run's window mean."""
+    from benchmarks import theory_gaps
+    from experiments import validate
+
+    args = ["--markets", "30", "--seeds", "2", "--steps", "40", "--burn-in", "20", "--q",
+            "0.75", "--channel-grid", "3", "--workers", "1", "--noise"]  # fmt: skip
+    theory_gaps.main(["sinks", *args])
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    header = next(line for line in lines if "sim_sink" in line).split()
+    assert header == ["replicate", "open", "leaks", "sim_sink", "sim_share", "sim_phi", "sim_N",
+                      "theory_sink", "theory_share", "theory_phi", "theory_N"]  # fmt: skip
+    rows = [line.split() for line in lines if re.match(r"\s*[01]\s+[01]{5}\s", line)]
+    assert len(rows) == 2, out
+    values = theory_gaps._market(30)
+    cfg = validate.market_config(config_from_flat(), {**values, "model.fixed_alignment": 0.75})
+    seed = validate.paired_seeds(validate.DEFAULT_SEEDS)[0]
+    run = validate.window_run(cfg, seed, 40, 20)
+    assert float(rows[0][-5]) == pytest.approx(run["means"]["N"], abs=5e-4)
+    for row in rows:  # counted from the end: the leak steps are one field of commas
+        sinks, shares = [int(row[-8]), int(row[-4])], [float(row[-7]), float(row[-3])]
+        assert all(1 <= k <= cfg.model.n_labs for k in sinks), row
+        assert all(1 / cfg.model.n_labs <= x <= 1 for x in shares), row
+    assert re.fullmatch(r"same sink in [0-2] of 2 seeds; mean N simulated \S+, theory \S+",
+                        lines[-1]), out  # fmt: skip
+    with pytest.raises(SystemExit, match="channel-grid"):
+        theory_gaps.main(["sinks", "--markets", "30", "--channel-grid", "0"])
+
+
 def test_a_cycling_solve_stops_early_and_a_converging_one_is_untouched():
     reach_market = {"model.n_labs": 8, "model.n_adversaries": 300, "model.attacker_value": 80.0,
                     "model.adversary_budget_mean": 1.0}  # fmt: skip
