@@ -136,6 +136,17 @@ NINTH_DESIGN_SEED = 20261400
 #: agree wherever the simulated sign is clear. Leak seeds 20261451-482 overlap no earlier
 #: design's.
 TENTH_DESIGN_SEED = 20261450
+#: Rule (4) of the tenth design, added on 2026-12-07 while its simulations ran and before any
+#: of its results was read: its runs are also scored with the labs on the simulation's own step
+#: (``theory_gaps compare --channel-grid 9 --noise --adversaries seed --lab-step model``, found
+#: post hoc on the ninth design's market 23, where it puts the sink on the same lab as the run
+#: in 19 of 20 seeds against 11 for the joint step). It becomes the recommended lab step only if
+#: it is within tolerance in more markets than the joint step with no more sign errors. The
+#: acceptance stays with the joint step on the tenth design; a recommended model step is judged
+#: on an eleventh design, seed 20261500, fixed here before any run on it (``paradox validate
+#: --design-seed 20261500 --channel-grid 9 --leaks run --noise --adversaries seed --lab-step
+#: model``, met on the same terms). Leak seeds 20261501-532 overlap no earlier design's.
+ELEVENTH_DESIGN_SEED = 20261500
 #: What the theory takes of a run's adversaries (``--adversaries``): the configured budget
 #: distribution, or the seed's own draw (:func:`adversary_structure`).
 ADVERSARIES = ("population", "seed")
@@ -627,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{SEVENTH_DESIGN_SEED}, to choose between the plain and stochastic paths and the labs' "
         f"rules, the eighth, {EIGHTH_DESIGN_SEED}, to judge the theory they chose, the ninth, "
         f"{NINTH_DESIGN_SEED}, before the theory took each run's own adversaries, the tenth, "
-        f"{TENTH_DESIGN_SEED}, to judge the theory then recommended)",
+        f"{TENTH_DESIGN_SEED}, to judge the theory then recommended, the eleventh, "
+        f"{ELEVENTH_DESIGN_SEED}, to judge the labs on the simulation's own step)",
     )
     parser.add_argument(
         "--leaks",
