@@ -134,7 +134,9 @@ NINTH_DESIGN_SEED = 20261400
 #: ``--channel-grid 9 --leaks run --noise --adversaries seed`` with a run's sample cut into 24
 #: groups (commit bcb143b). Met only if every market is within max(0.03, 2 SE) and the signs
 #: agree wherever the simulated sign is clear. Leak seeds 20261451-482 overlap no earlier
-#: design's.
+#: design's. Measured on 2026-12-07 (begun at 63e8e7d, resumed at 99b08d4, bit for bit the same
+#: solves): 32 of 32 within tolerance, 31 of 31 clear signs agreeing, so the acceptance is met
+#: (docs/theory.md §4.10).
 TENTH_DESIGN_SEED = 20261450
 #: Rule (4) of the tenth design, added on 2026-12-07 while its simulations ran and before any
 #: of its results was read: its runs are also scored with the labs on the simulation's own step
