@@ -588,7 +588,7 @@ def regime_boundary(table: pd.DataFrame, summary: dict) -> tuple[Figure, str]:
         if "meanfield_kappa_star" in table:
             mf = table.dropna(subset=["meanfield_kappa_star"])
             ax.plot(mf["meanfield_kappa_star"], mf["top_lab_reach"], "--", color=PALETTE[6],
-                    label="mean field (§3, identical labs)")  # fmt: skip
+                    label="mean field (§2, identical labs)")  # fmt: skip
         ax.set_xlim(max(0.0, k_lo - 0.05), min(1.0, k_hi) + 0.05)
         ax.set_xlabel("paradox coupling κ")
         ax.set_ylabel("top lab's reach $w_1$")
