@@ -154,6 +154,31 @@ ELEVENTH_DESIGN_SEED = 20261500
 ADVERSARIES = ("population", "seed")
 #: The command's defaults: markets drawn, paired seeds per market, steps, steps left out.
 DEFAULT_MARKETS, DEFAULT_SEEDS, DEFAULT_STEPS, DEFAULT_BURN_IN = 32, 20, 600, 150
+#: The theory settings of ``paradox validate`` without options: the point theory, which the
+#: first design measured and which costs least.
+PLAIN_THEORY = {"channel_grid": 0, "leaks": "drawn", "noise": False, "adversaries": "population"}
+#: ``--recommended``: the theory that met the acceptance on the tenth design (docs/theory.md
+#: §4.10), the stochastic paths given each run's dated leaks and own adversaries.
+RECOMMENDED_THEORY = {"channel_grid": 9, "leaks": "run", "noise": True, "adversaries": "seed"}
+
+
+def theory_settings(given: dict, recommended: bool) -> dict:
+    """The theory options of one ``paradox validate`` call: ``given`` holds the ones set on the
+    command line (None where not set), filled from :data:`RECOMMENDED_THEORY` with
+    ``recommended`` and from :data:`PLAIN_THEORY` otherwise. An option set to another value
+    than ``--recommended``'s is refused rather than silently overridden or obeyed."""
+    fill = RECOMMENDED_THEORY if recommended else PLAIN_THEORY
+    out = {}
+    for key, value in fill.items():
+        chosen = given.get(key)
+        if recommended and chosen is not None and chosen != value:
+            flag = "--" + key.replace("_", "-")
+            raise ParameterError(
+                flag, chosen, f"{value} with --recommended, or drop --recommended to choose it"
+            )
+        out[key] = value if chosen is None else chosen
+    return out
+
 
 #: Factor ranges (docs/theory.md §4.7). "log" factors are uniform in the logarithm.
 RANGES: dict[str, tuple[float, float, str]] = {
@@ -622,10 +647,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--channel-grid",
         type=int,
-        default=0,
+        default=None,
         help="theory: 0 solves each adversary type's channel propensities as a point; a "
         "positive multiple of 3 keeps their distribution on a simplex grid of that resolution "
-        "(docs/theory.md §4.1; %(default)s)",
+        "(docs/theory.md §4.1; 0)",
     )
     parser.add_argument(
         "--design-seed",
@@ -646,10 +671,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--leaks",
         choices=("drawn", "run"),
-        default="drawn",
+        default=None,
         help="what the theory knows of a run's leaks: a leak time drawn independently of the run "
         "(drawn), or the run's own leaks, dated (run; needs --channel-grid > 0); docs/theory.md "
-        "§4.2 (%(default)s)",
+        "§4.2 (drawn)",
     )
     parser.add_argument(
         "--state",
@@ -664,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--noise",
         action="store_true",
+        default=None,
         help="theory: each seed's path draws the attempts and successes it counts instead of "
         "taking their means, so it can switch between stationary states as a run can (needs "
         "--channel-grid > 0); docs/theory.md §4.9",
@@ -680,16 +706,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--adversaries",
         choices=ADVERSARIES,
-        default="population",
+        default=None,
         help="theory: the adversaries' budgets as the configured lognormal (population), or each "
         "run's own draw of them, grouped into quantile nodes apart for adversaries with and "
         "without query access (seed), as the theory already takes the run's lab budgets and "
-        "open weights; docs/theory.md §4.10 (%(default)s)",
+        "open weights; docs/theory.md §4.10 (population)",
+    )
+    parser.add_argument(
+        "--recommended",
+        action="store_true",
+        help="theory: the one that met the acceptance on the tenth design, the same as "
+        "--channel-grid 9 --leaks run --noise --adversaries seed (about an hour with 2 "
+        "workers); docs/theory.md §4.10",
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        given = {key: getattr(args, key) for key in PLAIN_THEORY}
+        for key, value in theory_settings(given, args.recommended).items():
+            setattr(args, key, value)
         for name, value, lo in (
             ("--markets", args.markets, 2),
             ("--seeds", args.seeds, 2),

@@ -13,7 +13,7 @@ import pytest
 from scipy import optimize
 
 from sim.analysis import with_values
-from sim.config import config_from_flat
+from sim.config import ParameterError, config_from_flat
 from sim.market import (
     SECANT,
     MarketStructure,
@@ -549,6 +549,10 @@ def test_compare_rescores_a_folder_with_its_own_adversaries(tmp_path, capsys):
         ),
         (["--lab-step", "stepwise"], "--lab-step"),
         (["--adversaries", "crowd"], "--adversaries"),
+        (["--recommended", "--channel-grid", "0"], "9 with --recommended"),
+        (["--recommended", "--leaks", "drawn"], "'--leaks': 'drawn'"),
+        (["--recommended", "--adversaries", "population"], "drop --recommended"),
+        (["--recommended", "learning.adversary.rule=best_response"], "Roth–Erev"),
     ],
 )
 def test_validate_refuses_bad_input(tmp_path, args, needle):
@@ -558,21 +562,59 @@ def test_validate_refuses_bad_input(tmp_path, args, needle):
     assert not (tmp_path / "v").exists()
 
 
+def test_recommended_is_the_accepted_theory_and_fills_only_what_is_not_set(tmp_path):
+    """``paradox validate --recommended`` is the theory of the tenth design's acceptance
+    (docs/theory.md §4.10); without it the unset options are the point theory's."""
+    from experiments.validate import RECOMMENDED_THEORY, theory_settings
+
+    unset = dict.fromkeys(RECOMMENDED_THEORY)
+    assert theory_settings(unset, True) == {
+        "channel_grid": 9, "leaks": "run", "noise": True, "adversaries": "seed"
+    }  # fmt: skip
+    assert theory_settings(unset, False) == {
+        "channel_grid": 0, "leaks": "drawn", "noise": False, "adversaries": "population"
+    }  # fmt: skip
+    same = {**unset, "channel_grid": 9, "noise": True}  # repeating a setting is no conflict
+    assert theory_settings(same, True) == theory_settings(unset, True)
+    chosen = {**unset, "channel_grid": 3, "leaks": "run"}
+    assert theory_settings(chosen, False) == {
+        "channel_grid": 3, "leaks": "run", "noise": False, "adversaries": "population"
+    }  # fmt: skip
+    with pytest.raises(ParameterError, match="--channel-grid"):
+        theory_settings(chosen, True)
+    out = tmp_path / "v"  # the command records what it ran, so a resume keeps the theory
+    args = ["--markets", "2", "--seeds", "2", "--steps", "30", "--burn-in", "20", "--workers", "1"]
+    done = paradox("validate", "--recommended", *args, "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "validation_design.json").read_text())
+    assert {k: manifest[k] for k in RECOMMENDED_THEORY} == RECOMMENDED_THEORY
+    spelled = paradox("validate", *args, "--channel-grid", "9", "--leaks", "run", "--noise",
+                      "--adversaries", "seed", "--out", str(out), cwd=tmp_path)  # fmt: skip
+    assert spelled.returncode == 0, spelled.stderr  # the same design: it resumes
+    plain = paradox("validate", *args, "--out", str(out), cwd=tmp_path)
+    assert plain.returncode == 2 and "another design" in plain.stderr
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("grid", [0, 9])
-def test_validation_reduced(grid):
-    """A reduced `paradox validate`: the theory (point, and the propensity distribution) within
-    tolerance on most random markets and rarely of the opposite sign where the simulated sign
-    is clear."""
+@pytest.mark.parametrize("theory", ["point", "grid", "recommended"])
+def test_validation_reduced(theory):
+    """A reduced `paradox validate`: the theory (point, the propensity distribution, and the
+    recommended stochastic paths given each run's leaks and adversaries) within tolerance on
+    most random markets and rarely of the opposite sign where the simulated sign is clear."""
     import tempfile
     from pathlib import Path
 
-    from experiments.validate import run_validation
+    from experiments.validate import RECOMMENDED_THEORY, run_validation
 
+    settings = {
+        "point": {"channel_grid": 0},
+        "grid": {"channel_grid": 9},
+        "recommended": RECOMMENDED_THEORY,
+    }[theory]
     with tempfile.TemporaryDirectory() as tmp:
         table, summary = run_validation(
             Path(tmp), base=config_from_flat(), markets=8, seeds=6, steps=400, burn_in=100,
-            workers=2, channel_grid=grid, progress=False,
+            workers=2, progress=False, **settings,
         )  # fmt: skip
     assert summary["fraction_within"] >= 0.6
     clear = table[table["sim_sign_clear"]]
