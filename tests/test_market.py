@@ -303,6 +303,47 @@ def test_mean_field_weights_attacks_on_few_open_labs_stay_finite():
     assert np.isfinite(phi).all() and phi.between(0.0, 1.0).all()
 
 
+@pytest.mark.parametrize("open_share", [0.05, 0.3, 0.7])
+def test_mean_field_weights_attacks_compromise_only_the_open_share(open_share):
+    """The mean field's weights attacks land on the open labs only: with no query attacks the
+    expected fresh compromise is the open share times what the open labs lose, and never
+    more than the open share of the clean use (docs/theory.md §2)."""
+    from sim.meanfield import MeanField
+
+    mf = MeanField(config_from_flat(n_labs=10, n_adversaries=200, compromise_share=0.2))
+    m = mf.cfg.model
+    view = {"shares": np.array([1.0, 0.0, 0.0]), "p": np.array([0.4, 0.3, 0.2]),
+            "attempting": 0.5, "open": open_share}  # fmt: skip
+    carried = 0.3
+    fresh, split = mf._fresh(view, carried)
+    hit = m.compromise_share * 0.4 / m.n_labs / open_share  # per attempt, on an open lab
+    expected = open_share * (1.0 - (1.0 - hit) ** (0.5 * m.n_adversaries))
+    assert fresh == pytest.approx((1.0 - carried) * expected, rel=1e-12)
+    assert fresh <= (1.0 - carried) * open_share
+    np.testing.assert_allclose(split, [1.0, 0.0, 0.0])
+    everyone = mf._fresh({**view, "open": 1.0}, carried)[0]  # all open: the plain formula
+    plain = 1.0 - (1.0 - m.compromise_share * 0.4 / m.n_labs) ** (0.5 * m.n_adversaries)
+    assert everyone == pytest.approx((1.0 - carried) * plain, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("deeper", "easier", "words"),
+    [
+        (1.049, 0.064, "mostly deeper inversion of compromised use, not easier attacks"),
+        (0.10, 0.90, "mostly easier attacks, the paradox of the article"),
+        (0.50, 0.40, "both deeper inversion and easier attacks"),
+        (0.90, -0.14, "all of it deeper inversion of compromised use (deeper 0.90); attacks did "
+         "not get easier (easier -0.14)"),
+        (float("nan"), 0.1, "its parts were not estimated"),
+    ],
+)  # fmt: skip
+def test_mechanism_text_names_the_part_that_carries_the_fall(deeper, easier, words):
+    """The report's words for a fall (docs/theory.md §4.3) follow the easier part's share."""
+    from sim.market import mechanism_text
+
+    assert mechanism_text(deeper, easier).startswith(words)
+
+
 def test_open_weights_route_weights_attacks():
     """Weights attacks land only on labs whose weights are open."""
     cfg = config_from_flat(n_labs=4, n_adversaries=200, fixed_alignment=0.8)
