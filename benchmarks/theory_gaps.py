@@ -403,7 +403,9 @@ def _states(args) -> None:
 def _sinks_task(task: tuple) -> dict:
     """One seed at one level: which lab draws the most attempts over the window (the sink),
     its share of them, its compromised share and N, simulated and in the distribution option
-    given the run's dated leaks (and, with ``adversaries="seed"``, its own adversaries)."""
+    given the run's dated leaks (and, with ``adversaries="seed"``, its own adversaries). The
+    simulated attempts are the window mean of what the labs see (their smoothed count, whose
+    mean is the raw count's up to the window's two ends), the theory's its expected ones."""
     base, values, r, seed, q, steps, burn_in, grid, noise, lab_step, adversaries, groups = task
     cfg = validate.market_config(base, {**values, "model.fixed_alignment": q})
     run = validate.window_run(

@@ -138,18 +138,19 @@ NINTH_DESIGN_SEED = 20261400
 #: solves): 32 of 32 within tolerance, 31 of 31 clear signs agreeing, so the acceptance is met
 #: (docs/theory.md §4.10).
 TENTH_DESIGN_SEED = 20261450
-#: Rule (4) of the tenth design, added on 2026-12-07 while its simulations ran and before any
-#: of its results was read: its runs are also scored with the labs on the simulation's own step
-#: (``theory_gaps compare --channel-grid 9 --noise --adversaries seed --lab-step model``, found
-#: post hoc on the ninth design's market 23, where it puts the sink on the same lab as the run
-#: in 19 of 20 seeds against 11 for the joint step). It becomes the recommended lab step only if
-#: it is within tolerance in more markets than the joint step with no more sign errors. The
-#: acceptance stays with the joint step on the tenth design; a recommended model step is judged
-#: on an eleventh design, seed 20261500, fixed here before any run on it (``paradox validate
-#: --design-seed 20261500 --channel-grid 9 --leaks run --noise --adversaries seed --lab-step
-#: model``, met on the same terms). Leak seeds 20261501-532 overlap no earlier design's.
-#: Measured on 2026-12-07: the model step is within tolerance in 32 of 32 markets too, not
-#: more, so the joint step stays and the eleventh design was not run (docs/theory.md §4.10).
+#: Rule (4) of the tenth design, added on 2026-12-07 while its simulations ran (21 of 32
+#: markets written to their files, none read, no table yet): its runs are also scored with the
+#: labs on the simulation's own step (``theory_gaps compare --channel-grid 9 --noise
+#: --adversaries seed --lab-step model``, found post hoc on the ninth design's market 23, where
+#: it puts the sink on the same lab as the run in 19 of 20 seeds against 11 for the joint step).
+#: It becomes the recommended lab step only if it is within tolerance in more markets than the
+#: joint step with no more sign errors. The acceptance stays with the joint step on the tenth
+#: design; a recommended model step is judged on an eleventh design, seed 20261500, fixed here
+#: before any run on it (``paradox validate --design-seed 20261500 --channel-grid 9 --leaks run
+#: --noise --adversaries seed --lab-step model``, met on the same terms). Leak seeds
+#: 20261501-532 overlap no earlier design's. Measured on 2026-12-07: the model step is within
+#: tolerance in 32 of 32 markets too, not more, so the joint step stays and the eleventh design
+#: was not run (docs/theory.md §4.10).
 ELEVENTH_DESIGN_SEED = 20261500
 #: What the theory takes of a run's adversaries (``--adversaries``): the configured budget
 #: distribution, or the seed's own draw (:func:`adversary_structure`).
@@ -652,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="theory: 0 solves each adversary type's channel propensities as a point; a "
         "positive multiple of 3 keeps their distribution on a simplex grid of that resolution "
-        "(docs/theory.md §4.1; 0)",
+        f"(docs/theory.md §4.1; {PLAIN_THEORY['channel_grid']})",
     )
     parser.add_argument(
         "--design-seed",
@@ -676,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="what the theory knows of a run's leaks: a leak time drawn independently of the run "
         "(drawn), or the run's own leaks, dated (run; needs --channel-grid > 0); docs/theory.md "
-        "§4.2 (drawn)",
+        f"§4.2 ({PLAIN_THEORY['leaks']})",
     )
     parser.add_argument(
         "--state",
@@ -712,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         help="theory: the adversaries' budgets as the configured lognormal (population), or each "
         "run's own draw of them, grouped into quantile nodes apart for adversaries with and "
         "without query access (seed), as the theory already takes the run's lab budgets and "
-        "open weights; docs/theory.md §4.10 (population)",
+        f"open weights; docs/theory.md §4.10 ({PLAIN_THEORY['adversaries']})",
     )
     parser.add_argument(
         "--recommended",

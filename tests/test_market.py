@@ -592,7 +592,8 @@ def test_compare_rescores_a_folder_with_its_own_adversaries(tmp_path, capsys):
         (["--adversaries", "crowd"], "--adversaries"),
         (["--recommended", "--channel-grid", "0"], "9 with --recommended"),
         (["--recommended", "--leaks", "drawn"], "'--leaks': 'drawn'"),
-        (["--recommended", "--adversaries", "population"], "drop --recommended"),
+        (["--recommended", "--adversaries", "population"], "'--adversaries': 'population'"),
+        (["--recommended", "--channel-grid", "3"], "drop --recommended"),
         (["--recommended", "learning.adversary.rule=best_response"], "Roth–Erev"),
     ],
 )
@@ -739,7 +740,7 @@ def test_theory_gaps_sinks_names_each_seeds_most_attacked_lab(capsys):
     header = next(line for line in lines if "sim_sink" in line).split()
     assert header == ["replicate", "open", "leaks", "sim_sink", "sim_share", "sim_phi", "sim_N",
                       "theory_sink", "theory_share", "theory_phi", "theory_N"]  # fmt: skip
-    rows = [line.split() for line in lines if re.match(r"\s*[01]\s+[01]{5}\s", line)]
+    rows = [line.split() for line in lines if re.match(r"\s*[01]\s+[01]+\s", line)]
     assert len(rows) == 2, out
     values = theory_gaps._market(30)
     cfg = validate.market_config(config_from_flat(), {**values, "model.fixed_alignment": 0.75})

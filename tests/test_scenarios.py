@@ -96,13 +96,9 @@ def test_market_scenarios_sit_on_their_side_of_the_boundary(name, paradox, compo
     validation's tolerance (`paradox validate`'s comparison on 6 paired seeds)."""
     from experiments import validate
 
-    cfg = to_config(compose_config(f"scenario={name}"))
-    values = {
-        "model.coupling": cfg.model.coupling,
-        "model.reach_exponent": cfg.model.reach_exponent,
-    }
+    cfg = to_config(compose_config(f"scenario={name}"))  # the whole scenario is the market
     seeds = validate.paired_seeds(6)
-    runs = validate.validate_market(Config(), values, seeds, steps=600, burn_in=150, leak_seed=1)
+    runs = validate.validate_market(cfg, {}, seeds, steps=600, burn_in=150, leak_seed=1)
     market = validate.summarise_market(runs)
     assert market["sim_sign_clear"], market
     assert (market["sim_slope"] < 0) == paradox, market
