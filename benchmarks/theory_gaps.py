@@ -789,6 +789,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lab_rounds < 0:
         raise SystemExit(f"--lab-rounds must be an integer >= 0, got {args.lab_rounds}")
+    if not 1 <= args.seeds <= validate.DEFAULT_SEEDS:  # the design's paired seeds
+        raise SystemExit(
+            f"--seeds must be an integer in [1, {validate.DEFAULT_SEEDS}], got {args.seeds}"
+        )
     if args.sample_groups is not None and args.sample_groups < 1:
         raise SystemExit(f"--sample-groups must be an integer >= 1, got {args.sample_groups}")
     args.markets = [int(m) for m in str(args.markets).split(",")]

@@ -755,6 +755,8 @@ def test_theory_gaps_sinks_names_each_seeds_most_attacked_lab(capsys):
                         lines[-1]), out  # fmt: skip
     with pytest.raises(SystemExit, match="channel-grid"):
         theory_gaps.main(["sinks", "--markets", "30", "--channel-grid", "0"])
+    with pytest.raises(SystemExit, match=r"--seeds must be an integer in \[1, 20\], got 21"):
+        theory_gaps.main(["sinks", "--markets", "30", "--channel-grid", "3", "--seeds", "21"])
 
 
 def test_a_cycling_solve_stops_early_and_a_converging_one_is_untouched():
