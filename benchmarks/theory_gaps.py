@@ -324,9 +324,9 @@ def _states_task(task: tuple) -> dict:
         lambda model: {"D": _defence_spending(model)[0],
                        "Phi_sq": model.outcomes["compromised_share"] ** 2},
     )  # fmt: skip
-    structure = MarketStructure(
-        open_weights=run["open"].astype(float), budget=run["budget"], opened_at=run["opened_at"],
-        **validate.adversary_structure(run, adversaries),
+    structure = validate.run_structure(
+        run["open"], run["budget"], run["opened_at"], None, "run",
+        validate.adversary_structure(run, adversaries),
     )  # fmt: skip
     means = run["means"]
     row = {"seed": seed, "q": q, "open": validate.open_code(run["open"]),
@@ -356,16 +356,24 @@ def _states_task(task: tuple) -> dict:
     return row
 
 
+def _one_market(what: str, args) -> tuple[int, dict, list[int], int]:
+    """The first of ``--markets`` for a per-seed study (``states``, ``sinks``): its index, its
+    design values, its first ``--seeds`` paired seeds and its leak seed, after refusing
+    ``--noise`` and ``--lab-step`` where the theory cannot take them."""
+    _noise_covered(what, args, _base(args))
+    _step_covered(what, args, _base(args))
+    market = args.markets[0]
+    seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
+    return (market, _market(market, args.design_seed), seeds,
+            validate.market_leak_seed(market, args.design_seed))  # fmt: skip
+
+
 def _states(args) -> None:
     """For one market and its first ``--seeds`` seeds, at both levels: the simulation against
     the distribution option's two states (docs/theory.md §4.6, "Multiple stationary states")."""
     if args.channel_grid <= 0:
         raise SystemExit("states: needs --channel-grid > 0 (the give-up state is a path)")
-    _noise_covered("states", args, _base(args))
-    _step_covered("states", args, _base(args))
-    market = args.markets[0]
-    values = _market(market, args.design_seed)
-    seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
+    market, values, seeds, leak_seed = _one_market("states", args)
     try:  # the theory refuses a hold that is not a step range or would reach the window
         hold = tuple(int(t) for t in args.hold.split("-"))
         theory = MarketTheory(_base(args), channel_grid=args.channel_grid, state="give_up",
@@ -373,7 +381,6 @@ def _states(args) -> None:
         theory.check_warmup(args.burn_in)
     except ValueError as err:
         raise SystemExit(f"states: --hold {args.hold}: {err}") from None
-    leak_seed = validate.market_leak_seed(market, args.design_seed)
     tasks = [(_base(args), values, seed, q, args.steps, args.burn_in, args.channel_grid, hold,
               validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None,
               args.lab_rounds, args.lab_step, args.adversaries or "population",
@@ -419,8 +426,8 @@ def _sinks_task(task: tuple) -> dict:
     )  # fmt: skip
     theory = MarketTheory(cfg, channel_grid=grid, lab_step=lab_step, sample_groups=groups)
     solved = validate.solve_run(theory, q, structure, steps, burn_in, noise)
-    leaks = ",".join("" if np.isinf(t) else str(int(t)) for t in run["opened_at"])
-    row = {"replicate": r, "open": validate.open_code(run["open"]), "leaks": leaks}
+    row = {"replicate": r, "open": validate.open_code(run["open"]),
+           "leaks": validate.leak_code(run["opened_at"])}  # fmt: skip
     sides = {
         "sim": (run["means"]["attempts"], run["means"]["phi"], float(run["means"]["N"])),
         "theory": (solved.attempts.sum(axis=1), solved.phi, solved.net_alignment),
@@ -439,12 +446,7 @@ def _sinks(args) -> None:
     window, simulated and in the distribution option (docs/theory.md §4.10)."""
     if args.channel_grid <= 0 or not 0 <= args.burn_in < args.steps:
         raise SystemExit("sinks: needs --channel-grid > 0 and 0 <= --burn-in < --steps")
-    _noise_covered("sinks", args, _base(args))
-    _step_covered("sinks", args, _base(args))
-    market = args.markets[0]
-    values = _market(market, args.design_seed)
-    seeds = validate.paired_seeds(validate.DEFAULT_SEEDS, args.design_seed)[: args.seeds]
-    leak_seed = validate.market_leak_seed(market, args.design_seed)
+    market, values, seeds, leak_seed = _one_market("sinks", args)
     adversaries = args.adversaries or "population"
     tasks = [(_base(args), values, r, seed, args.q, args.steps, args.burn_in, args.channel_grid,
               validate.noise_seed(leak_seed, r, args.noise_stream) if args.noise else None,
@@ -570,11 +572,7 @@ def _rescore(task: tuple) -> pd.DataFrame:
             if leak is None:
                 leak = theory.with_leaks(open0, leak_rng, burn_in + 1, steps)
             dated = leaks == "run" and grid  # the point theory always takes the drawn leak
-            opened = (
-                np.array([float(t) if t else np.inf for t in row["opened_at"].split(",")])
-                if dated
-                else None
-            )
+            opened = validate.leak_dates(row["opened_at"]) if dated else None
             structure = validate.run_structure(
                 open0, budget, opened, leak, "run" if dated else "drawn",
                 validate.adversary_structure(validate.drawn_adversaries(model), adversaries),

@@ -343,6 +343,16 @@ def open_code(open_weights: np.ndarray) -> str:
     return "".join("1" if o else "0" for o in open_weights)
 
 
+def leak_code(opened_at: np.ndarray) -> str:
+    """A run's leak steps, comma-separated per lab (empty where no leak opened its weights)."""
+    return ",".join("" if np.isinf(t) else str(int(t)) for t in opened_at)
+
+
+def leak_dates(code: str) -> np.ndarray:
+    """The inverse of :func:`leak_code`: per lab the leak step, ``inf`` where there was none."""
+    return np.array([float(t) if t else np.inf for t in code.split(",")])
+
+
 def validate_market(
     base: Config,
     values: dict,
@@ -396,9 +406,7 @@ def validate_market(
                     "converged": solved.converged,
                     "top_lab_open": bool(open0[0]),
                     "open_initial": open_code(open0),
-                    "opened_at": ",".join(
-                        "" if np.isinf(t) else str(int(t)) for t in run["opened_at"]
-                    ),
+                    "opened_at": leak_code(run["opened_at"]),
                 }
             )
     return pd.DataFrame(rows)

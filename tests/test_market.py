@@ -604,6 +604,17 @@ def test_validate_refuses_bad_input(tmp_path, args, needle):
     assert not (tmp_path / "v").exists()
 
 
+def test_leak_steps_are_written_and_read_back_per_lab():
+    """The validation table's ``opened_at`` (validate.leak_code) reads back exactly, with no
+    leak as an empty field (validate.leak_dates, which theory_gaps compare uses)."""
+    from experiments.validate import leak_code, leak_dates
+
+    opened = np.array([np.inf, 34.0, np.inf, 302.0])
+    assert leak_code(opened) == ",34,,302"
+    np.testing.assert_array_equal(leak_dates(leak_code(opened)), opened)
+    assert np.isinf(leak_dates(leak_code(np.full(3, np.inf)))).all()
+
+
 def test_recommended_is_the_accepted_theory_and_fills_only_what_is_not_set(tmp_path):
     """``paradox validate --recommended`` is the theory of the tenth design's acceptance
     (docs/theory.md §4.10); without it the unset options are the point theory's."""
